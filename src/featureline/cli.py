@@ -1,0 +1,132 @@
+"""The `featureline` command line. Each command is thin: parse options, call one library
+function, print, and map errors to exit codes (0 ok, 1 problems found, 2 usage/config).
+
+Heavy libraries (pydantic, pyarrow, duckdb, sqlglot, kafka, redis) are imported inside
+commands, never at module import, so `featureline --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="featureline",
+    help="A streaming feature store with data contracts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProjectOpt = typer.Option(".", "--project", "-p", envvar="FEATURELINE_PROJECT", help="Project directory (or any directory below it).")
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def handle_errors(fn):
+    """SpecError -> its problems on stderr, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .errors import SpecError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as e:
+            _err(e.render())
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@handle_errors
+def check(project: Path = ProjectOpt) -> None:
+    """Parse, cross-check and compile the project; print a summary."""
+    from .compiler import compile_project
+
+    plan = compile_project(project)
+    n_feat = sum(len(v.features) for v in plan.views.values())
+    print(f"ok: project `{plan.project.name}` compiles")
+    print(f"  {len(plan.contracts)} contracts: {', '.join(f'{c.id} v{c.version}' for c in plan.contracts.values())}")
+    ents = ", ".join(f"{e.name} ({'/'.join(e.join_keys)})" for e in plan.entities.values())
+    print(f"  {len(plan.entities)} entities: {ents}")
+    print(f"  {len(plan.sources)} sources: {', '.join(_source_line(s) for s in plan.sources.values())}")
+    print(f"  {len(plan.views)} feature views, {n_feat} features:")
+    for v in plan.views.values():
+        print(f"    {v.name:<24} {v.kind:<7} {len(v.features):>3} features  entity={v.entity} source={v.source}" + (f" where {v.where}" if v.where else ""))
+    print(f"  {len(plan.services)} feature services: {', '.join(f'{s.name} ({len(s.features)} features)' for s in plan.services.values())}")
+
+
+def _source_line(s) -> str:
+    sides = []
+    if s.batch:
+        sides.append("batch")
+    if s.stream:
+        sides.append(f"stream:{s.stream.topic}")
+    return f"{s.name} [{'+'.join(sides)}]"
+
+
+@app.command()
+@handle_errors
+def plan(
+    project: Path = ProjectOpt,
+    format: str = typer.Option("text", "--format", "-f", help="text or json"),
+    view: Optional[str] = typer.Option(None, "--view", help="Only this feature view."),
+) -> None:
+    """Show the compiled plan: every feature's window, hop and as-of rule."""
+    from .compiler import compile_project
+
+    p = compile_project(project)
+    if format == "json":
+        import json
+
+        print(json.dumps(p.to_dict(), indent=2, default=str))
+        return
+    if format != "text":
+        _err(f"error: unknown format {format!r} (use text or json)")
+        raise typer.Exit(2)
+    from .plan_view import render_plan
+
+    render_plan(p, view)
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="Directory to create the project in."),
+    name: Optional[str] = typer.Option(None, help="Project name (default: the directory's name)."),
+    force: bool = typer.Option(False, help="Write into a non-empty directory."),
+) -> None:
+    """Scaffold a new project with one contract and one feature view that pass `check`."""
+    from .scaffold import ScaffoldError, scaffold
+
+    try:
+        written = scaffold(directory, name=name, force=force)
+    except ScaffoldError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    print(f"created project in {directory}:")
+    for f in written:
+        print(f"  {f}")
+    print(f"next: cd {directory} && featureline check")
+
+
+def _register_subcommands() -> None:
+    from .commands import generate
+
+    app.add_typer(generate.app, name="generate")
+
+
+def main() -> None:
+    _register_subcommands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Problems found in a user's files, with their position, rendered with a snippet and a caret.
+
+Every error a user can cause by editing YAML is a `Problem` that knows its
+`Location` (file, line, column, 1-based). Problems are collected, never raised
+one at a time, so a run reports all of a file's errors at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+    end_col: int | None = None  # exclusive, same line; None: a single caret
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str  # short kebab-case kind, e.g. "unknown-column"
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+
+    def render(self, *, snippet: bool = True) -> str:
+        where = f"{self.location}: " if self.location else ""
+        out = [f"{where}error[{self.code}]: {self.message}"]
+        if snippet and self.location is not None:
+            out.extend(_snippet(self.location))
+        if self.hint:
+            out.append(f"   = help: {self.hint}")
+        return "\n".join(out)
+
+
+def _snippet(loc: Location) -> list[str]:
+    try:
+        lines = Path(loc.file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    if not 1 <= loc.line <= len(lines):
+        return []
+    text = lines[loc.line - 1]
+    num = str(loc.line)
+    pad = " " * len(num)
+    width = max(1, (loc.end_col or loc.col + 1) - loc.col)
+    width = min(width, max(1, len(text) - loc.col + 1))
+    return [
+        f"{pad} |",
+        f"{num} | {text}",
+        f"{pad} | {' ' * (loc.col - 1)}{'^' * width}",
+    ]
+
+
+class SpecError(Exception):
+    """One or more problems in the user's project files."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__(self.render(snippet=False))
+
+    def render(self, *, snippet: bool = True) -> str:
+        body = "\n\n".join(p.render(snippet=snippet) for p in self.problems)
+        n = len(self.problems)
+        return f"{body}\n\n{n} error{'s' if n != 1 else ''} found"
+
+
+@dataclass
+class Problems:
+    """Accumulator used while loading and compiling."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, code: str, message: str, location: Location | None = None, hint: str | None = None) -> None:
+        self.items.append(Problem(code, message, location, hint))
+
+    def extend(self, other: list[Problem]) -> None:
+        self.items.extend(other)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError(sorted(self.items, key=_order))
+
+
+def _order(p: Problem) -> tuple:
+    loc = p.location
+    return (loc.file, loc.line, loc.col) if loc else ("", 0, 0)
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    """A suggestion for a misspelt name, or None."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
