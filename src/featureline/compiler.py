@@ -81,6 +81,8 @@ class Compiler:
         self.repo = repo
         self.root = repo.root
         self.p = Problems()
+        self._broken_views: set[str] = set()  # views with problems: don't cascade into services
+        self._bad_event_time: set[str] = set()  # contracts whose eventTimeField was reported
 
     def run(self) -> Plan:
         project = self._project()
@@ -201,8 +203,10 @@ class Compiler:
             f = columns.get(etf)
             if f is None:
                 self.p.add("unknown-column", f"eventTimeField `{etf}` is not a property of contract `{spec.id}`", s.loc(*at), did_you_mean(etf, columns))
+                self._bad_event_time.add(spec.id)
             elif f.logical_type != "timestamp":
                 self.p.add("invalid-type", f"eventTimeField `{etf}` must have logicalType timestamp, not {f.logical_type}", s.loc(*at))
+                self._bad_event_time.add(spec.id)
         keys, at = setting("keyFields", [])
         if isinstance(keys, str):
             keys = [keys]
@@ -340,6 +344,8 @@ class Compiler:
                 self.p.add("unknown-contract", f"source `{name}` follows contract `{spec.contract}`, which is not defined", s.loc("contract"), did_you_mean(spec.contract, contracts))
                 continue
             et = spec.event_time or c.event_time_field
+            if spec.event_time is None and c.id in self._bad_event_time:
+                continue  # reported at the contract
             if et is None:
                 self.p.add("no-event-time", f"source `{name}` has no event-time column: set `event_time:` here or `eventTimeField` in contract `{c.id}`", s.loc("name"))
                 continue
@@ -371,6 +377,14 @@ class Compiler:
     def _views(self, items, entities, sources, contracts) -> dict[str, ViewPlan]:
         out: dict[str, ViewPlan] = {}
         for name, s in self._unique(items, "feature view").items():
+            before = len(self.p.items)
+            self._view(name, s, entities, sources, contracts, out)
+            if len(self.p.items) > before:
+                self._broken_views.add(name)
+        return out
+
+    def _view(self, name, s, entities, sources, contracts, out) -> None:
+        if True:
             spec = s.spec
             ent = entities.get(spec.entity)
             if ent is None:
@@ -380,7 +394,9 @@ class Compiler:
                 known = {s2.spec.name for s2 in self._items()["sources"]}
                 if spec.source not in known:
                     self.p.add("unknown-source", f"feature view `{name}` reads source `{spec.source}`, which is not defined", s.loc("source"), did_you_mean(spec.source, known))
-                continue  # an invalid source was reported where it is defined
+                else:
+                    self._broken_views.add(name)  # the source's own problem was reported where it is defined
+                return
             columns = contracts[src.contract].columns
             ok = True
             if ent is not None:
@@ -414,9 +430,8 @@ class Compiler:
                     ttl = None
                 feats = self._latest_features(s, columns, ttl)
             if ent is None or not ok:
-                continue
+                return
             out[name] = ViewPlan(name, kind, ent.spec.name, tuple(ent.spec.join_keys), src.name, where, tuple(feats), ttl, spec.online, s.loc("name"))
-        return out
 
     def _check_unique_feature(self, seen: dict, name: str, view: str, loc) -> bool:
         if name in seen:
@@ -452,9 +467,10 @@ class Compiler:
                 allowed = AGG_INPUTS[fn]
                 if allowed is not None and input_type not in allowed:
                     what = f"column `{agg.column}`" if agg.column else "the expression"
+                    kind = "numeric (integer, number or boolean)" if allowed == AGG_INPUTS["sum"] else "orderable"
                     self.p.add(
                         "invalid-aggregation",
-                        f"`{fn}` needs a {' or '.join(allowed)} input, but {what} is {input_type}",
+                        f"`{fn}` needs a {kind} input, but {what} is {input_type}",
                         s.loc(*at, fn_key, *((k,) if agg.functions else ())),
                         "count, last and first work on any type" if fn in ("sum", "mean", "variance", "stddev") else None,
                     )
@@ -539,6 +555,8 @@ class Compiler:
                     self.p.add("invalid-reference", f"`{ref}` is not a feature reference", loc, "write `view:feature` or `view:*`")
                     continue
                 v = views.get(view_name)
+                if view_name in self._broken_views:
+                    continue  # the view's own problems were reported; don't cascade
                 if v is None:
                     if view_name not in all_views:
                         self.p.add("unknown-view", f"feature service `{name}` names view `{view_name}`, which is not defined", loc, did_you_mean(view_name, all_views))

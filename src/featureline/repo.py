@@ -130,8 +130,8 @@ def validation_problems(err: ValidationError, doc: Document, model: type[BaseMod
             if kind == "literal_error" and isinstance(e.get("input"), str):
                 expected = [x.strip().strip("'") for x in e.get("ctx", {}).get("expected", "").replace(" or ", ", ").split(",")]
                 hint = did_you_mean(e["input"], expected)
-            where = ".".join(str(x) for x in path)
-            p = Problem("invalid-value", f"{where + ': ' if where else ''}{msg}", doc.loc(path), hint)
+            field_name = next((x for x in reversed(path) if isinstance(x, str)), None)
+            p = Problem("invalid-value", f"`{field_name}`: {msg}" if field_name else msg, doc.loc(path), hint)
         sig = (p.code, p.location, p.message)
         if sig not in seen:
             seen.add(sig)

@@ -25,6 +25,7 @@ _TAG = "tag:yaml.org,2002:"
 _INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)$")
 _INT_OCT = re.compile(r"0o[0-7]+$")
 _INT_HEX = re.compile(r"0x[0-9a-fA-F]+$")
+_SCALAR_KINDS = {"str", "int", "float", "bool", "null", "timestamp", "binary"}
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 
 
@@ -140,7 +141,7 @@ def _scalar(node, doc: Document, problems: list[Problem]) -> Any:
     tag: str = node.tag or ""
     if node.style in ("'", '"', "|", ">"):
         return value  # quoted or block scalars are strings, whatever they look like
-    if not tag.startswith(_TAG):
+    if not tag.startswith(_TAG) or tag[len(_TAG) :] not in _SCALAR_KINDS:
         problems.append(Problem("yaml-tag", f"unsupported YAML tag `{tag}`", _loc(doc.file, node)))
         return value
     kind = tag[len(_TAG) :]

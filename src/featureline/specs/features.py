@@ -16,6 +16,10 @@ from .base import Spec
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME)]
 
+# Durations are parsed by the compiler (to report '10 min' with its position); a bare
+# number is accepted here so that the compiler can say it lacks a unit.
+Duration = Union[str, int, float]
+
 AGG_FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev")
 AggFunction = Literal["count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev"]
 
@@ -85,8 +89,8 @@ class Aggregation(Spec):
     expr: str | None = None  # an expression in the filter language, e.g. "status = 'declined'"
     function: AggFunction | None = None
     functions: list[AggFunction] | None = None
-    windows: list[str] = Field(min_length=1)
-    hop: str | None = None
+    windows: list[Duration] = Field(min_length=1)
+    hop: Duration | None = None
     name: Name | None = None
 
     @model_validator(mode="after")
@@ -127,7 +131,7 @@ class LatestFeature(Spec):
 
 
 class LatestView(_ViewBase):
-    ttl: str
+    ttl: Duration
     features: list[Union[Name, LatestFeature]] = Field(min_length=1)
 
     def feature_list(self) -> list[LatestFeature]:

@@ -1,0 +1,46 @@
+# featureline: the two commands of the README, and their parts.
+#   make quickstart   set up, start Redis + Kafka, run the example end to end
+#   make test         set up, start Redis + Kafka, run the whole test suite
+# Both are idempotent: a second run reuses the venv and the running services.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FL := $(VENV)/bin/featureline
+# the venv is rebuilt when pyproject.toml changes
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: quickstart test venv services services-down lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "[setup] creating $(VENV) and installing featureline with its dev extras (first run only)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+	@echo "[setup] $(VENV) ready"
+
+services: venv
+	@PYTHON=$(PY) scripts/services up
+
+services-down:
+	@scripts/services down
+
+quickstart: venv services
+	@scripts/quickstart
+
+test: venv services
+	@echo "[test] running the test suite against the real Redis and Kafka"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	@$(VENV)/bin/ruff check src tests
+
+clean: services-down
+	rm -rf $(VENV) .services data/history data/offline

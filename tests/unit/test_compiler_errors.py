@@ -1,0 +1,222 @@
+"""Golden error messages: each edit of the example repo gives exactly these errors (file:line:col, message, help)."""
+
+import pytest
+
+from featureline.compiler import compile_project
+from featureline.errors import SpecError
+
+CASES = [
+    (
+        "features/user_features.yaml",
+        "column: amount              #",
+        "column: amout              #",
+        [
+            "features/user_features.yaml:9:17: error[unknown-column]: column `amout` is not in the source's contract\n   = help: did you mean `amount`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [sum, mean, maxx]",
+        [
+            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance' or 'stddev'\n   = help: did you mean `max`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "windows: [10m, 1h, 24h, 7d]\n      - column",
+        "windows: [10m, 1 hour, 24h, 7d]\n      - column",
+        [
+            "features/user_features.yaml:8:24: error[invalid-duration]: window: cannot parse duration '1 hour': use a number and a unit (us, ms, s, m, h, d, w), e.g. '10m', '1h30m', '7d'",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "ttl: 30d",
+        "ttl: 30",
+        [
+            "features/user_features.yaml:26:10: error[invalid-duration]: ttl: expected a duration with a unit like '10m', '1h', '7d', got 30 (a bare number has no unit)",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "    entity: user\n    source: users",
+        "    entity: usr\n    source: users",
+        [
+            "features/user_features.yaml:34:13: error[unknown-entity]: feature view `user_profile` uses entity `usr`, which is not defined\n   = help: did you mean `user`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "source: users",
+        "source: user",
+        [
+            "features/user_features.yaml:35:13: error[unknown-source]: feature view `user_profile` reads source `user`, which is not defined\n   = help: did you mean `users`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "where: \"status = 'declined'\"",
+        "where: \"statuz = 'declined'\"",
+        [
+            "features/user_features.yaml:16:12: error[invalid-expression]: in `where`: unknown column `statuz`\n   = help: did you mean `status`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "where: \"status = 'declined'\"",
+        'where: "amount + 1"',
+        [
+            "features/user_features.yaml:16:12: error[invalid-type]: `where` must be a condition (boolean), this is number",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "features: [country, signup_time, risk_segment]",
+        "features: [country, signup_time, risk_segmnt]",
+        [
+            "features/user_features.yaml:37:38: error[unknown-column]: column `risk_segmnt` is not in the source's contract\n   = help: did you mean `risk_segment`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "  - name: user_declines",
+        "  - name: user_transactions",
+        [
+            "features/merchant_features.yaml:28:9: error[unknown-view]: feature service `fraud_detection` names view `user_declines`, which is not defined",
+            "features/user_features.yaml:13:11: error[duplicate-name]: feature view `user_transactions` is already defined at features/user_features.yaml:2:11",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "    description: How much",
+        "    descripton: How much",
+        [
+            "features/user_features.yaml:3:5: error[unknown-key]: unknown key `descripton`\n   = help: did you mean `description`?",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "      - function: count             #",
+        "      - column: currency\n        function: sum             #",
+        [
+            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, last and first work on any type",
+        ],
+    ),
+    (
+        "features/merchant_features.yaml",
+        "      - user_profile:country",
+        "      - user_profile:countri",
+        [
+            "features/merchant_features.yaml:30:9: error[unknown-feature]: view `user_profile` has no feature `countri`\n   = help: did you mean `country`?",
+        ],
+    ),
+    (
+        "features/merchant_features.yaml",
+        "      - user_profile:country",
+        "      - user_profil:country",
+        [
+            "features/merchant_features.yaml:30:9: error[unknown-view]: feature service `fraud_detection` names view `user_profil`, which is not defined\n   = help: did you mean `user_profile`?",
+        ],
+    ),
+    (
+        "features/merchant_features.yaml",
+        "      - user_profile:country",
+        "      - user_profile",
+        [
+            "features/merchant_features.yaml:30:9: error[invalid-reference]: `user_profile` is not a feature reference\n   = help: write `view:feature` or `view:*`",
+        ],
+    ),
+    (
+        "features/entities.yaml",
+        "    contract: users",
+        "    contract: user",
+        [
+            "features/entities.yaml:17:15: error[unknown-contract]: source `users` follows contract `user`, which is not defined\n   = help: did you mean `users`?",
+        ],
+    ),
+    (
+        "features/entities.yaml",
+        "    join_keys: [merchant_id]",
+        "    join_keys: [merchant]",
+        [
+            "features/merchant_features.yaml:3:13: error[missing-key-column]: entity `merchant` joins on `merchant`, but source `transactions`'s contract `transactions` has no such property\n   = help: did you mean `merchant_id`?",
+            "features/merchant_features.yaml:15:13: error[missing-key-column]: entity `merchant` joins on `merchant`, but source `merchants`'s contract `merchants` has no such property\n   = help: did you mean `merchant_id`?",
+        ],
+    ),
+    (
+        "features/entities.yaml",
+        "      path: data/history/users.parquet",
+        "      path: data/history/users.parquet\n    event_time: signup_tme",
+        [
+            "features/entities.yaml:20:17: error[unknown-column]: event-time column `signup_tme` is not in contract `users` (contracts/users.yaml)\n   = help: did you mean `signup_time`?",
+        ],
+    ),
+    (
+        "contracts/users.yaml",
+        "    value: updated_at",
+        "    value: updatedAt",
+        [
+            "contracts/users.yaml:48:12: error[unknown-column]: eventTimeField `updatedAt` is not a property of contract `users`\n   = help: did you mean `updated_at`?",
+        ],
+    ),
+    (
+        "contracts/users.yaml",
+        "        logicalType: timestamp\n        physicalType: timestamp\n        required: true\ncustom",
+        "        logicalType: string\n        physicalType: timestamp\n        required: true\ncustom",
+        [
+            "contracts/users.yaml:48:12: error[invalid-type]: eventTimeField `updated_at` must have logicalType timestamp, not string",
+        ],
+    ),
+    (
+        "contracts/transactions.yaml",
+        "          maximum: 50000",
+        "          maxLength: 50000",
+        [
+            "contracts/transactions.yaml:50:11: error[unknown-option]: logicalTypeOptions `maxLength` does not apply to logicalType number\n   = help: options for number: exclusiveMaximum, exclusiveMinimum, format, maximum, minimum, multipleOf",
+        ],
+    ),
+    (
+        "contracts/transactions.yaml",
+        "value: backward",
+        "value: backwards",
+        [
+            "contracts/transactions.yaml:99:12: error[invalid-value]: compatibility must be one of backward, backward_transitive, forward, forward_transitive, full, full_transitive, none\n   = help: did you mean `backward`?",
+        ],
+    ),
+    (
+        "featureline.yaml",
+        "  key_prefix: fl",
+        "  key_prefix: fl\n  password: hunter2",
+        [
+            "featureline.yaml:9:13: error[invalid-value]: `password`: secrets must be environment references like ${KAFKA_PASSWORD}, never literal values",
+        ],
+    ),
+    (
+        "featureline.yaml",
+        "  consumer_group: featureline-payments",
+        "  consumer_group: featureline-payments\n  sasl_username: ${FL_NO_SUCH_VAR}",
+        [
+            "featureline.yaml:14:18: error[missing-env]: environment variable `FL_NO_SUCH_VAR` is not set and has no default\n   = help: set FL_NO_SUCH_VAR, or write ${FL_NO_SUCH_VAR:-default}",
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        "        windows: [1h, 24h]\n        name: declines",
+        "        windows: [1h, 24h]\n        hop: 2h\n        name: declines",
+        [
+            "features/user_features.yaml:20:14: error[invalid-hop]: hop 2h is longer than window 1h",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("file,old,new,expected", CASES, ids=[c[2].strip()[:40] for c in CASES])
+def test_golden_errors(example_project, file, old, new, expected):
+    path = example_project / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(SpecError) as e:
+        compile_project(".")
+    assert [p.render(snippet=False) for p in e.value.problems] == expected
