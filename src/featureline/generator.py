@@ -125,6 +125,28 @@ _LAST = ("smith", "muller", "martin", "rossi", "garcia", "tanaka", "silva", "kow
 _DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com")
 
 
+def _sample(rng: np.random.Generator, p, n: int) -> np.ndarray:
+    """n draws of an index with probabilities p (alias method: exact, and a few gathers per draw
+    instead of the binary search `rng.choice(p=...)` does, which dominates at millions of draws)."""
+    p = np.asarray(p, dtype=np.float64)
+    k = len(p)
+    scaled = p * (k / p.sum())
+    prob = np.ones(k)
+    alias = np.arange(k)
+    small = [i for i in range(k) if scaled[i] < 1.0]
+    large = [i for i in range(k) if scaled[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    never = p <= 0  # never drawn, whatever rounding left over
+    prob[never] = 0.0
+    alias[never & (alias == np.arange(k))] = int(np.argmax(p))
+    col = rng.integers(0, k, size=n)
+    return np.where(rng.random(n) < prob[col], col, alias[col])
+
+
 # --- population: who the users and merchants are ---
 
 
@@ -195,13 +217,13 @@ def _draw_fields(pop: _Population, rng: np.random.Generator, uidx: np.ndarray, b
 
     # Merchant: mostly one of the user's favourites; bursts hit risky merchants.
     fav = pop.user_home[uidx, rng.integers(0, _HOME_MERCHANTS, size=n)]
-    anywhere = rng.choice(pop.n_merchants, size=n, p=pop.merchant_weight)
+    anywhere = _sample(rng, pop.merchant_weight, n)
     risky = pop.risky_merchants[rng.integers(0, len(pop.risky_merchants), size=n)]
     merchant = np.where(burst, risky, np.where(rng.random(n) < 0.7, fav, anywhere))
     cat = pop.merchant_category[merchant]
 
     # Channel: pos / ecom / atm; bursts are card-not-present.
-    channel = rng.choice(3, size=n, p=[0.55, 0.40, 0.05])
+    channel = _sample(rng, [0.55, 0.40, 0.05], n)
     channel = np.where(burst, 1, channel)
 
     # Currency: the user's own mostly.
@@ -272,8 +294,8 @@ def _history_times(rng: np.random.Generator, n: int, start_us: int, end_us: int)
     n_days = -(-(end_us - day0 * DAY) // DAY)
     weekday = (np.arange(day0, day0 + n_days) + 3) % 7  # 1970-01-01 was a Thursday
     day_w = _WEEKDAY_W[weekday]
-    day = rng.choice(n_days, size=n, p=day_w / day_w.sum())
-    hour = rng.choice(24, size=n, p=_HOUR_W)
+    day = _sample(rng, day_w, n)
+    hour = _sample(rng, _HOUR_W, n)
     t = (day0 + day) * DAY + hour * HOUR + rng.integers(0, HOUR, size=n)
     span = end_us - start_us
     return start_us + (t - start_us) % span  # partial first/last days wrap into range
@@ -316,7 +338,7 @@ def write_history(
     # Base events, then bursts anchored on random base events (same user, seconds apart, some exact ties).
     n_burst = int(round(events * _BURST_SHARE)) if events >= 100 else 0
     n_base = events - n_burst
-    base_u = rng.choice(users, size=n_base, p=pop.user_weight)
+    base_u = _sample(rng, pop.user_weight, n_base)
     base_t = _history_times(rng, n_base, start_us, end_us)
     if n_burst:
         sizes = rng.integers(3, 21, size=n_burst // 3 + 1)
@@ -528,7 +550,7 @@ def live_events(
         gaps[0] = 0
     t = start_us + np.cumsum(gaps)
 
-    uidx = rng.choice(users, size=n, p=pop.user_weight)
+    uidx = _sample(rng, pop.user_weight, n)
     burst = np.zeros(n, dtype=bool)
     n_runs = int(round(n * 0.04 / 7))
     for p, k, span_s in zip(rng.integers(0, max(n, 1), size=n_runs).tolist(), rng.integers(3, 12, size=n_runs).tolist(),

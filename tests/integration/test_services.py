@@ -57,9 +57,7 @@ def topic(kafka_admin):
 
 @pytest.fixture
 def redis_client(services):
-    client = redis.Redis(
-        host=services.redis_host, port=services.redis_port, decode_responses=True, socket_timeout=5
-    )
+    client = redis.Redis(host=services.redis_host, port=services.redis_port, decode_responses=True, socket_timeout=5)
     yield client
     client.close()
 
@@ -82,9 +80,7 @@ def test_kafka_round_trip_headers_and_committed_offsets(services, kafka_admin, t
         for i in range(start, start + count):
             key = f"entity-{i}".encode()
             headers = [("feature", b"clicks_5m"), ("event-ts-ms", str(1_700_000_000_000 + i).encode())]
-            meta = producer.send(
-                topic, key=key, value=f"value-{i}".encode(), headers=headers, partition=i % PARTITIONS
-            ).get(timeout=30)
+            meta = producer.send(topic, key=key, value=f"value-{i}".encode(), headers=headers, partition=i % PARTITIONS).get(timeout=30)
             sent[key] = (meta.partition, meta.offset, headers)
         producer.flush()
         return sent

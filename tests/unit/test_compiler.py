@@ -125,7 +125,7 @@ def test_cli_check_ok_and_broken(example_project):
     path.write_text(path.read_text().replace("windows: [1h, 24h]", "windows: [1h, 24hours]"))
     r = _cli("check", cwd=example_project)
     assert r.returncode == 1
-    assert "features/user_features.yaml:19:22: error[invalid-duration]" in r.stderr
+    assert "features/user_features.yaml:19:23: error[invalid-duration]" in r.stderr
     assert "^^^^^^^" in r.stderr
 
 

@@ -38,7 +38,7 @@ def history(
     merchants: int = typer.Option(300, "--merchants", min=1, help="Number of merchants."),
     days: int = typer.Option(30, "--days", min=1, help="Days of history, ending at --end."),
     seed: int = typer.Option(42, "--seed", help="Random seed: same seed, same data."),
-    end: str | None = typer.Option(None, "--end", help="End of the history (exclusive), ISO 8601 UTC [default: 2026-11-01T00:00:00Z]."),
+    end: str | None = typer.Option(None, "--end", help="End of the history (exclusive), ISO 8601 UTC; default 2026-11-01T00:00:00Z."),
     root: Path = typer.Option(Path("."), "--root", help="Project directory; files go to ROOT/data/history/."),
 ) -> None:
     """Write data/history/{transactions/part-*.parquet, users.parquet, merchants.parquet}."""
@@ -71,10 +71,10 @@ def live(
     seed: int = typer.Option(7, "--seed", help="Random seed."),
     users: int = typer.Option(2000, "--users", min=1, help="Number of users (same population as `history`)."),
     merchants: int = typer.Option(300, "--merchants", min=1, help="Number of merchants."),
-    start: str | None = typer.Option(None, "--start", help="Event time of the first record, ISO 8601 UTC [default: now]."),
+    start: str | None = typer.Option(None, "--start", help="Event time of the first record, ISO 8601 UTC; default now."),
     topic: str = typer.Option("transactions", "--topic", help="Kafka topic."),
     bootstrap: str | None = typer.Option(
-        None, "--bootstrap", help="Kafka bootstrap servers [default: 127.0.0.1:$FEATURELINE_KAFKA_PORT or 127.0.0.1:9092]."
+        None, "--bootstrap", help="Kafka bootstrap servers; default 127.0.0.1:$FEATURELINE_KAFKA_PORT, else 127.0.0.1:9092."
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the values as JSON lines to this file instead of producing to Kafka."),
 ) -> None:
