@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -78,7 +77,7 @@ def _source_line(s) -> str:
 def plan(
     project: Path = ProjectOpt,
     format: str = typer.Option("text", "--format", "-f", help="text or json"),
-    view: Optional[str] = typer.Option(None, "--view", help="Only this feature view."),
+    view: str | None = typer.Option(None, "--view", help="Only this feature view."),
 ) -> None:
     """Show the compiled plan: every feature's window, hop and as-of rule."""
     from .compiler import compile_project
@@ -100,7 +99,7 @@ def plan(
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="Directory to create the project in."),
-    name: Optional[str] = typer.Option(None, help="Project name (default: the directory's name)."),
+    name: str | None = typer.Option(None, help="Project name (default: the directory's name)."),
     force: bool = typer.Option(False, help="Write into a non-empty directory."),
 ) -> None:
     """Scaffold a new project with one contract and one feature view that pass `check`."""

@@ -28,7 +28,7 @@ from .plan import (
 from .repo import LoadedRepo, Sourced, load_repo
 from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
 from .specs.project import ENV_REF
-from .timeutil import SECOND, MINUTE, default_hop, format_duration, parse_duration
+from .timeutil import MINUTE, SECOND, default_hop, format_duration, parse_duration
 
 # logicalTypeOptions featureline enforces, per logicalType
 TYPE_OPTIONS = {

@@ -6,9 +6,10 @@ specs. Times and durations are integer microseconds (see `timeutil`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import Location
 from .timeutil import format_duration

@@ -8,7 +8,7 @@ epoch. Integers keep every engine exact (no float seconds anywhere).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 US = 1
 MS = 1_000
@@ -66,7 +66,7 @@ def default_hop(window_us: int) -> int:
     return DAY
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_us(value: datetime | str | int) -> int:
@@ -84,7 +84,7 @@ def to_us(value: datetime | str | int) -> int:
     if not isinstance(value, datetime):
         raise ValueError(f"expected a time, got {value!r}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * SECOND + delta.microseconds
 

@@ -380,15 +380,3 @@ def test_cli_generate(tmp_path):
     assert res.exit_code == 0, res.output
     lines = out.read_bytes().splitlines()
     assert len(lines) == 800 and sum(1 for line in lines if line.startswith(b"[")) >= 1
-
-
-def test_benchmark_history_size(tmp_path, request):
-    """2M events / 20k users / 300 days: the time is printed, not asserted. Runs only with -s
-    (output not captured), so the default unit run stays fast."""
-    if request.config.getoption("capture") != "no":
-        pytest.skip("benchmark: run with -s to time 2M events")
-    t0 = time.perf_counter()
-    info = g.write_history(tmp_path, events=2_000_000, users=20_000, merchants=300, days=300)
-    dt = time.perf_counter() - t0
-    print(f"\nwrite_history 2M events / 20k users / 300 days: {dt:.2f} s, {len(info['transaction_files'])} part files")
-    assert info["transactions"] == 2_000_000

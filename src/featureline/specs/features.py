@@ -7,7 +7,7 @@ value as of t). The two are a discriminated union chosen by those keys.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -18,7 +18,7 @@ Name = Annotated[str, Field(pattern=NAME)]
 
 # Durations are parsed by the compiler (to report '10 min' with its position); a bare
 # number is accepted here so that the compiler can say it lacks a unit.
-Duration = Union[str, int, float]
+Duration = str | int | float
 
 AGG_FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev")
 AggFunction = Literal["count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev"]
@@ -132,7 +132,7 @@ class LatestFeature(Spec):
 
 class LatestView(_ViewBase):
     ttl: Duration
-    features: list[Union[Name, LatestFeature]] = Field(min_length=1)
+    features: list[Name | LatestFeature] = Field(min_length=1)
 
     def feature_list(self) -> list[LatestFeature]:
         return [LatestFeature(name=f) if isinstance(f, str) else f for f in self.features]
@@ -145,7 +145,7 @@ def _view_kind(v: Any) -> str:
 
 
 FeatureView = Annotated[
-    Union[Annotated[WindowedView, Tag("windowed")], Annotated[LatestView, Tag("latest")]],
+    Annotated[WindowedView, Tag("windowed")] | Annotated[LatestView, Tag("latest")],
     Discriminator(_view_kind),
 ]
 

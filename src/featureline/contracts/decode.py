@@ -1,0 +1,118 @@
+"""JSON bytes -> typed rows, one record per message (or jsonl line), with per-record reasons.
+
+Decoding uses msgspec with a struct generated from the contract: every field
+optional (presence and nulls are the `required` check's job), types strict
+(`"12.3"` is not a number, `1.0` is not an integer), unknown fields rejected
+when the contract says so. A record msgspec refuses is decoded a second time,
+slowly, to name *every* problem in it; its well-typed fields are kept so the
+constraint checks can report on them too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ..plan import ContractPlan
+from .result import Reason
+
+_PY_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "timestamp": dt.datetime,
+    "date": dt.date,
+    "time": dt.time,
+    "object": msgspec.Raw,
+    "array": msgspec.Raw,
+}
+_JSON_KIND = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array", type(None): "null"}
+
+
+@dataclass
+class Decoded:
+    rows: list  # one struct per input; failed records hold their well-typed fields
+    reasons: dict[int, list[Reason]]  # input index -> decode reasons (json, object, type, unknown_field)
+
+
+class JsonDecoder:
+    def __init__(self, contract: ContractPlan):
+        self.contract = contract
+        self.fields = [f.name for f in contract.fields]
+        self.types = {f.name: f.logical_type for f in contract.fields}
+        spec = [(f.name, _PY_TYPES[f.logical_type] | None, None) for f in contract.fields]
+        self.struct = msgspec.defstruct(
+            f"Record_{_ident(contract.id)}",
+            spec,
+            forbid_unknown_fields=contract.unknown_fields == "reject",
+            omit_defaults=False,
+        )
+        self.empty = self.struct()
+        self._dec = msgspec.json.Decoder(self.struct)
+        self._value_dec = {t: msgspec.json.Decoder(pt) for t, pt in _PY_TYPES.items() if pt is not msgspec.Raw}
+
+    def decode(self, raws) -> Decoded:
+        dec = self._dec.decode
+        rows: list = []
+        append = rows.append
+        reasons: dict[int, list[Reason]] = {}
+        for i, raw in enumerate(raws):
+            try:
+                append(dec(raw))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                row, why = self._slow(raw)
+                append(row)
+                reasons[i] = why
+        return Decoded(rows, reasons)
+
+    def _slow(self, raw: bytes) -> tuple[Any, list[Reason]]:
+        """Every decode-level reason for one record, and its well-typed fields."""
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            return self.empty, [Reason(None, "json", _snippet(raw), f"malformed JSON: {e}")]
+        if not isinstance(obj, dict):
+            kind = _JSON_KIND.get(type(obj), type(obj).__name__)
+            return self.empty, [Reason(None, "object", _snippet(raw), f"expected a JSON object, got {kind}")]
+        reasons: list[Reason] = []
+        good: dict[str, Any] = {}
+        for key, value in obj.items():
+            t = self.types.get(key)
+            if t is None:
+                if self.contract.unknown_fields == "reject":
+                    reasons.append(Reason(key, "unknown_field", value, f"`{key}` is not a field of contract `{self.contract.id}`"))
+                continue
+            if value is None:
+                continue
+            ok, converted = self._convert(t, value)
+            if ok:
+                good[key] = converted
+            else:
+                kind = _JSON_KIND.get(type(value), type(value).__name__)
+                what = f"a {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
+                got = f"{kind} {value!r}" if kind == "string" else kind
+                reasons.append(Reason(key, "type", value, f"expected {what}, got {got}"))
+        return self.struct(**good), reasons
+
+    def _convert(self, t: str, value: Any) -> tuple[bool, Any]:
+        if t in ("object", "array"):
+            want = dict if t == "object" else list
+            return (True, msgspec.Raw(msgspec.json.encode(value))) if isinstance(value, want) else (False, None)
+        try:
+            return True, self._value_dec[t].decode(msgspec.json.encode(value))
+        except msgspec.ValidationError:
+            return False, None
+
+
+def _snippet(raw: bytes, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _ident(s: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in s)

@@ -1,0 +1,75 @@
+"""What a validation returns: the valid rows as Arrow, and every invalid row with all its reasons."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reason:
+    field: str | None  # None for record-level rules (json, object)
+    rule: str
+    value: Any
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "rule": self.rule, "value": _jsonable(self.value), "message": self.message}
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    index: int  # position in the input batch
+    raw: bytes | None  # the original bytes, when the input was bytes
+    reasons: tuple[Reason, ...]
+
+    @property
+    def first(self) -> Reason:
+        return self.reasons[0]
+
+
+@dataclass
+class ValidationResult:
+    """valid + invalid = input, always: `valid_index` and the invalid rows' indexes partition range(n_input)."""
+
+    n_input: int
+    valid_index: list[int]
+    invalid: list[InvalidRow]
+    _build_valid: Callable[[], Any] = field(repr=False, default=None)
+    _valid: Any = field(repr=False, default=None)
+
+    @property
+    def valid(self):
+        """The valid rows as a pyarrow Table with the contract's schema, in input order."""
+        if self._valid is None:
+            self._valid = self._build_valid()
+        return self._valid
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.valid_index)
+
+    @property
+    def n_invalid(self) -> int:
+        return len(self.invalid)
+
+    def counts_by_rule(self) -> Counter:
+        c: Counter = Counter()
+        for row in self.invalid:
+            for r in row.reasons:
+                c[(r.field, r.rule)] += 1
+        return c
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
