@@ -8,7 +8,7 @@ epoch. Integers keep every engine exact (no float seconds anywhere).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 US = 1
 MS = 1_000
@@ -67,6 +67,9 @@ def default_hop(window_us: int) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+_US = timedelta(microseconds=1)
 
 
 def to_us(value: datetime | str | int) -> int:

@@ -25,7 +25,7 @@ _PY_TYPES: dict[str, Any] = {
     "integer": int,
     "number": float,
     "boolean": bool,
-    "timestamp": dt.datetime,
+    "timestamp": str,  # parsed column-wise afterwards (Arrow's ISO 8601 cast, then Python for the rest)
     "date": dt.date,
     "time": dt.time,
     "object": msgspec.Raw,
@@ -50,10 +50,12 @@ class JsonDecoder:
             f"Record_{_ident(contract.id)}",
             spec,
             forbid_unknown_fields=contract.unknown_fields == "reject",
-            omit_defaults=False,
+            gc=False,  # no reference cycles possible; cheaper to allocate by the thousand
         )
         self.empty = self.struct()
         self._dec = msgspec.json.Decoder(self.struct)
+        self.struct_decode = self._dec.decode
+        self.errors = (msgspec.ValidationError, msgspec.DecodeError)
         self._value_dec = {t: msgspec.json.Decoder(pt) for t, pt in _PY_TYPES.items() if pt is not msgspec.Raw}
 
     def decode(self, raws) -> Decoded:
@@ -65,12 +67,12 @@ class JsonDecoder:
             try:
                 append(dec(raw))
             except (msgspec.ValidationError, msgspec.DecodeError):
-                row, why = self._slow(raw)
+                row, why = self.slow(raw)
                 append(row)
                 reasons[i] = why
         return Decoded(rows, reasons)
 
-    def _slow(self, raw: bytes) -> tuple[Any, list[Reason]]:
+    def slow(self, raw: bytes) -> tuple[Any, list[Reason]]:
         """Every decode-level reason for one record, and its well-typed fields."""
         try:
             obj = json.loads(raw)
@@ -95,11 +97,23 @@ class JsonDecoder:
             else:
                 kind = _JSON_KIND.get(type(value), type(value).__name__)
                 what = f"a {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
+                if t == "integer" and isinstance(value, float):
+                    what = "an integer (no fraction, no exponent)"
                 got = f"{kind} {value!r}" if kind == "string" else kind
                 reasons.append(Reason(key, "type", value, f"expected {what}, got {got}"))
         return self.struct(**good), reasons
 
     def _convert(self, t: str, value: Any) -> tuple[bool, Any]:
+        if t == "timestamp":
+            from ..timeutil import to_us
+
+            if not isinstance(value, str):
+                return False, None
+            try:
+                to_us(value)
+            except ValueError:
+                return False, None
+            return True, value
         if t in ("object", "array"):
             want = dict if t == "object" else list
             return (True, msgspec.Raw(msgspec.json.encode(value))) if isinstance(value, want) else (False, None)

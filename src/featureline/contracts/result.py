@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -30,21 +30,28 @@ class InvalidRow:
         return self.reasons[0]
 
 
-@dataclass
 class ValidationResult:
-    """valid + invalid = input, always: `valid_index` and the invalid rows' indexes partition range(n_input)."""
+    """valid + invalid = input, always: `valid_index` and the invalid rows' indexes partition range(n_input).
 
-    n_input: int
-    valid_index: list[int]
-    invalid: list[InvalidRow]
-    _build_valid: Callable[[], Any] = field(repr=False, default=None)
-    _valid: Any = field(repr=False, default=None)
+    The valid rows become an Arrow table only when `valid` is first read (a caller that
+    only needs the verdict, e.g. a producer checking one record, never pays for it).
+    """
+
+    __slots__ = ("n_input", "valid_index", "invalid", "_builder", "_payload", "_valid")
+
+    def __init__(self, n_input: int, valid_index: list[int], invalid: list[InvalidRow], builder: Callable, payload: Any = None):
+        self.n_input = n_input
+        self.valid_index = valid_index
+        self.invalid = invalid
+        self._builder = builder
+        self._payload = payload
+        self._valid = None
 
     @property
     def valid(self):
         """The valid rows as a pyarrow Table with the contract's schema, in input order."""
         if self._valid is None:
-            self._valid = self._build_valid()
+            self._valid = self._builder(self._payload, self.valid_index)
         return self._valid
 
     @property
@@ -61,6 +68,9 @@ class ValidationResult:
             for r in row.reasons:
                 c[(r.field, r.rule)] += 1
         return c
+
+    def __repr__(self) -> str:
+        return f"ValidationResult(n_input={self.n_input}, n_valid={self.n_valid}, n_invalid={self.n_invalid})"
 
 
 def _jsonable(v: Any) -> Any:
