@@ -28,8 +28,8 @@ _PY_TYPES: dict[str, Any] = {
     "timestamp": str,  # parsed column-wise afterwards (Arrow's ISO 8601 cast, then Python for the rest)
     "date": dt.date,
     "time": dt.time,
-    "object": msgspec.Raw,
-    "array": msgspec.Raw,
+    "object": dict,  # kept as JSON text in Arrow
+    "array": list,
 }
 _JSON_KIND = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array", type(None): "null"}
 
@@ -56,7 +56,7 @@ class JsonDecoder:
         self._dec = msgspec.json.Decoder(self.struct)
         self.struct_decode = self._dec.decode
         self.errors = (msgspec.ValidationError, msgspec.DecodeError)
-        self._value_dec = {t: msgspec.json.Decoder(pt) for t, pt in _PY_TYPES.items() if pt is not msgspec.Raw}
+        self._value_dec = {t: msgspec.json.Decoder(pt) for t, pt in _PY_TYPES.items()}
 
     def decode(self, raws) -> Decoded:
         dec = self._dec.decode
@@ -66,14 +66,24 @@ class JsonDecoder:
         for i, raw in enumerate(raws):
             try:
                 append(dec(raw))
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                row, why = self.slow(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                row, why = self.slow(raw, e)
                 append(row)
                 reasons[i] = why
         return Decoded(rows, reasons)
 
-    def slow(self, raw: bytes) -> tuple[Any, list[Reason]]:
-        """Every decode-level reason for one record, and its well-typed fields."""
+    def slow(self, raw: bytes, error: Exception | None = None) -> tuple[Any, list[Reason]]:
+        """Every decode-level reason for one record, and its well-typed fields.
+
+        Never returns an empty list: if this slow look finds nothing msgspec objected
+        to, msgspec's own message is the reason (a refused record is never let through).
+        """
+        row, why = self._slow(raw)
+        if not why:
+            why = [Reason(None, "type", _snippet(raw), f"record refused by the decoder: {error}")]
+        return row, why
+
+    def _slow(self, raw: bytes) -> tuple[Any, list[Reason]]:
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
@@ -114,9 +124,6 @@ class JsonDecoder:
             except ValueError:
                 return False, None
             return True, value
-        if t in ("object", "array"):
-            want = dict if t == "object" else list
-            return (True, msgspec.Raw(msgspec.json.encode(value))) if isinstance(value, want) else (False, None)
         try:
             return True, self._value_dec[t].decode(msgspec.json.encode(value))
         except msgspec.ValidationError:

@@ -37,7 +37,7 @@ class ValidationResult:
     only needs the verdict, e.g. a producer checking one record, never pays for it).
     """
 
-    __slots__ = ("n_input", "valid_index", "invalid", "_builder", "_payload", "_valid")
+    __slots__ = ("n_input", "valid_index", "invalid", "_builder", "_payload")
 
     def __init__(self, n_input: int, valid_index: list[int], invalid: list[InvalidRow], builder: Callable, payload: Any = None):
         self.n_input = n_input
@@ -45,14 +45,14 @@ class ValidationResult:
         self.invalid = invalid
         self._builder = builder
         self._payload = payload
-        self._valid = None
 
     @property
     def valid(self):
-        """The valid rows as a pyarrow Table with the contract's schema, in input order."""
-        if self._valid is None:
-            self._valid = self._builder(self._payload, self.valid_index)
-        return self._valid
+        """The valid rows as a pyarrow Table with the contract's schema, in input order (built once)."""
+        if self._builder is not None:
+            self._payload = self._builder(self._payload, self.valid_index)
+            self._builder = None
+        return self._payload
 
     @property
     def n_valid(self) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 
@@ -68,6 +69,9 @@ class ContractValidator:
         self._getters = [(f.name, attrgetter(f.name), f.logical_type) for f in contract.fields]
         self._rank = {(c.field, c.rule): k for k, c in enumerate(self.checks)}
         self._unique_fields = [c.field for c in self.checks if c.rule == "unique"]
+        self._row_checker_one = build_row_checker(
+            [(f.name, f.logical_type) for f in contract.fields], tuple(c for c in self.checks if c.rule != "unique")
+        )
         self._row_checker = build_row_checker([(f.name, f.logical_type) for f in contract.fields], self.checks)
 
     @property
@@ -80,8 +84,8 @@ class ContractValidator:
     def validate_json(self, raws: Sequence[bytes], *, now: int | None = None, path: str | None = None) -> ValidationResult:
         """One JSON record per element (a Kafka message value, a jsonl line)."""
         if now is None:
-            now = now_us()
-        if path == "record" or (path is None and len(raws) <= self.small_batch):
+            now = time.time_ns() // 1000
+        if path is None and len(raws) <= self.small_batch or path == "record":
             return self._json_rows(raws, now)
         decoded = self.decoder.decode(raws)
         table, extra = self._rows_to_table(decoded.rows)
@@ -120,7 +124,8 @@ class ContractValidator:
         for name, get, t in self._getters:
             values = list(map(get, rows))
             if t in ("object", "array"):
-                values = [None if v is None else bytes(v).decode() for v in values]
+                enc = msgspec.json.encode
+                values = [None if v is None else enc(v).decode() for v in values]
             elif t == "timestamp":
                 arrays.append(_strings_to_ts(pa.array(values, pa.string()), name, extra))
                 continue
@@ -166,11 +171,23 @@ class ContractValidator:
     def _json_rows(self, raws: Sequence[bytes], now: int) -> ValidationResult:
         """Decode and check record by record in one pass: the small-batch path."""
         decoder = self.decoder
+        if len(raws) == 1:  # a producer checking one record: the least work possible
+            raw = raws[0]
+            try:
+                row = decoder.struct_decode(raw)
+                prior, out = None, []
+            except decoder.errors as e:
+                row, prior = decoder.slow(raw, e)
+                out = list(prior)
+            self._row_checker_one(row, now, prior, None, out)  # a batch of one is unique by itself
+            if out:
+                return ValidationResult(1, [], [InvalidRow(0, raw, _ordered(out, self._rank))], self._build_rows, [row])
+            return ValidationResult(1, [0], [], self._build_rows, [row])
         dec = decoder.struct_decode
         errors = decoder.errors
         check = self._row_checker
         rank = self._rank
-        seen = {name: set() for name in self._unique_fields} if self._unique_fields else None
+        seen = self._fresh_seen()
         rows: list = []
         valid_index: list[int] = []
         invalid: list[InvalidRow] = []
@@ -179,8 +196,8 @@ class ContractValidator:
             try:
                 row = dec(raw)
                 prior = None
-            except errors:
-                row, prior = decoder.slow(raw)
+            except errors as e:
+                row, prior = decoder.slow(raw, e)
                 out.extend(prior)
             rows.append(row)
             check(row, now, prior, seen, out)
@@ -190,6 +207,9 @@ class ContractValidator:
             else:
                 valid_index.append(i)
         return ValidationResult(len(raws), valid_index, invalid, self._build_rows, rows)
+
+    def _fresh_seen(self) -> dict[str, set] | None:
+        return {name: set() for name in self._unique_fields} if self._unique_fields else None
 
     def _build_rows(self, rows: list, valid_index: list[int]) -> pa.Table:
         table, _ = self._rows_to_table([rows[i] for i in valid_index])
