@@ -604,3 +604,31 @@ class Compiler:
 
 _MISSING = object()
 __all__ = ["compile_project", "Compiler", "agg_output_type", "format_duration"]
+
+
+def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPlan], list]:
+    """Compile contracts given as {file name: YAML text}, outside any project.
+
+    For producers' CI: a repository of contracts without featureline.yaml, and old
+    versions read from git. Returns the plans by id and the problems found (file:line).
+    """
+    from .errors import SpecError
+    from .repo import _validate_doc
+    from .specs.contract import ContractSpec
+    from .yamlio import load_text
+
+    problems = Problems()
+    loaded: list[Sourced] = []
+    for name, text in texts.items():
+        try:
+            doc = load_text(text, name)
+        except SpecError as e:
+            problems.extend(e.problems)
+            continue
+        s = _validate_doc(doc, ContractSpec, problems)
+        if s is not None:
+            loaded.append(s)
+    c = Compiler(LoadedRepo(Path.cwd(), None, contracts=loaded))  # type: ignore[arg-type]
+    c.p = problems
+    plans = c._contracts()
+    return plans, sorted(problems.items, key=lambda p: (p.location.file, p.location.line, p.location.col) if p.location else ("", 0, 0))

@@ -90,6 +90,10 @@ def _load(path: Path, root: Path, model: type[BaseModel], problems: Problems) ->
     except SpecError as e:
         problems.extend(e.problems)
         return None
+    return _validate_doc(doc, model, problems)
+
+
+def _validate_doc(doc: Document, model: type[BaseModel], problems: Problems) -> Sourced | None:
     if doc.data is None:
         doc.data = {}
     if not isinstance(doc.data, dict):

@@ -207,7 +207,7 @@ _records = st.one_of(
 _raw = st.one_of(_records.map(lambda r: json.dumps(r).encode()), st.binary(max_size=12), st.just(json.dumps(GOOD).encode()))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(__import__("os").environ.get("FL_HYPOTHESIS_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(_raw, max_size=25))
 def test_valid_plus_invalid_is_input_and_paths_agree(validator, batch):
     results = {p: validator.validate_json(batch, now=NOW, path=p) for p in PATHS}

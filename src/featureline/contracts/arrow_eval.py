@@ -63,7 +63,13 @@ class ArrowChecks:
             op = {"lt": pc.less, "gt": pc.greater, "le": pc.less_equal, "ge": pc.greater_equal}[BOUND_RULES[r][0]]
             return op(col, _scalar(c.arg, col.chunk(0) if isinstance(col, pa.ChunkedArray) and col.num_chunks else col))
         if r == "multipleOf":
-            x = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            if pa.types.is_integer(col.type) and float(c.arg).is_integer():
+                x = col.to_numpy(zero_copy_only=False)
+                if col.null_count:
+                    valid = pc.is_valid(col).to_numpy(zero_copy_only=False)
+                    x = np.where(valid, pc.fill_null(col, 0).to_numpy(zero_copy_only=False), 0)
+                return (x % int(c.arg)) != 0  # exact for 64-bit integers
+            x = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
             with np.errstate(invalid="ignore"):
                 q = x / float(c.arg)
                 bad = np.abs(q - np.round(q)) > 1e-9 * np.maximum(1.0, np.abs(q))

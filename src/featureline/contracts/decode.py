@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -22,7 +22,7 @@ from .result import Reason
 
 _PY_TYPES: dict[str, Any] = {
     "string": str,
-    "integer": int,
+    "integer": Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],  # what Arrow's int64 holds
     "number": float,
     "boolean": bool,
     "timestamp": str,  # parsed column-wise afterwards (Arrow's ISO 8601 cast, then Python for the rest)
@@ -109,6 +109,9 @@ class JsonDecoder:
                 what = f"a {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
                 if t == "integer" and isinstance(value, float):
                     what = "an integer (no fraction, no exponent)"
+                if t == "integer" and isinstance(value, int) and not isinstance(value, bool):
+                    reasons.append(Reason(key, "type", value, f"{value} does not fit a 64-bit integer"))
+                    continue
                 got = f"{kind} {value!r}" if kind == "string" else kind
                 reasons.append(Reason(key, "type", value, f"expected {what}, got {got}"))
         return self.struct(**good), reasons

@@ -54,6 +54,9 @@ def compile_record_check(c: Check) -> Callable[[Any, int], bool]:
         return lambda v, now: _num(v, t) >= a
     if r == "multipleOf":
         m = float(a)
+        if t == "integer" and m.is_integer():
+            k = int(m)
+            return lambda v, now: v % k != 0  # exact for integers
 
         def mult(v, now):
             q = float(v) / m

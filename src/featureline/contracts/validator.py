@@ -239,7 +239,7 @@ def _array_or_reasons(values: list, typ: pa.DataType, name: str, t: str, reasons
             out.append(v)
         except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
             out.append(None)
-            reasons.setdefault(i, []).append(Reason(name, "type", _show(v), f"{_show(v)!r} does not fit a 64-bit {t}"))
+            reasons.setdefault(i, []).append(Reason(name, "type", _show(v), f"{_show(v)} does not fit a 64-bit {t}"))
     return pa.array(out, type=typ)
 
 
