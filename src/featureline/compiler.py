@@ -228,6 +228,7 @@ class Compiler:
             event_time_field=etf,
             key_fields=tuple(str(k) for k in keys),
             topic=topic,
+            samples=tuple(str(sv["path"]) for sv in spec.servers or () if sv.get("type") == "local" and sv.get("path")),
             unknown_fields=str(unknown),
             max_future_skew_us=skew_us,
             file=s.doc.file,

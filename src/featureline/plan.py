@@ -66,6 +66,7 @@ class ContractPlan:
     topic: str | None
     unknown_fields: str  # reject | ignore
     max_future_skew_us: int
+    samples: tuple[str, ...] = ()  # globs of sample data files (ODCS servers of type local)
     file: str = field(compare=False, default="")
     location: Location | None = field(default=None, compare=False)
 
