@@ -117,8 +117,9 @@ def init(
 
 
 def _register_subcommands() -> None:
-    from .commands import generate
+    from .commands import contracts, generate
 
+    app.add_typer(contracts.app, name="contracts")
     app.add_typer(generate.app, name="generate")
 
 

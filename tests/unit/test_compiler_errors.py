@@ -173,7 +173,7 @@ CASES = [
         "          maximum: 50000",
         "          maxLength: 50000",
         [
-            "contracts/transactions.yaml:50:11: error[unknown-option]: logicalTypeOptions `maxLength` does not apply to logicalType number\n   = help: options for number: exclusiveMaximum, exclusiveMinimum, format, maximum, minimum, multipleOf",
+            "contracts/transactions.yaml:54:11: error[unknown-option]: logicalTypeOptions `maxLength` does not apply to logicalType number\n   = help: options for number: exclusiveMaximum, exclusiveMinimum, format, maximum, minimum, multipleOf",
         ],
     ),
     (
@@ -181,7 +181,7 @@ CASES = [
         "value: backward",
         "value: backwards",
         [
-            "contracts/transactions.yaml:99:12: error[invalid-value]: compatibility must be one of backward, backward_transitive, forward, forward_transitive, full, full_transitive, none\n   = help: did you mean `backward`?",
+            "contracts/transactions.yaml:103:12: error[invalid-value]: compatibility must be one of backward, backward_transitive, forward, forward_transitive, full, full_transitive, none\n   = help: did you mean `backward`?",
         ],
     ),
     (

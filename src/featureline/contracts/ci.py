@@ -140,11 +140,27 @@ def run_check(
 
         hint = did_you_mean(contract, plans)
         raise UsageError(f"--contract {contract}: no such contract" + (f" ({hint})" if hint else f"; known: {', '.join(sorted(plans)) or 'none'}"))
-    for path in data or ():
-        _check_data(Path(path), plans, contract, now, report)
+    for path in expand_data(data or ()):
+        _check_data(path, plans, contract, now, report)
     if against is not None:
         _check_against(against, plans, report)
     return report
+
+
+def expand_data(patterns) -> list[Path]:
+    """--data values, each a file or a glob (quoted in CI so every platform expands it alike)."""
+    import glob
+
+    out: list[Path] = []
+    for pat in patterns:
+        if any(ch in pat for ch in "*?["):
+            hits = sorted(glob.glob(pat, recursive=True))
+            if not hits:
+                raise UsageError(f"--data {pat}: no file matches")
+            out.extend(Path(h) for h in hits)
+        else:
+            out.append(Path(pat))
+    return out
 
 
 def _lint_finding(p: Problem) -> Finding:
@@ -210,12 +226,12 @@ def _check_data(path: Path, plans: dict, flag: str | None, now: int | None, repo
     else:
         raise UsageError(f"--data {rel}: unknown format {suffix!r} (use .jsonl, .csv or .parquet)")
     report.data_files[rel] = (c.id, res.n_input, res.n_invalid)
-    unit = "row" if suffix in (".parquet", ".pq") else "line"
+    rows = suffix in (".parquet", ".pq")  # parquet has rows, not lines: say which row
     for row in res.invalid:
         n = where[row.index]
         for r in row.reasons:
-            what = f"{r.field}: " if r.field else ""
-            report.findings.append(Finding("data", rel, n, None, r.rule, f"{unit} {n}: {what}{r.message}", c.id, r.field, r.value))
+            what = (f"row {n}: " if rows else "") + (f"`{r.field}`: " if r.field else "")
+            report.findings.append(Finding("data", rel, n, None, r.rule, f"{what}{r.message}", c.id, r.field, r.value))
 
 
 # -- compatibility ----------------------------------------------------------------------
