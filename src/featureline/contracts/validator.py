@@ -38,7 +38,7 @@ WIDE = {
     "object": pa.string(),
     "array": pa.string(),
 }
-SMALL_BATCH = 4096  # measured crossover: below it the record path (incl. building Arrow) is faster
+SMALL_BATCH = 2048  # measured crossover (bench/contracts_bench.py): below it the record path is faster
 
 
 def arrow_schema(contract: ContractPlan) -> pa.Schema:
@@ -118,10 +118,13 @@ class ContractValidator:
         return self._check_table(wide, reasons, now, None)
 
     # -- columnar path ----------------------------------------------------------------
-    def _rows_to_table(self, rows: list) -> tuple[pa.Table, dict[int, list[Reason]]]:
+    def _rows_to_table(self, rows: list, *, final: bool = False) -> tuple[pa.Table, dict[int, list[Reason]]]:
+        """Columns from decoded rows: wide types for checking, or (`final`, rows already
+        checked) the contract's own types, so no cast pass is needed afterwards."""
         extra: dict[int, list[Reason]] = {}
         arrays = []
-        for name, get, t in self._getters:
+        schema = self.schema if final else self.wide_schema
+        for (name, get, t), fld in zip(self._getters, schema, strict=True):
             values = list(map(get, rows))
             if t in ("object", "array"):
                 enc = msgspec.json.encode
@@ -130,10 +133,10 @@ class ContractValidator:
                 arrays.append(_strings_to_ts(pa.array(values, pa.string()), name, extra))
                 continue
             try:
-                arrays.append(pa.array(values, type=WIDE[t]))
+                arrays.append(pa.array(values, type=fld.type))
             except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
                 arrays.append(_array_or_reasons(values, WIDE[t], name, t, extra))
-        return pa.Table.from_arrays(arrays, schema=self.wide_schema), extra
+        return pa.Table.from_arrays(arrays, schema=schema), extra
 
     def _check_table(self, table: pa.Table, reasons: dict[int, list[Reason]], now: int, raws) -> ValidationResult:
         n = table.num_rows
@@ -212,8 +215,8 @@ class ContractValidator:
         return {name: set() for name in self._unique_fields} if self._unique_fields else None
 
     def _build_rows(self, rows: list, valid_index: list[int]) -> pa.Table:
-        table, _ = self._rows_to_table([rows[i] for i in valid_index])
-        return table.cast(self.schema)
+        table, _ = self._rows_to_table([rows[i] for i in valid_index] if len(valid_index) < len(rows) else rows, final=True)
+        return table
 
 
 def _ordered(why: list[Reason], rank: dict) -> tuple[Reason, ...]:
