@@ -97,6 +97,103 @@ def plan(
 
 
 @app.command()
+@handle_errors
+def dataset(
+    spine: Path = typer.Option(..., "--spine", help="Spine file (parquet or csv): join keys + a time column."),
+    service: str = typer.Option(..., "--service", help="Feature service to compute."),
+    out: Path = typer.Option(..., "--out", help="Output file (.parquet or .csv)."),
+    at_column: str | None = typer.Option(None, "--at-column", help="The spine's time column (default: timestamp, event_time or ts)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail if a batch source has rows that break its contract."),
+    project: Path = ProjectOpt,
+) -> None:
+    """A point-in-time training set: every spine row, in order, with the service's features as of its time."""
+    import time
+
+    from .batch.engine import SpineError
+    from .batch.sources import SourceError
+    from .store import FeatureStore
+
+    t0 = time.perf_counter()
+    fs = FeatureStore(project, strict=strict)
+    try:
+        table = fs.get_historical_features(spine, service, at_column=at_column, progress=sys.stderr.isatty())
+    except (SpineError, FileNotFoundError) as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    except SourceError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
+    _write_table(table, out)
+    for r in fs.source_reports().values():
+        _err(r.describe())
+    print(f"wrote {table.num_rows:,} rows x {table.num_columns} columns to {out} in {time.perf_counter() - t0:.1f}s")
+
+
+def _write_table(table, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, out)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+
+
+@app.command()
+@handle_errors
+def backfill(
+    start: str = typer.Option(..., "--start", help="Start time (ISO 8601, UTC if naive), inclusive."),
+    end: str = typer.Option(..., "--end", help="End time, exclusive."),
+    to: str = typer.Option("offline", "--to", help="offline, online or both."),
+    view: list[str] | None = typer.Option(None, "--view", help="Only these feature views (repeatable)."),
+    cadence: str | None = typer.Option(None, "--cadence", help="Time between rows, e.g. 1h (default: each view's smallest hop)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail if a batch source has rows that break its contract."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Compute feature values over a time range into the offline store (partitioned parquet)."""
+    import time
+
+    from .batch.backfill import backfill_offline
+    from .batch.sources import SourceError
+    from .store import FeatureStore
+    from .timeutil import parse_duration, to_us
+
+    try:
+        lo, hi = to_us(start), to_us(end)
+        step = parse_duration(cadence) if cadence else None
+    except ValueError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    if to not in ("offline", "online", "both"):
+        _err("error: --to must be offline, online or both")
+        raise typer.Exit(2)
+    if to != "offline":
+        _err("error: --to online is not built yet (the online store comes with the Redis issue)")
+        raise typer.Exit(2)
+    t0 = time.perf_counter()
+    fs = FeatureStore(project, strict=strict)
+    try:
+        written = backfill_offline(fs.batch, lo, hi, views=view, cadence=step, progress=sys.stderr.isatty())
+    except ValueError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    except SourceError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
+    for r in fs.source_reports().values():
+        _err(r.describe())
+    by_view: dict[str, tuple[int, int]] = {}
+    for w in written:
+        n, p = by_view.get(w.view, (0, 0))
+        by_view[w.view] = (n + w.rows, p + 1)
+    for v, (n, p) in by_view.items():
+        print(f"  {v:<24} {n:>10,} rows in {p} partition(s) under {fs.plan.project.offline_path}/{v}/")
+    print(f"backfill to offline done in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command()
 def init(
     directory: Path = typer.Argument(..., help="Directory to create the project in."),
     name: str | None = typer.Option(None, help="Project name (default: the directory's name)."),

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests import oracle
 
 from featureline.batch.engine import BatchEngine
 from featureline.compiler import compile_project
-from tests import oracle
 
 MIN = 60_000_000
 BASE = 1_700_000_000_000_000 - (1_700_000_000_000_000 % (24 * 60 * MIN))  # a day boundary

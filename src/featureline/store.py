@@ -1,0 +1,65 @@
+"""`FeatureStore`: the Python entry point, over the compiled plan and the engines.
+
+    from featureline import FeatureStore
+
+    fs = FeatureStore(".")
+    train = fs.get_historical_features(spine, "fraud_detection")      # pyarrow.Table
+    train = fs.get_historical_features(spine, "fraud_detection", to_pandas=True)
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+
+class FeatureStore:
+    def __init__(self, path: str | Path = ".", *, strict: bool = False, memory_limit: str | None = None):
+        from .compiler import compile_project
+
+        self.plan = compile_project(path)
+        self.strict = strict
+        self.memory_limit = memory_limit
+
+    @cached_property
+    def batch(self):
+        from .batch.engine import BatchEngine
+
+        return BatchEngine(self.plan, strict=self.strict, memory_limit=self.memory_limit)
+
+    def get_historical_features(self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False):
+        """Every spine row (in order, with its columns) and the service's features as of its time.
+
+        `spine`: a pyarrow Table, a pandas DataFrame, a dict of columns, or a parquet/csv path,
+        with the service's join keys and a time column (`at_column`, default: timestamp,
+        event_time or ts). Values follow DESIGN.md section 3: only events strictly before
+        the row's time count.
+        """
+        table = read_spine(spine)
+        out = self.batch.historical(table, service, at_column=at_column, progress=progress)
+        return out.to_pandas() if to_pandas else out
+
+    def source_reports(self):
+        """What the contract checks found in each batch source read so far."""
+        return dict(self.batch.reports)
+
+
+def read_spine(spine):
+    import pyarrow as pa
+
+    if isinstance(spine, (str, Path)):
+        p = Path(spine)
+        if not p.exists():
+            raise FileNotFoundError(f"spine file {p} does not exist")
+        if p.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(p)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(p)
+    if isinstance(spine, pa.Table):
+        return spine
+    if hasattr(spine, "to_records"):  # pandas
+        return pa.Table.from_pandas(spine, preserve_index=False)
+    return pa.table(spine)
