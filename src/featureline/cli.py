@@ -194,6 +194,47 @@ def backfill(
 
 
 @app.command()
+def head(
+    path: Path = typer.Argument(..., help="A parquet or csv file (a training set, an offline partition, a spine)."),
+    rows: int = typer.Option(10, "-n", "--rows", help="Rows to show."),
+    offset: int = typer.Option(0, "--offset", help="First row to show."),
+    columns: str | None = typer.Option(None, "--columns", "-c", help="Comma-separated columns (default: all)."),
+) -> None:
+    """Show the first rows of a parquet or csv file as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .store import read_spine
+
+    try:
+        t = read_spine(path)
+        if columns:
+            t = t.select([c.strip() for c in columns.split(",")])
+    except (FileNotFoundError, KeyError) as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{path} ({t.num_rows:,} rows x {t.num_columns} columns)", title_justify="left")
+    for name in t.column_names:
+        table.add_column(name, no_wrap=True)
+    for row in t.slice(offset, rows).to_pylist():
+        table.add_row(*(_cell(row[c]) for c in t.column_names))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=250)
+    console.print(table)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if hasattr(v, "isoformat"):
+        return v.isoformat().replace("+00:00", "Z")
+    return str(v)
+
+
+@app.command()
 def init(
     directory: Path = typer.Argument(..., help="Directory to create the project in."),
     name: str | None = typer.Option(None, help="Project name (default: the directory's name)."),

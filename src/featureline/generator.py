@@ -664,3 +664,30 @@ def produce_live(events: Iterable[LiveEvent], bootstrap: str, topic: str, *, rat
     if errors:
         raise RuntimeError(f"{len(errors)} of {count} messages to {topic!r} failed, first: {errors[0]!r}")
     return count
+
+
+def write_spine(path: Path, *, rows: int = 1000, users: int = 2000, merchants: int = 300, days: int = 30, end: datetime | None = None, seed: int = 11) -> int:
+    """A training spine for the example service: (request_id, user_id, merchant_id, timestamp, is_fraud).
+
+    Times are uniform over the history's range, users drawn like the history's (some never
+    seen), and a made-up label, so `featureline dataset` has something to join.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    end_us = to_us(end) if end is not None else to_us(DEFAULT_END)
+    start_us = end_us - days * 86_400_000_000
+    times = np.sort(rng.integers(start_us, end_us, size=rows))
+    table = pa.table(
+        {
+            "request_id": pa.array(np.arange(rows), pa.int64()),
+            "user_id": pa.array(rng.integers(1, int(users * 1.05) + 1, size=rows), pa.int64()),
+            "merchant_id": pa.array(rng.integers(1, merchants + 1, size=rows), pa.int64()),
+            "timestamp": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "is_fraud": pa.array(rng.random(rows) < 0.02),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return rows

@@ -102,3 +102,19 @@ def live(
         print(f"error: producing to {topic!r} at {server}: {e}", file=sys.stderr)
         raise typer.Exit(1) from None
     print(f"sent {sent:,} messages ({n_bad:,} bad) to {topic!r} at {server} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def spine(
+    out: Path = typer.Option(Path("data/spine.parquet"), "--out", help="Where to write the spine (parquet)."),
+    rows: int = typer.Option(1000, "--rows", help="Spine rows."),
+    users: int = typer.Option(2000, "--users", help="Users in the history."),
+    merchants: int = typer.Option(300, "--merchants", help="Merchants in the history."),
+    days: int = typer.Option(30, "--days", help="Days of history the times spread over."),
+    seed: int = typer.Option(11, "--seed"),
+) -> None:
+    """A training spine for the example service (request_id, user_id, merchant_id, timestamp, is_fraud)."""
+    from ..generator import write_spine
+
+    n = write_spine(out, rows=rows, users=users, merchants=merchants, days=days, seed=seed)
+    print(f"wrote a spine of {n:,} rows to {out}")
