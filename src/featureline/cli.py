@@ -144,7 +144,7 @@ def _write_table(table, out: Path) -> None:
 @app.command()
 @handle_errors
 def backfill(
-    start: str = typer.Option(..., "--start", help="Start time (ISO 8601, UTC if naive), inclusive."),
+    start: str | None = typer.Option(None, "--start", help="Start time (ISO 8601, UTC if naive), inclusive; offline only."),
     end: str = typer.Option(..., "--end", help="End time, exclusive."),
     to: str = typer.Option("offline", "--to", help="offline, online or both."),
     view: list[str] | None = typer.Option(None, "--view", help="Only these feature views (repeatable)."),
@@ -152,7 +152,8 @@ def backfill(
     strict: bool = typer.Option(False, "--strict", help="Fail if a batch source has rows that break its contract."),
     project: Path = ProjectOpt,
 ) -> None:
-    """Compute feature values over a time range into the offline store (partitioned parquet)."""
+    """Compute feature values: over [start, end) into the offline store (partitioned parquet),
+    and/or as of --end into the online store (Redis tiles and latest values)."""
     import time
 
     from .batch.backfill import backfill_offline
@@ -160,22 +161,39 @@ def backfill(
     from .store import FeatureStore
     from .timeutil import parse_duration, to_us
 
+    if to not in ("offline", "online", "both"):
+        _err("error: --to must be offline, online or both")
+        raise typer.Exit(2)
+    if start is None and to != "online":
+        _err("error: --start is needed for --to offline/both (the online store needs only --end)")
+        raise typer.Exit(2)
     try:
-        lo, hi = to_us(start), to_us(end)
+        lo, hi = (to_us(start) if start else None), to_us(end)
         step = parse_duration(cadence) if cadence else None
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
-    if to not in ("offline", "online", "both"):
-        _err("error: --to must be offline, online or both")
-        raise typer.Exit(2)
-    if to != "offline":
-        _err("error: --to online is not built yet (the online store comes with the Redis issue)")
-        raise typer.Exit(2)
     t0 = time.perf_counter()
     fs = FeatureStore(project, strict=strict)
     try:
-        written = backfill_offline(fs.batch, lo, hi, views=view, cadence=step, progress=sys.stderr.isatty())
+        if to in ("offline", "both"):
+            written = backfill_offline(fs.batch, lo, hi, views=view, cadence=step, progress=sys.stderr.isatty())
+            by_view: dict[str, tuple[int, int]] = {}
+            for w in written:
+                n, p = by_view.get(w.view, (0, 0))
+                by_view[w.view] = (n + w.rows, p + 1)
+            for v, (n, p) in by_view.items():
+                print(f"  offline {v:<24} {n:>10,} rows in {p} partition(s) under {fs.plan.project.offline_path}/{v}/")
+        if to in ("online", "both"):
+            from .batch.online_backfill import backfill_online
+
+            t1 = time.perf_counter()
+            done = backfill_online(fs.batch, fs.online, hi, views=view)
+            for w in done:
+                what = f"{w.tiles:,} tiles" if w.kind != "latest" else "latest values"
+                print(f"  online  {w.view:<24} {w.kind:<12} {w.entities:>8,} entities, {what}")
+            rows = sum(w.entities for w in done)
+            print(f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)")
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -184,13 +202,76 @@ def backfill(
         raise typer.Exit(1) from None
     for r in fs.source_reports().values():
         _err(r.describe())
-    by_view: dict[str, tuple[int, int]] = {}
-    for w in written:
-        n, p = by_view.get(w.view, (0, 0))
-        by_view[w.view] = (n + w.rows, p + 1)
-    for v, (n, p) in by_view.items():
-        print(f"  {v:<24} {n:>10,} rows in {p} partition(s) under {fs.plan.project.offline_path}/{v}/")
-    print(f"backfill to offline done in {time.perf_counter() - t0:.1f}s")
+    print(f"backfill to {to} done in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command()
+@handle_errors
+def get(
+    service: str = typer.Option(..., "--service", "-s", help="Feature service."),
+    entity: list[str] = typer.Option(..., "--entity", "-e", help="Join key values, e.g. user_id=42 (repeat for more keys or rows: user_id=1,user_id=2)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Read a service's features for entities from the online store, as of now."""
+    import json
+
+    from .online.store import OnlineError
+    from .store import FeatureStore
+
+    rows = _entity_rows(entity)
+    fs = FeatureStore(project)
+    try:
+        cols = fs.get_online_features(fs_service := service, rows)
+    except OnlineError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    except Exception as e:  # redis connection errors: say where we tried
+        if type(e).__module__.startswith("redis"):
+            _err(f"error: cannot read the online store at {fs.plan.project.redis_url}: {e}")
+            raise typer.Exit(1) from None
+        raise
+    if fmt == "json":
+        n = len(next(iter(cols.values()))) if cols else 0
+        print(json.dumps([{k: cols[k][i] for k in cols} for i in range(n)], default=str, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{fs_service} (online, as of now)", title_justify="left")
+    table.add_column("feature", no_wrap=True)
+    n = len(next(iter(cols.values()))) if cols else 0
+    for i in range(n):
+        table.add_column(f"row {i + 1}", no_wrap=True)
+    for k, vals in cols.items():
+        table.add_row(k, *(_cell(v) for v in vals))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
+
+
+def _entity_rows(specs: list[str]) -> list[dict]:
+    """`user_id=42` and `merchant_id=7` make one row; `user_id=1,user_id=2` two rows."""
+    rows: list[dict] = []
+    for spec in specs:
+        parts = [p for p in spec.split(",") if p]
+        for i, part in enumerate(parts):
+            key, sep, value = part.partition("=")
+            if not sep:
+                _err(f"error: --entity {spec!r}: write key=value")
+                raise typer.Exit(2)
+            while len(rows) <= i:
+                rows.append({})
+            rows[i][key.strip()] = _scalar(value.strip())
+    return rows
+
+
+def _scalar(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        return v
 
 
 @app.command()

@@ -27,6 +27,22 @@ class FeatureStore:
 
         return BatchEngine(self.plan, strict=self.strict, memory_limit=self.memory_limit)
 
+    @cached_property
+    def online(self):
+        from .online.store import OnlineStore
+
+        return OnlineStore(self.plan)
+
+    def get_online_features(self, service: str, entity_rows, *, to_arrow: bool = False):
+        """The service's features for each entity row, as of now, from Redis: a dict of columns
+        (join keys first), or a pyarrow Table with `to_arrow=True`. One round trip."""
+        cols = self.online.get(service, entity_rows)
+        if to_arrow:
+            import pyarrow as pa
+
+            return pa.table(cols)
+        return cols
+
     def get_historical_features(self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False):
         """Every spine row (in order, with its columns) and the service's features as of its time.
 

@@ -1,0 +1,125 @@
+"""The Redis online store against the batch engine (itself held to the oracle): exact as of read time,
+windows expiring on their own, reruns idempotent. Real Redis, started by scripts/services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from featureline.batch.engine import BatchEngine
+from featureline.batch.online_backfill import backfill_online
+from featureline.compiler import compile_project
+from featureline.generator import write_history
+from featureline.online.store import OnlineError, OnlineStore
+from featureline.timeutil import DAY, HOUR, MINUTE
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory, services):
+    d = tmp_path_factory.mktemp("online")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    (d / "featureline.yaml").write_text(
+        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
+    )
+    shutil.copytree(REPO / "features", d / "features")
+    shutil.copytree(REPO / "contracts", d / "contracts")
+    T = time.time_ns() // 1000 - 1_000_000  # the history ends just before now: keys expire in wall-clock time
+    write_history(d, events=20_000, users=300, merchants=40, days=12, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
+    plan = compile_project(d)
+    engine = BatchEngine(plan)
+    store = OnlineStore(plan)
+    written = backfill_online(engine, store, T)
+    yield plan, engine, store, T, written, prefix
+    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        store.client.delete(*keys)
+
+
+def _rows(n=120, seed=3):
+    rnd = random.Random(seed)
+    return [{"user_id": rnd.randint(1, 320), "merchant_id": rnd.randint(1, 40)} for _ in range(n)]
+
+
+def _batch(engine, rows, at):
+    spine = pa.table(
+        {
+            "user_id": [r["user_id"] for r in rows],
+            "merchant_id": [r["merchant_id"] for r in rows],
+            "ts": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    return engine.historical(spine, "fraud_detection", at_column="ts").to_pydict()
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    return a == b
+
+
+@pytest.mark.parametrize("later", [0, 5 * MINUTE, HOUR, 8 * DAY], ids=["T", "T+1hop", "T+1h", "T+8d"])
+def test_reads_equal_batch_values_as_of_read_time(online, later):
+    plan, engine, store, T, _, _ = online
+    rows = _rows()
+    at = T + later
+    got = store.get("fraud_detection", rows, at_us=at)
+    want = _batch(engine, rows, at)
+    for name in want:
+        if name in ("ts",):
+            continue
+        bad = [(i, a, b) for i, (a, b) in enumerate(zip(got[name], want[name], strict=True)) if not _same(a, b)]
+        assert not bad, (name, bad[:3])
+    if later == 8 * DAY:  # every window has expired by then: counts 0, aggregates null; latest values within ttl only
+        assert set(got["count_7d"]) == {0} and set(got["amount_max_7d"]) == {None}
+        assert any(v is not None for v in got["country"])  # profiles live 3650d
+
+
+def test_one_round_trip_and_expiry_set(online):
+    plan, engine, store, T, written, prefix = online
+    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+    assert keys
+    ttls = [store.client.pttl(k) for k in keys[:200]]
+    assert all(t > 0 for t in ttls)  # nothing lives forever
+    # a tile hash lives at most its reach beyond now (hop + widest window of that hop)
+    assert max(store.client.pttl(k) for k in keys if b":3600000000:" in k) <= (7 * DAY + HOUR) // 1000 + 1000
+
+
+def test_rerun_is_idempotent(online):
+    plan, engine, store, T, _, prefix = online
+    rows = _rows(60, seed=9)
+    before = store.get("fraud_detection", rows, at_us=T)
+    n_keys = sum(1 for _ in store.client.scan_iter(f"{prefix}:*", count=1000))
+    backfill_online(engine, store, T)
+    assert store.get("fraud_detection", rows, at_us=T) == before
+    assert sum(1 for _ in store.client.scan_iter(f"{prefix}:*", count=1000)) == n_keys
+
+
+def test_latest_value_respects_ttl(online):
+    plan, engine, store, T, _, _ = online
+    rows = _rows(200, seed=4)
+    now = store.get("fraud_detection", rows, at_us=T)
+    later = store.get("fraud_detection", rows, at_us=T + 30 * DAY + 1)  # user_last_merchant has ttl 30d
+    assert any(v is not None for v in now["last_merchant_id"])
+    assert all(v is None for v in later["last_merchant_id"])
+
+
+def test_bad_requests(online):
+    plan, engine, store, T, _, _ = online
+    with pytest.raises(OnlineError, match="did you mean `fraud_detection`"):
+        store.get("fraud_detect", [{"user_id": 1, "merchant_id": 1}])
+    with pytest.raises(OnlineError, match="lacks join key"):
+        store.get("fraud_detection", [{"user_id": 1}])
+    with pytest.raises(OnlineError, match="limit"):
+        store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}] * 1001)
