@@ -259,30 +259,59 @@ def setup_feast(py: Path) -> None:
 
 
 def compare_latest(ours: Path, other: Path, data_glob: str, name: str) -> dict:
-    """Rows of `other` (keyed by spine_row) whose values differ from ours; how many of those are
-    ties (several events of the user at the matched event time, where the pick is arbitrary)."""
+    """Rows of `other` (keyed by spine_row) whose values differ from ours, and for those: whether the
+    user has several events at the matched event time (a tie: the ASOF baseline and Feast pick any of
+    them; DESIGN.md section 3 picks the last by arrival order) and whether ours is that last one."""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     diff = " OR ".join(f"o.{c} IS DISTINCT FROM b.{c}" for c in LATEST)
     con.execute(
-        f"CREATE TEMP TABLE d AS SELECT o.spine_row, o.user_id, o.timestamp FROM read_parquet('{ours}') o "
+        f"CREATE TEMP TABLE d AS SELECT o.* FROM read_parquet('{ours}') o "
         f"JOIN read_parquet('{other}') b USING (spine_row) WHERE {diff}"
     )
     n_common = con.execute(f"SELECT count(*) FROM read_parquet('{ours}') o JOIN read_parquet('{other}') b USING (spine_row)").fetchone()[0]
     n_diff = con.execute("SELECT count(*) FROM d").fetchone()[0]
-    # the matched event time (latest strictly before t, or at t for an inclusive join) and the number of events there
-    ties = con.execute(
+    if not n_diff:
+        return {"vs": name, "common_rows": n_common, "differ": 0, "ties": 0, "ours_last_arrival": 0}
+    # events of the differing users, in arrival order (file order, then row order)
+    con.execute(
+        f"CREATE TEMP TABLE ev AS SELECT user_id, event_time, {', '.join(LATEST)}, "
+        f"row_number() OVER (ORDER BY filename, file_row_number) AS arr "
+        f"FROM read_parquet('{data_glob}', filename=true, file_row_number=true) WHERE user_id IN (SELECT user_id FROM d)"
+    )
+    same = " AND ".join(f"d.{c} IS NOT DISTINCT FROM l.{c}" for c in LATEST)
+    r = con.execute(
         f"""
-        WITH ev AS (SELECT user_id, event_time FROM read_parquet('{data_glob}')),
-        m AS (SELECT d.spine_row, d.user_id, e.event_time AS et FROM d ASOF LEFT JOIN ev e ON d.user_id = e.user_id AND d.timestamp >= e.event_time)
-        SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE at_t) FROM (
-            SELECT m.spine_row, count(ev.user_id) AS n, any_value(m.et = d.timestamp) AS at_t
-            FROM m JOIN d USING (spine_row) LEFT JOIN ev ON ev.user_id = m.user_id AND ev.event_time = m.et GROUP BY m.spine_row)
+        WITH m AS (SELECT d.spine_row, d.user_id, max(e.event_time) AS et FROM d JOIN ev e ON e.user_id = d.user_id AND e.event_time < d.timestamp GROUP BY ALL),
+        l AS (SELECT m.spine_row, count(*) AS n, {", ".join(f"arg_max(e.{c}, e.arr) AS {c}" for c in LATEST)}
+              FROM m JOIN ev e ON e.user_id = m.user_id AND e.event_time = m.et GROUP BY m.spine_row)
+        SELECT count(*) FILTER (WHERE l.n > 1), count(*) FILTER (WHERE l.n > 1 AND {same}) FROM d JOIN l USING (spine_row)
         """
     ).fetchone()
-    return {"vs": name, "common_rows": n_common, "differ": n_diff, "differ_at_tied_event_time": ties[0], "differ_event_at_t": ties[1]}
+    return {"vs": name, "common_rows": n_common, "differ": n_diff, "ties": r[0], "ours_last_arrival": r[1]}
+
+
+def missing_rows(spine: Path, other: Path, ours: Path, data_glob: str) -> dict:
+    """Spine rows absent from `other`'s output, by what ours has for them."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.execute(
+        f"""
+        WITH ev AS (SELECT user_id, min(event_time) AS first_t FROM read_parquet('{data_glob}') GROUP BY user_id)
+        SELECT CASE WHEN ev.user_id IS NULL THEN 'user has no events'
+                    WHEN ev.first_t >= s.timestamp THEN 'no event before t'
+                    WHEN o.merchant_id IS NULL THEN 'only events older than ttl (ours: nulls)'
+                    ELSE 'has a value (ours)' END AS kind, count(*)
+        FROM read_parquet('{spine}') s LEFT JOIN ev USING (user_id) JOIN read_parquet('{ours}') o USING (spine_row)
+        WHERE s.spine_row NOT IN (SELECT spine_row FROM read_parquet('{other}'))
+        GROUP BY ALL ORDER BY ALL
+        """
+    ).fetchall()
+    return dict(rows)
 
 
 def check_windowed(out_path: Path, data_glob: str, sample: int, seed: int) -> dict:
@@ -380,13 +409,15 @@ def main() -> None:
     print(f"command: {cmd}")
     print(f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, {mem:.1f} GiB RAM, {platform.platform()}")
     try:
         import psutil
 
         psv = psutil.__version__
+        avail = f", {psutil.virtual_memory().available / GiB:.1f} GiB available, {psutil.cpu_count(logical=False)} physical cores"
     except ImportError:
-        psv = None
+        psv, avail = None, ""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, {mem:.1f} GiB RAM{avail}, {platform.platform()}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews every number below)")
     print(
         f"ours (main venv): python {platform.python_version()}, featureline {getattr(featureline, '__version__', '?')}, "
         f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}, psutil {psv}"
@@ -413,6 +444,7 @@ def main() -> None:
         print(f"feast: {feast_reason}")
     print(flush=True)
 
+    t_start = time.perf_counter()
     work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="featureline-batch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -483,12 +515,15 @@ def main() -> None:
             p = work / f"feast_{label.replace('/', '_')}.parquet"
             if res.get("ok") and p.exists():
                 checks.append(compare_latest(ours_out, p, data_glob, f"Feast {label}"))
+                if res["rows"] != res["spine_rows"]:
+                    checks[-1]["missing"] = missing_rows(spine_latest, p, ours_out, data_glob)
         wcheck = None
         wout = work / f"ours_window_{min(wsizes)}.parquet" if wsizes else None
         if wout is not None and wout.exists():
             wcheck = check_windowed(wout, data_glob, a.check_sample, a.seed)
 
         print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, checks, wcheck)
+        print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; bench wall time {time.perf_counter() - t_start:.0f}s")
     finally:
         if a.keep or a.workdir:
             log(f"kept {work}")
@@ -589,9 +624,11 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
     print("\n== cross-checks ==")
     for c in checks:
         print(
-            f"  ours vs {c['vs']}: {c['common_rows']:,} common rows, {c['differ']:,} differ "
-            f"({c['differ_at_tied_event_time']:,} at an event time the user has several events, {c['differ_event_at_t']:,} with an event exactly at t)"
+            f"  ours vs {c['vs']}: {c['common_rows']:,} common rows, {c['differ']:,} differ; of those {c['ties']:,} are ties "
+            f"(several events of the user at the matched event time), and ours is the last of them by arrival in {c['ours_last_arrival']:,}"
         )
+        if c.get("missing"):
+            print(f"    spine rows missing from {c['vs']}'s output: " + ", ".join(f"{k}: {v:,}" for k, v in c["missing"].items()))
     if wcheck:
         print(f"  windowed vs numpy (DESIGN.md 3): {wcheck['rows']:,} rows, {wcheck['values']:,} values, {wcheck['mismatches']} mismatches {wcheck['first'] or ''}")
 

@@ -118,7 +118,7 @@ def _state(kind: str, v):
     if kind == "var":
         return [v["m"] or 0.0, v["m2"] or 0.0]
     if kind in ("min", "max") and v is None:
-        return 0
+        return 0  # not read: the tile's `nn` is 0
     return v
 
 

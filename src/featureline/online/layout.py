@@ -1,25 +1,32 @@
-"""How a feature view lives in Redis: keys, tile fields and accumulator layout.
+"""How features live in Redis: one hash per entity, read with one HGETALL.
 
-Windowed views: one Redis hash per (view, hop, entity),
+    <prefix>:<entity>:<key values>        e.g.  fl:user:42
+      <slot>:<tile_start_us>   a tile of a windowed view's hop: its accumulator states
+      <slot>                   a latest-value view's row: msgpack [event_time_us, arrival, [values]]
+      _off:<topic>:<partition> the last stream offset applied to this key (the stream issue)
 
-    <prefix>:<view>:<hop_us>:<entity>     field <tile_start_us>  -> msgpack array of accumulator states
-                                          field _off:<topic>:<partition> -> last applied offset (stream)
-
-one field per non-empty tile (tile = [start, start + hop)), with the key's expiry set to
-when its newest tile stops being readable by any window (start + hop + widest window).
-Latest-value views: one string per (view, entity),
-
-    <prefix>:<view>:latest:<entity>       msgpack [event_time_us, arrival, value...], expiring at event_time + ttl
+A slot is one (view, hop) of a windowed view or one latest-value view, named by a
+5-character code derived from the view, the hop and the accumulator layout, so a
+layout change (a feature added) never mixes old and new tiles: old fields are
+simply not read, and pruned. The key expires when the last thing it holds stops
+being readable (a tile: start + hop + widest window; a latest row: event_time + ttl);
+writes prune fields no window can read any more.
 
 An accumulator is one partial aggregate of one input within a tile: `cnt` (events),
-and per input `nn` (non-null count), `sum`, `min`, `max`, `last`/`first`
-([event_time, arrival, msgpack(value)]), `var` ([mean, M2], with `nn` as n). A tile's
-array holds the accumulators every feature of the (view, hop) needs, in a fixed order.
+and per input `nn` (non-null count), `sum`, `min`, `max`, `var` (mean, M2 with `nn`
+as n), `last`/`first` ([event_time, arrival, msgpack(value)]). Tiles of numeric
+layouts (no last/first, no string min/max) are packed little-endian doubles, which
+Lua's `struct.unpack` reads fastest; others are msgpack arrays. Values in numeric
+tiles are exact up to 2^53 (Lua numbers are doubles).
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
+
+import msgspec
 
 from ..plan import FeaturePlan, Plan, ViewPlan
 
@@ -35,7 +42,9 @@ NEEDS = {
     "variance": ("var",),
     "stddev": ("var",),
 }
-ACC_ORDER = ("nn", "sum", "min", "max", "last", "first", "var")
+ACC_ORDER = ("nn", "sum", "min", "max", "var", "last", "first")
+NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")
+_enc = msgspec.msgpack.Encoder()
 
 
 def input_name(f: FeaturePlan) -> str | None:
@@ -47,24 +56,54 @@ def input_name(f: FeaturePlan) -> str | None:
 
 @dataclass(frozen=True)
 class Acc:
-    kind: str  # cnt | nn | sum | min | max | last | first | var
+    kind: str  # cnt | nn | sum | min | max | var | last | first
     input: str | None  # input name (None for cnt)
-    index: int  # position in the tile array
+    index: int  # position in the tile (numeric layouts: in doubles; var takes two)
 
 
 @dataclass(frozen=True)
 class TileLayout:
     view: str
+    entity: str
     hop_us: int
     accs: tuple[Acc, ...]
-    reach_us: int  # a tile [s, s + hop) stays readable until s + hop + widest window using this hop
+    numeric: bool  # packed doubles (else msgpack)
+    width: int  # doubles per tile (numeric layouts)
+    reach_us: int  # a tile [s, s + hop) stays readable until s + hop + the widest window of this hop
     features: tuple[FeaturePlan, ...]
+    code: str
 
     def acc(self, kind: str, inp: str | None) -> Acc:
         for a in self.accs:
             if a.kind == kind and a.input == inp:
                 return a
         raise KeyError((kind, inp))
+
+    def pack(self, states: list) -> bytes:
+        """Accumulator states (in `accs` order; var as [mean, M2]) -> the tile's bytes."""
+        if not self.numeric:
+            return _enc.encode(states)
+        flat: list[float] = []
+        for a, s in zip(self.accs, states, strict=True):
+            if a.kind == "var":
+                flat.extend((float(s[0]), float(s[1])))
+            else:
+                flat.append(float(s or 0))
+        return struct.pack(f"<{len(flat)}d", *flat)
+
+
+def slot_code(*parts) -> str:
+    """A stable 5-character name for a slot (field prefix in the entity hash)."""
+    return _b36(zlib.crc32("|".join(map(str, parts)).encode()))
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    for _ in range(5):
+        n, r = divmod(n, 36)
+        out += digits[r]
+    return out
 
 
 def tile_layouts(view: ViewPlan) -> list[TileLayout]:
@@ -73,19 +112,30 @@ def tile_layouts(view: ViewPlan) -> list[TileLayout]:
     for hop in view.hops:
         feats = tuple(f for f in view.features if f.hop_us == hop)
         wanted: list[tuple[str, str | None]] = [("cnt", None)]
+        types: dict[str | None, str | None] = {}
         for f in feats:
             inp = input_name(f)
             if inp is None:
                 continue
-            kinds = ("nn", *NEEDS[f.function])
-            for k in kinds:
+            types[inp] = f.input_type
+            for k in ("nn", *NEEDS[f.function]):
                 if (k, inp) not in wanted:
                     wanted.append((k, inp))
-        wanted.sort(key=lambda ki: (-1 if ki[0] == "cnt" else 0, ki[1] or "", ACC_ORDER.index(ki[0]) if ki[0] in ACC_ORDER else -1))
-        accs = tuple(Acc(k, i, n) for n, (k, i) in enumerate(wanted))
+        head, rest = wanted[:1], sorted(wanted[1:], key=lambda ki: (ki[1] or "", ACC_ORDER.index(ki[0])))
+        wanted = head + rest
+        numeric = all(k not in ("last", "first") and (k not in ("min", "max") or types.get(i) in NUMERIC_INPUTS) for k, i in wanted)
+        accs, pos = [], 0
+        for k, i in wanted:
+            accs.append(Acc(k, i, pos if numeric else len(accs)))
+            pos += 2 if (numeric and k == "var") else 1
         reach = max(f.window_us for f in feats) + hop
-        out.append(TileLayout(view.name, hop, accs, reach, feats))
+        code = slot_code(view.name, hop, tuple((a.kind, a.input) for a in accs), numeric)
+        out.append(TileLayout(view.name, view.entity, hop, tuple(accs), numeric, pos, reach, feats, code))
     return out
+
+
+def latest_code(view: ViewPlan) -> str:
+    return slot_code(view.name, "latest", tuple(f.name for f in view.features))
 
 
 def entity_key(values) -> str:
@@ -98,12 +148,8 @@ def _esc(v) -> str:
     return s.replace("\\", "\\\\").replace("|", "\\|") if ("|" in s or "\\" in s) else s
 
 
-def window_key(prefix: str, view: str, hop_us: int, entity: str) -> str:
-    return f"{prefix}:{view}:{hop_us}:{entity}"
-
-
-def latest_key(prefix: str, view: str, entity: str) -> str:
-    return f"{prefix}:{view}:latest:{entity}"
+def hash_key(prefix: str, entity: str, ent: str) -> str:
+    return f"{prefix}:{entity}:{ent}"
 
 
 def layouts(plan: Plan) -> dict[tuple[str, int], TileLayout]:

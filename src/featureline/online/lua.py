@@ -1,15 +1,18 @@
-"""Lua scripts generated from the plan: reads that compute windowed values in Redis.
+"""Lua scripts generated from the plan: reads that compute windowed values inside Redis.
 
-A read script is generated per feature service (constants inlined, loaded once and
-called by SHA): for each entity row it fetches every key of the service's views
-(HGETALL of each (view, hop) tile hash, GET of each latest-value key), merges the
-tiles each feature's window covers as of t, and returns one msgpack array of all
-values. One EVALSHA is one round trip for N entities x F features.
+A read script is generated per feature service (constants inlined; loaded once, called
+by SHA). KEYS holds, per entity row, one hash key per entity type the service uses
+(e.g. fl:user:42, fl:merchant:7). For each key the script walks the hash once
+(HGETALL), unpacks each tile its features' windows cover as of t, updates every
+feature's running aggregate in the same pass, and finally returns one msgpack array:
+per row, the windowed values in order and, per latest-value view, its stored row
+(checked against the ttl by the client). One EVALSHA is one round trip for N
+entities x F features.
 
-Nulls travel as `false` (no feature value is ever a Lua boolean: booleans are stored
-as 0/1 and restored by the client from the feature's type). `last`/`first` values
-travel as the msgpack bytes they were written as, so no value is converted to a Lua
-number on the way (Lua numbers are doubles).
+Nulls travel as `false` (no value is ever a Lua boolean: booleans are 0/1 in tiles
+and restored from the feature's type by the client). `last`/`first` values travel
+as the msgpack bytes they were written as, so no value passes through a Lua number
+on the way.
 """
 
 from __future__ import annotations
@@ -17,120 +20,178 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import FeaturePlan, Plan
-from .layout import TileLayout, input_name, tile_layouts
+from .layout import TileLayout, input_name, latest_code, tile_layouts
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One Redis key per entity row: a (view, hop) tile hash, or a latest-value string."""
-
     view: str
     kind: str  # window | latest
-    hop_us: int | None
     layout: TileLayout | None
-    features: tuple[FeaturePlan, ...]  # the service's features read from this slot, in output order
+    code: str
+    features: tuple[FeaturePlan, ...]  # the service's features read from this slot
+
+
+@dataclass(frozen=True)
+class Group:
+    """The slots of one entity type: read from one hash key per entity row."""
+
+    entity: str
     join_keys: tuple[str, ...]
+    slots: tuple[Slot, ...]
 
 
-def service_slots(plan: Plan, service: str) -> list[Slot]:
+def service_groups(plan: Plan, service: str) -> list[Group]:
     svc = plan.services[service]
     wanted = [plan.feature(ref) for ref in svc.features]
-    slots: list[Slot] = []
+    by_entity: dict[str, list[Slot]] = {}
     for vname in dict.fromkeys(f.view for f in wanted):
         view = plan.views[vname]
-        mine = [f for f in wanted if f.view == vname]
+        mine = tuple(f for f in wanted if f.view == vname)
+        slots = by_entity.setdefault(view.entity, [])
         if view.kind == "latest":
-            slots.append(Slot(vname, "latest", None, None, tuple(mine), view.join_keys))
+            slots.append(Slot(vname, "latest", None, latest_code(view), mine))
             continue
         for lay in tile_layouts(view):
             feats = tuple(f for f in mine if f.hop_us == lay.hop_us)
             if feats:
-                slots.append(Slot(vname, "window", lay.hop_us, lay, feats, view.join_keys))
-    return slots
+                slots.append(Slot(vname, "window", lay, lay.code, feats))
+    return [Group(e, plan.entities[e].join_keys, tuple(s)) for e, s in by_entity.items()]
 
 
-def read_script(slots: list[Slot]) -> str:
-    """Lua: KEYS = per entity row, one key per slot; ARGV = [t_us, n_rows]. Returns msgpack of all values."""
-    lines = [
+def outputs(groups: list[Group]) -> list[tuple[str, object]]:
+    """The values one row returns, in order: ("f", FeaturePlan) or ("latest", Slot)."""
+    out: list[tuple[str, object]] = []
+    for g in groups:
+        for s in g.slots:
+            if s.kind == "latest":
+                out.append(("latest", s))
+            else:
+                out.extend(("f", f) for f in s.features)
+    return out
+
+
+def read_script(groups: list[Group]) -> str:
+    n_out = len(outputs(groups))
+    L = [
         "local t = tonumber(ARGV[1])",
         "local nrows = tonumber(ARGV[2])",
         "local out = {}",
-        "local o = 0",
-        "local k = 0",
         "local unpack = cmsgpack.unpack",
+        "local sunpack = struct.unpack",
+        "local sub = string.sub",
         "local function fl(x, h) return x - (x % h) end",
-        "for _ = 1, nrows do",
     ]
-    for s in slots:
-        lines.append("  k = k + 1")
-        if s.kind == "latest":
-            lines += ["  do", "    local v = redis.call('GET', KEYS[k])", "    o = o + 1", "    out[o] = v or false", "  end"]
-            continue
-        lay = s.layout
-        h = lay.hop_us
-        widest = max(f.window_us for f in s.features)
-        lines += [
-            "  do",
-            "    local raw = redis.call('HGETALL', KEYS[k])",
-            "    local tiles = {}",
-            f"    local hi = fl(t, {h})",
-            f"    local lo0 = fl(t - {widest}, {h})",
-            "    for i = 1, #raw, 2 do",
-            "      local f = raw[i]",
-            "      if string.byte(f, 1) ~= 95 then",
-            "        local st = tonumber(f)",
-            "        if st >= lo0 and st <= hi then tiles[#tiles + 1] = {st, unpack(raw[i + 1])} end",
-            "      end",
-            "    end",
-        ]
-        for f in s.features:
-            lines += ["    do", f"      local lo = fl(t - {f.window_us}, {h})"]
-            lines += ["      " + x for x in _feature_lua(f, lay)]
-            lines += ["    end"]
-        lines.append("  end")
-    lines += ["end", "return cmsgpack.pack(out)"]
-    return "\n".join(lines)
+    # window bounds, fixed for the call
+    for g in groups:
+        for s in g.slots:
+            if s.kind == "window":
+                lay = s.layout
+                L.append(f"local hi_{s.code} = fl(t, {lay.hop_us})")
+                L.append(f"local lo_{s.code} = fl(t - {max(f.window_us for f in s.features)}, {lay.hop_us})")
+                for j, f in enumerate(s.features):
+                    L.append(f"local lo_{s.code}_{j} = fl(t - {f.window_us}, {lay.hop_us})")
+    pos = 0
+    for gi, g in enumerate(groups):
+        L.append(f"local function read_{gi}(key, base)")
+        body, finals, inits = [], [], []
+        branches = []
+        for s in g.slots:
+            if s.kind == "latest":
+                inits.append(f"local lat_{s.code} = false")
+                branches.append((s.code, [f"lat_{s.code} = raw[i + 1]"], True))
+                finals.append(f"out[base + {pos + 1}] = lat_{s.code}")
+                pos += 1
+                continue
+            lay = s.layout
+            upd = []
+            for j, f in enumerate(s.features):
+                v = f"{s.code}_{j}"
+                init, step, final = _feature(f, lay, v, f"lo_{s.code}_{j}")
+                inits += init
+                upd += [f"if st >= lo_{s.code}_{j} then", *("  " + x for x in step), "end"]
+                finals.append(f"out[base + {pos + 1}] = {final}")
+                pos += 1
+            if lay.numeric:
+                names = ", ".join(f"a{k + 1}" for k in range(lay.width))
+                decode = [f"local {names} = sunpack('<{'d' * lay.width}', raw[i + 1])"]
+            else:
+                decode = ["local a = unpack(raw[i + 1])"]
+            branches.append(
+                (
+                    s.code,
+                    [
+                        "local st = tonumber(sub(f, 7))",
+                        f"if st >= lo_{s.code} and st <= hi_{s.code} then",
+                        *("  " + x for x in decode + upd),
+                        "end",
+                    ],
+                    False,
+                )
+            )
+        body += ["  " + x for x in inits]
+        body += ["  local raw = redis.call('HGETALL', key)", "  for i = 1, #raw, 2 do", "    local f = raw[i]"]
+        for n, (code, lines, exact) in enumerate(branches):
+            cond = f"f == '{code}'" if exact else f"sub(f, 1, 6) == '{code}:'"
+            body.append(f"    {'if' if n == 0 else 'elseif'} {cond} then")
+            body += ["      " + x for x in lines]
+        if branches:
+            body.append("    end")
+        body.append("  end")
+        body += ["  " + x for x in finals]
+        L += body
+        L.append("end")
+    ng = len(groups)
+    L += [
+        "local k = 0",
+        "for r = 0, nrows - 1 do",
+        f"  local base = r * {n_out}",
+    ]
+    for gi in range(ng):
+        L += ["  k = k + 1", f"  read_{gi}(KEYS[k], base)"]
+    L += ["end", "return cmsgpack.pack(out)"]
+    return "\n".join(L)
 
 
-def _feature_lua(f: FeaturePlan, lay: TileLayout) -> list[str]:
-    """Lua computing one feature from `tiles` ({start, accs}) with start >= lo; appends to out."""
+def _feature(f: FeaturePlan, lay: TileLayout, v: str, lo: str) -> tuple[list[str], list[str], str]:
+    """(locals to init, Lua updating them from one tile, final value expression)."""
     inp = input_name(f)
     fn = f.function
-    ix = lambda kind: lay.acc(kind, inp).index + 1  # noqa: E731 - Lua arrays are 1-based
-    loop = "for _, tl in ipairs(tiles) do if tl[1] >= lo then local a = tl[2]"
+
+    def a(kind: str, offset: int = 0) -> str:
+        acc = lay.acc(kind, inp if kind != "cnt" else None)
+        if lay.numeric:
+            return f"a{acc.index + 1 + offset}"
+        return f"a[{acc.index + 1}]" + (f"[{offset + 1}]" if kind == "var" else "")
+
     if fn == "count":
-        i = lay.acc("cnt", None).index + 1 if inp is None else ix("nn")
-        return ["local c = 0", f"{loop}; c = c + a[{i}] end end", "o = o + 1; out[o] = c"]
-    nn = ix("nn")
+        src = a("cnt") if inp is None else a("nn")
+        return [f"local c_{v} = 0"], [f"c_{v} = c_{v} + {src}"], f"c_{v}"
+    nn = a("nn")
     if fn in ("sum", "mean"):
-        s = ix("sum")
-        body = ["local s, n = 0, 0", f"{loop}; s = s + a[{s}]; n = n + a[{nn}] end end"]
-        if fn == "sum":
-            return body + ["o = o + 1; out[o] = s"]
-        return body + ["o = o + 1; if n > 0 then out[o] = s / n else out[o] = false end"]
+        init = [f"local s_{v}, n_{v} = 0, 0"]
+        step = [f"s_{v} = s_{v} + {a('sum')}; n_{v} = n_{v} + {nn}"]
+        final = f"s_{v}" if fn == "sum" else f"(n_{v} > 0 and s_{v} / n_{v} or false)"
+        return init, step, final
     if fn in ("min", "max"):
-        m = ix(fn)
         cmp = "<" if fn == "min" else ">"
-        return [
-            "local m = nil",
-            f"{loop}; if a[{nn}] > 0 and (m == nil or a[{m}] {cmp} m) then m = a[{m}] end end end",
-            "o = o + 1; if m == nil then out[o] = false else out[o] = m end",
-        ]
+        m = a(fn)
+        return [f"local m_{v} = nil"], [f"if {nn} > 0 and (m_{v} == nil or {m} {cmp} m_{v}) then m_{v} = {m} end"], f"((m_{v} ~= nil and m_{v}) or false)"
     if fn in ("last", "first"):
-        li = ix(fn)
+        x = a(fn)
         better = "x[1] > b[1] or (x[1] == b[1] and x[2] > b[2])" if fn == "last" else "x[1] < b[1] or (x[1] == b[1] and x[2] < b[2])"
-        return [
-            "local b = nil",
-            f"{loop}; if a[{nn}] > 0 then local x = a[{li}]; if b == nil or {better} then b = x end end end end",
-            "o = o + 1; if b == nil then out[o] = false else out[o] = b[3] end",
-        ]
+        better = better.replace("x[", f"{x}[").replace("b[", f"b_{v}[")
+        return [f"local b_{v} = nil"], [f"if {nn} > 0 and (b_{v} == nil or {better}) then b_{v} = {x} end"], f"((b_{v} ~= nil and b_{v}[3]) or false)"
     if fn in ("variance", "stddev"):
-        vi = ix("var")
-        final = "m2 / (n - 1)" if fn == "variance" else "math.sqrt(m2 / (n - 1))"
-        return [
-            "local n, mean, m2 = 0, 0, 0",
-            f"{loop}; local ni = a[{nn}]; if ni > 0 then local v = a[{vi}]; local d = v[1] - mean; local nn2 = n + ni; "
-            "mean = mean + d * ni / nn2; m2 = m2 + v[2] + d * d * n * ni / nn2; n = nn2 end end end",
-            f"o = o + 1; if n >= 2 then out[o] = {final} else out[o] = false end",
+        mean, m2 = a("var", 0), a("var", 1)
+        init = [f"local n_{v}, mu_{v}, m2_{v} = 0, 0, 0"]
+        step = [
+            f"local ni = {nn}",
+            "if ni > 0 then",
+            f"  local d = {mean} - mu_{v}; local nt = n_{v} + ni",
+            f"  mu_{v} = mu_{v} + d * ni / nt; m2_{v} = m2_{v} + {m2} + d * d * n_{v} * ni / nt; n_{v} = nt",
+            "end",
         ]
+        val = f"m2_{v} / (n_{v} - 1)" if fn == "variance" else f"math.sqrt(m2_{v} / (n_{v} - 1))"
+        return init, step, f"(n_{v} >= 2 and {val} or false)"
     raise ValueError(fn)

@@ -5,7 +5,7 @@
 
 Reads are one EVALSHA (see `lua.py`): windowed values are computed in Redis from the
 tiles their window covers as of the read time, so they stay exact while events age
-out of windows and nobody writes.
+out of windows and nobody writes. Layout: `layout.py`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,34 @@ import msgspec
 
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import TileLayout, entity_key, latest_key, window_key
-from .lua import Slot, read_script, service_slots
+from .layout import TileLayout, hash_key, latest_code
+from .lua import Group, Slot, outputs, read_script, service_groups
 
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
+# Replace one slot's fields in an entity hash (a backfill's absolute write), prune what
+# no window can read any more, and keep the key alive until its newest content expires.
+# KEYS[1] = hash; ARGV = [slot code, expire_at_ms, now_us, field, value, field, value, ...]
+REPLACE_SLOT = """
+local key, code = KEYS[1], ARGV[1]
+local n = string.len(code)
+local fields = redis.call('HKEYS', key)
+local dead = {}
+for _, f in ipairs(fields) do
+  if string.sub(f, 1, n) == code then dead[#dead + 1] = f end
+end
+if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+if #ARGV > 3 then redis.call('HSET', key, unpack(ARGV, 4)) end
+local at = tonumber(ARGV[2])
+local cur = redis.call('PEXPIRETIME', key)
+if cur >= 0 and cur < at or cur == -1 then redis.call('PEXPIREAT', key, at) end
+return #dead
+"""
+
 
 class OnlineError(ValueError):
-    """A bad request (unknown service, missing key, wrong key type, too many rows): a 4xx over HTTP."""
+    """A bad request (unknown service, missing key, too many rows): a 4xx over HTTP."""
 
 
 def connect(plan: Plan):
@@ -38,21 +57,18 @@ def connect(plan: Plan):
 
 
 class _Service:
-    """A service's read plan: slots, generated script and output layout (built once)."""
+    """A service's read plan: groups, generated script and output layout (built once)."""
 
-    def __init__(self, plan: Plan, name: str):
+    def __init__(self, plan: Plan, name: str, prefix: str):
         self.name = name
-        self.slots: list[Slot] = service_slots(plan, name)
-        self.script = read_script(self.slots)
+        self.groups: list[Group] = service_groups(plan, name)
+        self.script = read_script(self.groups)
         self.join_keys = plan.services[name].join_keys
         self.features = [plan.feature(ref) for ref in plan.services[name].features]
-        self.key_types = {}
-        for e in plan.entities.values():
-            for k, t in zip(e.join_keys, e.key_types, strict=True):
-                self.key_types[k] = t
-        # per slot: which join keys make its entity key
-        self.slot_keys = [s.join_keys for s in self.slots]
+        self.outputs = outputs(self.groups)
+        self.key_fmt = [(f"{prefix}:{g.entity}:", g.join_keys) for g in self.groups]
         self.sha: str | None = None
+        self.latest_views = {s.code: plan.views[s.view] for g in self.groups for s in g.slots if s.kind == "latest"}
 
 
 class OnlineStore:
@@ -62,6 +78,7 @@ class OnlineStore:
         self.client = client if client is not None else connect(plan)
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
+        self._replace_sha: str | None = None
 
     # -- reads ---------------------------------------------------------------------
     def service(self, name: str) -> _Service:
@@ -72,47 +89,32 @@ class OnlineStore:
 
                 hint = did_you_mean(name, self.plan.services)
                 raise OnlineError(f"no feature service `{name}`" + (f" ({hint})" if hint else ""))
-            svc = self._services[name] = _Service(self.plan, name)
+            svc = self._services[name] = _Service(self.plan, name, self.prefix)
         return svc
 
     def get(self, service: str, entity_rows, *, at_us: int | None = None) -> dict[str, list]:
         """Features of `service` for each entity row, as of `at_us` (default: now), as columns."""
         svc = self.service(service)
         rows = _rows(entity_rows, svc.join_keys)
-        if len(rows) > self.max_rows:
-            raise OnlineError(f"{len(rows)} entity rows in one request; the limit is {self.max_rows}")
+        n = len(rows)
+        if n > self.max_rows:
+            raise OnlineError(f"{n} entity rows in one request; the limit is {self.max_rows}")
         t = time.time_ns() // 1000 if at_us is None else at_us
         keys = []
         for row in rows:
-            for slot, jk in zip(svc.slots, svc.slot_keys, strict=True):
-                ent = entity_key(row[k] for k in jk)
-                if slot.kind == "latest":
-                    keys.append(latest_key(self.prefix, slot.view, ent))
-                else:
-                    keys.append(window_key(self.prefix, slot.view, slot.hop_us, ent))
-        raw = self._eval(svc, keys, t, len(rows))
-        # Lua's cmsgpack sends every string as msgpack str; ours may be binary (packed values), so raw
+            for head, jk in svc.key_fmt:
+                keys.append(head + (_esc(row[jk[0]]) if len(jk) == 1 else "|".join(_esc(row[k]) for k in jk)))
+        raw = self._eval(svc, keys, t, n)
         values = msgpack.unpackb(raw, raw=True) if raw else []
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
-        cols: dict[str, list] = {f.name: [] for f in svc.features}
-        i = 0
-        for _ in rows:
-            for slot in svc.slots:
-                if slot.kind == "latest":
-                    _latest(self.plan, slot, values[i], t, cols)
-                    i += 1
-                    continue
-                for f in slot.features:
-                    cols[f.name].append(_typed(f, values[i]))
-                    i += 1
-        for f in svc.features:
-            out[f.name] = cols[f.name]
-        return out
-
-    def get_arrow(self, service: str, entity_rows, *, at_us: int | None = None):
-        import pyarrow as pa
-
-        return pa.table(self.get(service, entity_rows, at_us=at_us))
+        width = len(svc.outputs)
+        for j, (kind, what) in enumerate(svc.outputs):
+            col = values[j::width]
+            if kind == "f":
+                out[what.name] = _column(what, col)
+            else:
+                _latest_columns(svc.latest_views[what.code], what, col, t, out)
+        return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
 
     def _eval(self, svc: _Service, keys: list[str], t: int, n: int):
         from redis.exceptions import NoScriptError
@@ -126,50 +128,52 @@ class OnlineStore:
             return self.client.evalsha(svc.sha, len(keys), *keys, t, n)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
-    def write_tiles(self, layout: TileLayout, rows, *, replace_entities: bool = True, batch: int = 2000) -> int:
-        """rows: (entity key string, tile_start_us, [accumulator states]) grouped by entity.
-        Each entity's hash is replaced (DEL + HSET) so a rerun leaves no stale tile."""
+    def write_tiles(self, layout: TileLayout, rows, *, batch: int = 1000) -> int:
+        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity.
+        Each entity's tiles of this slot are replaced, so a rerun leaves no stale tile."""
+        return self._write_slot(layout.code, ((ent, [(f"{layout.code}:{start}", layout.pack(s)) for start, s in tiles], max(start for start, _ in tiles) + layout.reach_us) for ent, tiles in _by_entity(rows)), layout.entity, batch)
+
+    def write_latest(self, view: str, rows, *, batch: int = 1000) -> int:
+        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order])."""
+        v = self.plan.views[view]
+        code = latest_code(v)
+        items = ((ent, [(code, _enc.encode([et, arrival, vals]))], et + v.ttl_us) for ent, et, arrival, vals in rows)
+        return self._write_slot(code, items, v.entity, batch)
+
+    def _write_slot(self, code: str, items, entity: str, batch: int) -> int:
+        if self._replace_sha is None:
+            self._replace_sha = self.client.script_load(REPLACE_SLOT)
         pipe = self.client.pipeline(transaction=False)
         n = pending = 0
-        cur_ent, fields, newest = None, [], 0
-
-        def flush_entity():
-            nonlocal pending
-            if cur_ent is None:
-                return
-            key = window_key(self.prefix, layout.view, layout.hop_us, cur_ent)
-            if replace_entities:
-                pipe.delete(key)
-            pipe.hset(key, mapping=dict(fields))
-            pipe.pexpireat(key, (newest + layout.reach_us) // 1000 + 1)
+        for ent, fields, expire_us in items:
+            args = [code, expire_us // 1000 + 1, 0]
+            for f, v in fields:
+                args += [f, v]
+            pipe.evalsha(self._replace_sha, 1, hash_key(self.prefix, entity, ent), *args)
+            n += len(fields)
             pending += 1
-
-        for ent, start, accs in rows:
-            if ent != cur_ent:
-                flush_entity()
-                cur_ent, fields, newest = ent, [], 0
-                if pending >= batch:
-                    pipe.execute()
-                    pending = 0
-            fields.append((str(start), _enc.encode(accs)))
-            newest = max(newest, start)
-            n += 1
-        flush_entity()
-        pipe.execute()
-        return n
-
-    def write_latest(self, view: str, rows, *, batch: int = 5000) -> int:
-        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order])."""
-        ttl = self.plan.views[view].ttl_us
-        pipe = self.client.pipeline(transaction=False)
-        n = 0
-        for ent, et, arrival, vals in rows:
-            pipe.set(latest_key(self.prefix, view, ent), _enc.encode([et, arrival, vals]), pxat=(et + ttl) // 1000 + 1)
-            n += 1
-            if n % batch == 0:
+            if pending >= batch:
                 pipe.execute()
+                pending = 0
         pipe.execute()
         return n
+
+
+def _by_entity(rows):
+    cur, tiles = None, []
+    for ent, start, states in rows:
+        if ent != cur:
+            if cur is not None:
+                yield cur, tiles
+            cur, tiles = ent, []
+        tiles.append((start, states))
+    if cur is not None:
+        yield cur, tiles
+
+
+def _esc(v) -> str:
+    s = str(v)
+    return s.replace("\\", "\\\\").replace("|", "\\|") if ("|" in s or "\\" in s) else s
 
 
 def _rows(entity_rows, join_keys) -> list[dict]:
@@ -183,20 +187,23 @@ def _rows(entity_rows, join_keys) -> list[dict]:
     else:
         rows = list(entity_rows)
     for r in rows:
+        if not isinstance(r, dict):
+            raise OnlineError(f"an entity row must be an object of join keys, got {r!r}")
         missing = [k for k in join_keys if k not in r]
         if missing:
             raise OnlineError(f"entity row {r} lacks join key(s) {', '.join(missing)}")
     return rows
 
 
-def _typed(f: FeaturePlan, v: Any) -> Any:
-    if v is False or v is None:
-        return None
+def _column(f: FeaturePlan, col: list) -> list:
+    dtype = f.dtype
     if f.function in ("last", "first"):
-        v = _dec.decode(v)
-    elif isinstance(v, bytes):
-        v = v.decode("utf-8")  # min/max of strings
-    return _cast(f.dtype, v)
+        return [None if v is False else _cast(dtype, _dec.decode(v)) for v in col]
+    if dtype == "integer":
+        return [None if v is False else int(v) for v in col]
+    if dtype == "number":
+        return [None if v is False else float(v) for v in col]
+    return [None if v is False else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
 
 
 def _cast(dtype: str, v: Any) -> Any:
@@ -213,14 +220,17 @@ def _cast(dtype: str, v: Any) -> Any:
     return v
 
 
-def _latest(plan: Plan, slot: Slot, blob: Any, t: int, cols: dict) -> None:
-    view = plan.views[slot.view]
-    if blob is False or blob is None:
-        for f in slot.features:
-            cols[f.name].append(None)
-        return
-    et, _arrival, vals = _dec.decode(blob)
-    fresh = t - view.ttl_us <= et < t
+def _latest_columns(view, slot: Slot, col: list, t: int, out: dict) -> None:
     order = [f.name for f in view.features]
-    for f in slot.features:
-        cols[f.name].append(_cast(f.dtype, vals[order.index(f.name)]) if fresh else None)
+    idx = [(f, order.index(f.name)) for f in slot.features]
+    for f, _ in idx:
+        out[f.name] = []
+    for blob in col:
+        if blob is False:
+            for f, _ in idx:
+                out[f.name].append(None)
+            continue
+        et, _arrival, vals = _dec.decode(blob)
+        fresh = t - view.ttl_us <= et < t
+        for f, i in idx:
+            out[f.name].append(_cast(f.dtype, vals[i]) if fresh else None)
