@@ -1,16 +1,18 @@
 """How features live in Redis: one hash per entity, read with one HGETALL.
 
-    <prefix>:<entity>:<key values>        e.g.  fl:user:42
+    <prefix>:<entity>:<key values>        e.g.  fl:user:42             a hash of tiles
       <slot>:<tile_start_us>   a tile of a windowed view's hop: its accumulator states
-      <slot>                   a latest-value view's row: msgpack [event_time_us, arrival, [values]]
       _off:<topic>:<partition> the last stream offset applied to this key (the stream issue)
+    <prefix>:<entity>:<key values>:<slot>  e.g.  fl:user:42:k2x9q   a latest-value view's row:
+                               msgpack [event_time_us, arrival, [values]], expiring at event_time + ttl
 
 A slot is one (view, hop) of a windowed view or one latest-value view, named by a
 5-character code derived from the view, the hop and the accumulator layout, so a
 layout change (a feature added) never mixes old and new tiles: old fields are
-simply not read, and pruned. The key expires when the last thing it holds stops
-being readable (a tile: start + hop + widest window; a latest row: event_time + ttl);
-writes prune fields no window can read any more.
+simply not read, and pruned. A tile hash expires when its newest tile stops being
+readable (start + hop + widest window), so an idle entity's tiles vanish on their
+own; writes prune the fields no window can read any more. Latest values have their
+own keys and per-key TTL (event_time + ttl), so a long ttl never keeps tiles alive.
 
 An accumulator is one partial aggregate of one input within a tile: `cnt` (events),
 and per input `nn` (non-null count), `sum`, `min`, `max`, `var` (mean, M2 with `nn`

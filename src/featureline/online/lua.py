@@ -2,7 +2,8 @@
 
 A read script is generated per feature service (constants inlined; loaded once, called
 by SHA). KEYS holds, per entity row, one hash key per entity type the service uses
-(e.g. fl:user:42, fl:merchant:7). For each key the script walks the hash once
+(e.g. fl:user:42, fl:merchant:7) and one string key per latest-value view
+(fl:user:42:<slot>). For each hash the script walks it once
 (HGETALL), unpacks each tile its features' windows cover as of t, updates every
 feature's running aggregate in the same pass, and finally returns one msgpack array:
 per row, the windowed values in order and, per latest-value view, its stored row
@@ -71,6 +72,11 @@ def outputs(groups: list[Group]) -> list[tuple[str, object]]:
     return out
 
 
+def keys_per_row(g: Group) -> int:
+    """KEYS one entity row takes for a group: its tile hash, then one string per latest-value view."""
+    return 1 + sum(1 for s in g.slots if s.kind == "latest")
+
+
 def read_script(groups: list[Group]) -> str:
     n_out = len(outputs(groups))
     L = [
@@ -93,14 +99,14 @@ def read_script(groups: list[Group]) -> str:
                     L.append(f"local lo_{s.code}_{j} = fl(t - {f.window_us}, {lay.hop_us})")
     pos = 0
     for gi, g in enumerate(groups):
-        L.append(f"local function read_{gi}(key, base)")
+        L.append(f"local function read_{gi}(k, base)")
         body, finals, inits = [], [], []
         branches = []
+        nlatest = 0
         for s in g.slots:
             if s.kind == "latest":
-                inits.append(f"local lat_{s.code} = false")
-                branches.append((s.code, [f"lat_{s.code} = raw[i + 1]"], True))
-                finals.append(f"out[base + {pos + 1}] = lat_{s.code}")
+                nlatest += 1
+                finals.append(f"out[base + {pos + 1}] = redis.call('GET', KEYS[k + {nlatest}]) or false")
                 pos += 1
                 continue
             lay = s.layout
@@ -126,29 +132,25 @@ def read_script(groups: list[Group]) -> str:
                         *("  " + x for x in decode + upd),
                         "end",
                     ],
-                    False,
                 )
             )
         body += ["  " + x for x in inits]
-        body += ["  local raw = redis.call('HGETALL', key)", "  for i = 1, #raw, 2 do", "    local f = raw[i]"]
-        for n, (code, lines, exact) in enumerate(branches):
-            cond = f"f == '{code}'" if exact else f"sub(f, 1, 6) == '{code}:'"
-            body.append(f"    {'if' if n == 0 else 'elseif'} {cond} then")
-            body += ["      " + x for x in lines]
         if branches:
-            body.append("    end")
-        body.append("  end")
+            body += ["  local raw = redis.call('HGETALL', KEYS[k])", "  for i = 1, #raw, 2 do", "    local f = raw[i]"]
+            for n, (code, lines) in enumerate(branches):
+                body.append(f"    {'if' if n == 0 else 'elseif'} sub(f, 1, 6) == '{code}:' then")
+                body += ["      " + x for x in lines]
+            body += ["    end", "  end"]
         body += ["  " + x for x in finals]
         L += body
         L.append("end")
-    ng = len(groups)
     L += [
         "local k = 0",
         "for r = 0, nrows - 1 do",
         f"  local base = r * {n_out}",
     ]
-    for gi in range(ng):
-        L += ["  k = k + 1", f"  read_{gi}(KEYS[k], base)"]
+    for gi, g in enumerate(groups):
+        L += [f"  read_{gi}(k + 1, base)", f"  k = k + {keys_per_row(g)}"]
     L += ["end", "return cmsgpack.pack(out)"]
     return "\n".join(L)
 

@@ -66,7 +66,8 @@ class _Service:
         self.join_keys = plan.services[name].join_keys
         self.features = [plan.feature(ref) for ref in plan.services[name].features]
         self.outputs = outputs(self.groups)
-        self.key_fmt = [(f"{prefix}:{g.entity}:", g.join_keys) for g in self.groups]
+        # per group: key head, join keys, and the suffixes of its latest-value keys
+        self.key_fmt = [(f"{prefix}:{g.entity}:", g.join_keys, [f":{s.code}" for s in g.slots if s.kind == "latest"]) for g in self.groups]
         self.sha: str | None = None
         self.latest_views = {s.code: plan.views[s.view] for g in self.groups for s in g.slots if s.kind == "latest"}
 
@@ -102,8 +103,11 @@ class OnlineStore:
         t = time.time_ns() // 1000 if at_us is None else at_us
         keys = []
         for row in rows:
-            for head, jk in svc.key_fmt:
-                keys.append(head + (_esc(row[jk[0]]) if len(jk) == 1 else "|".join(_esc(row[k]) for k in jk)))
+            for head, jk, latest in svc.key_fmt:
+                key = head + (_esc(row[jk[0]]) if len(jk) == 1 else "|".join(_esc(row[k]) for k in jk))
+                keys.append(key)
+                for suffix in latest:
+                    keys.append(key + suffix)
         raw = self._eval(svc, keys, t, n)
         values = msgpack.unpackb(raw, raw=True) if raw else []
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
@@ -133,12 +137,20 @@ class OnlineStore:
         Each entity's tiles of this slot are replaced, so a rerun leaves no stale tile."""
         return self._write_slot(layout.code, ((ent, [(f"{layout.code}:{start}", layout.pack(s)) for start, s in tiles], max(start for start, _ in tiles) + layout.reach_us) for ent, tiles in _by_entity(rows)), layout.entity, batch)
 
-    def write_latest(self, view: str, rows, *, batch: int = 1000) -> int:
-        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order])."""
+    def write_latest(self, view: str, rows, *, batch: int = 5000) -> int:
+        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
+        One key per (entity, view), expiring when the value leaves its ttl."""
         v = self.plan.views[view]
         code = latest_code(v)
-        items = ((ent, [(code, _enc.encode([et, arrival, vals]))], et + v.ttl_us) for ent, et, arrival, vals in rows)
-        return self._write_slot(code, items, v.entity, batch)
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for ent, et, arrival, vals in rows:
+            pipe.set(f"{hash_key(self.prefix, v.entity, ent)}:{code}", _enc.encode([et, arrival, vals]), pxat=(et + v.ttl_us) // 1000 + 1)
+            n += 1
+            if n % batch == 0:
+                pipe.execute()
+        pipe.execute()
+        return n
 
     def _write_slot(self, code: str, items, entity: str, batch: int) -> int:
         if self._replace_sha is None:
