@@ -185,6 +185,7 @@ def worker_main(argv: list[str]) -> None:
 
 def run_json(cmd: list[str], label: str, timeout: float = 3600) -> dict:
     """Run a worker; its last stdout line is JSON. On failure: {'ok': False, 'error': ...}."""
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
@@ -196,6 +197,7 @@ def run_json(cmd: list[str], label: str, timeout: float = 3600) -> dict:
     res = json.loads(lines[-1])
     res.setdefault("ok", True)
     res["wall_s"] = wall
+    res["load_before"] = load
     return res
 
 
@@ -268,8 +270,7 @@ def compare_latest(ours: Path, other: Path, data_glob: str, name: str) -> dict:
     con.execute("SET TimeZone = 'UTC'")
     diff = " OR ".join(f"o.{c} IS DISTINCT FROM b.{c}" for c in LATEST)
     con.execute(
-        f"CREATE TEMP TABLE d AS SELECT o.* FROM read_parquet('{ours}') o "
-        f"JOIN read_parquet('{other}') b USING (spine_row) WHERE {diff}"
+        f"CREATE TEMP TABLE d AS SELECT o.* FROM read_parquet('{ours}') o JOIN read_parquet('{other}') b USING (spine_row) WHERE {diff}"
     )
     n_common = con.execute(f"SELECT count(*) FROM read_parquet('{ours}') o JOIN read_parquet('{other}') b USING (spine_row)").fetchone()[0]
     n_diff = con.execute("SELECT count(*) FROM d").fetchone()[0]
@@ -386,7 +387,9 @@ def main() -> None:
     ap.add_argument("--spine", type=int, default=200_000, help="spine rows of the latest-value case")
     ap.add_argument("--window-spines", default="50000,200000,1000000", help="spine sizes of the windowed case")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each latest-value case (ours, ASOF), interleaved; the median is reported")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of each latest-value case (ours, ASOF), interleaved; the median is reported"
+    )
     ap.add_argument("--window-repeat", type=int, default=1)
     ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for ours and the ASOF baseline (default: DuckDB's)")
     ap.add_argument("--no-feast", action="store_true", help="skip Feast")
@@ -405,7 +408,10 @@ def main() -> None:
     from featureline.generator import DEFAULT_END, write_history
     from featureline.timeutil import to_us
 
-    cmd = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(Path.cwd())) else sys.executable, *sys.argv])
+    cmd = " ".join(
+        shlex.quote(x)
+        for x in [os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(Path.cwd())) else sys.executable, *sys.argv]
+    )
     print(f"command: {cmd}")
     print(f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
@@ -472,10 +478,27 @@ def main() -> None:
         for i in range(a.repeat):
             log(f"latest, ours, run {i + 1}/{a.repeat}")
             ours_runs.append(
-                run_json(me + ["ours", "--spine", str(spine_latest), "--project", str(proj), "--service", "latest", "--out", str(ours_out), *mem_arg], "ours latest")
+                run_json(
+                    me
+                    + [
+                        "ours",
+                        "--spine",
+                        str(spine_latest),
+                        "--project",
+                        str(proj),
+                        "--service",
+                        "latest",
+                        "--out",
+                        str(ours_out),
+                        *mem_arg,
+                    ],
+                    "ours latest",
+                )
             )
             log(f"latest, DuckDB ASOF baseline, run {i + 1}/{a.repeat}")
-            asof_runs.append(run_json(me + ["asof", "--spine", str(spine_latest), "--data-glob", data_glob, "--out", str(asof_out), *mem_arg], "asof"))
+            asof_runs.append(
+                run_json(me + ["asof", "--spine", str(spine_latest), "--data-glob", data_glob, "--out", str(asof_out), *mem_arg], "asof")
+            )
 
         # Feast, in its own venv
         feast_runs: dict[str, dict] = {}
@@ -503,7 +526,21 @@ def main() -> None:
                 log(f"windowed, ours, {n:,} spine rows, run {i + 1}/{a.window_repeat}")
                 out = ["--out", str(work / f"ours_window_{n}.parquet")] if n == min(wsizes) and i == 0 else []
                 win_runs[n].append(
-                    run_json(me + ["ours", "--spine", str(work / f"spine_{n}.parquet"), "--project", str(proj), "--service", "windowed", *out, *mem_arg], f"ours window {n}")
+                    run_json(
+                        me
+                        + [
+                            "ours",
+                            "--spine",
+                            str(work / f"spine_{n}.parquet"),
+                            "--project",
+                            str(proj),
+                            "--service",
+                            "windowed",
+                            *out,
+                            *mem_arg,
+                        ],
+                        f"ours window {n}",
+                    )
                 )
 
         # correctness cross-checks
@@ -523,7 +560,9 @@ def main() -> None:
             wcheck = check_windowed(wout, data_glob, a.check_sample, a.seed)
 
         print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, checks, wcheck)
-        print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; bench wall time {time.perf_counter() - t_start:.0f}s")
+        print(
+            f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; bench wall time {time.perf_counter() - t_start:.0f}s"
+        )
     finally:
         if a.keep or a.workdir:
             log(f"kept {work}")
@@ -551,7 +590,9 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
             f"{o_total / b_total:.2f}" if o_total and b_total else "-",
             f"{o_rows:,} / {ok_asof[0]['rows']:,}" if ok_ours and ok_asof else "-",
             f"{rss(o_rss)} / {rss(max((r['max_rss_mib'] for r in ok_asof), default=None))}",
-            f"median of {a.repeat}; target ratio <= 1.5",
+            f"median of {a.repeat}; best {min(r['total_s'] for r in ok_ours):.2f} / {min(r['total_s'] for r in ok_asof):.2f}; target ratio <= 1.5"
+            if ok_ours and ok_asof
+            else "failed",
         )
     )
     for label, res in feast_runs.items():
@@ -565,7 +606,8 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
                     f"{o_total / f:.3f} ({f / o_total:.1f}x faster)" if o_total else "-",
                     f"{o_rows:,} / {res['rows']:,}" if o_rows is not None else f"- / {res['rows']:,}",
                     f"{rss(o_rss)} / {rss(res.get('max_rss_mib'))}",
-                    f"feast apply {res['apply_s']:.2f}s, import {res['import_s']:.1f}s (not timed)" + ("; target >= 5x faster" if label.startswith("file") else ""),
+                    f"feast apply {res['apply_s']:.2f}s, import {res['import_s']:.1f}s (not timed)"
+                    + ("; target >= 5x faster" if label.startswith("file") else ""),
                 )
             )
         else:
@@ -605,19 +647,24 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
             print(
                 f"  {name:18s} import {median([r['import_s'] for r in runs]):.2f}s  compile+connect {median([r['compile_s'] for r in runs]):.2f}s  source load+check {median([r['load_s'] for r in runs]):.2f}s  "
                 f"historical {median([r['historical_s'] for r in runs]):.2f}s  total {median([r['total_s'] for r in runs]):.2f}s  "
-                f"runs: {', '.join(format(r['total_s'], '.2f') for r in runs)}"
+                f"runs: {', '.join(format(r['total_s'], '.2f') for r in runs)} (1-min load avg before each: {', '.join(format(r['load_before'], '.1f') for r in runs)})"
             )
     if ok_asof:
-        print(f"  DuckDB ASOF runs: {', '.join(format(r['total_s'], '.2f') for r in ok_asof)}")
+        print(
+            f"  DuckDB ASOF runs: {', '.join(format(r['total_s'], '.2f') for r in ok_asof)} (load avg before each: {', '.join(format(r['load_before'], '.1f') for r in ok_asof)})"
+        )
     if ok_ours:
         s = ok_ours[0]["source"]
-        print(f"  source check: {s['rows']:,} rows, {s['valid']:,} valid {s['by_rule'] or ''}; spine order kept: {all(r['order_kept'] for r in ok_ours)}")
+        print(
+            f"  source check: {s['rows']:,} rows, {s['valid']:,} valid {s['by_rule'] or ''}; spine order kept: {all(r['order_kept'] for r in ok_ours)}"
+        )
         print(f"  non-null latest values, ours: {ok_ours[0]['non_null'].get('merchant_id'):,} of {o_rows:,}; "
               f"ASOF: {ok_asof[0]['non_null'].get('merchant_id'):,}" if ok_asof else "")  # fmt: skip
     for label, res in feast_runs.items():
         if res.get("ok"):
             print(f"  Feast {label}: {res['rows']:,} rows for {res['spine_rows']:,} spine rows, non-null merchant_id {res['non_null'].get('merchant_id'):,}; "
-                  f"entity ts {res['entity_ts_dtype']}")  # fmt: skip
+                  f"entity ts {res['entity_ts_dtype']}; get_historical_features+to_df {res['historical_s']:.2f}s, apply {res['apply_s']:.2f}s; "
+                  f"load avg before {res['load_before']:.1f}")  # fmt: skip
         else:
             print(f"  Feast {label} error: {res.get('error')}")
 
@@ -630,7 +677,9 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
         if c.get("missing"):
             print(f"    spine rows missing from {c['vs']}'s output: " + ", ".join(f"{k}: {v:,}" for k, v in c["missing"].items()))
     if wcheck:
-        print(f"  windowed vs numpy (DESIGN.md 3): {wcheck['rows']:,} rows, {wcheck['values']:,} values, {wcheck['mismatches']} mismatches {wcheck['first'] or ''}")
+        print(
+            f"  windowed vs numpy (DESIGN.md 3): {wcheck['rows']:,} rows, {wcheck['values']:,} values, {wcheck['mismatches']} mismatches {wcheck['first'] or ''}"
+        )
 
     print("\n== targets ==")
     verdicts = []
@@ -638,9 +687,17 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
         verdicts.append(("latest within 1.5x of DuckDB ASOF", o_total / b_total <= 1.5, f"{o_total / b_total:.2f}x"))
     fr = feast_runs.get("file/ns")
     if o_total and fr and fr.get("ok"):
-        verdicts.append(("latest >= 5x faster than Feast file store", fr["historical_s"] / o_total >= 5, f"{fr['historical_s'] / o_total:.1f}x"))
+        verdicts.append(
+            ("latest >= 5x faster than Feast file store", fr["historical_s"] / o_total >= 5, f"{fr['historical_s'] / o_total:.1f}x")
+        )
     if ok_ours:
-        verdicts.append(("latest keeps every spine row, in order", all(r["rows"] == r["spine_rows"] and r["order_kept"] for r in ok_ours), f"{o_rows:,}"))
+        verdicts.append(
+            (
+                "latest keeps every spine row, in order",
+                all(r["rows"] == r["spine_rows"] and r["order_kept"] for r in ok_ours),
+                f"{o_rows:,}",
+            )
+        )
     all_win = [r for rs in win_runs.values() for r in rs]
     if all_win:
         peak = max((r.get("max_rss_mib", 0) for r in all_win if r.get("ok")), default=0)
@@ -650,7 +707,13 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
         if len(ns) >= 2 and ok_w[ns[0]] and ok_w[ns[-1]]:
             r0 = ns[0] / median([r["historical_s"] for r in ok_w[ns[0]]])
             r1 = ns[-1] / median([r["historical_s"] for r in ok_w[ns[-1]]])
-            verdicts.append((f"windowed scaling {ns[0]:,} -> {ns[-1]:,} (historical rows/s kept >= 50%)", r1 >= 0.5 * r0, f"{r1 / r0:.2f} of the small case's rows/s"))
+            verdicts.append(
+                (
+                    f"windowed scaling {ns[0]:,} -> {ns[-1]:,} (historical rows/s kept >= 50%)",
+                    r1 >= 0.5 * r0,
+                    f"{r1 / r0:.2f} of the small case's rows/s",
+                )
+            )
     for name, ok, val in verdicts:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {val}")
 

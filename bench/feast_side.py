@@ -66,9 +66,7 @@ def run(args) -> dict:
     fs = FeatureStore(repo_path=str(workdir))
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     # a directory of part files: the format must be explicit (the DuckDB store reads nothing otherwise)
-    source = FileSource(
-        name="transactions", path=str(Path(args.data).resolve()), file_format=ParquetFormat(), timestamp_field="event_time"
-    )
+    source = FileSource(name="transactions", path=str(Path(args.data).resolve()), file_format=ParquetFormat(), timestamp_field="event_time")
     view = FeatureView(
         name="user_latest",
         entities=[user],

@@ -111,10 +111,11 @@ def spine(
     users: int = typer.Option(2000, "--users", help="Users in the history."),
     merchants: int = typer.Option(300, "--merchants", help="Merchants in the history."),
     days: int = typer.Option(30, "--days", help="Days of history the times spread over."),
+    end: str | None = typer.Option(None, "--end", help="End of the history (exclusive); default 2026-11-01T00:00:00Z."),
     seed: int = typer.Option(11, "--seed"),
 ) -> None:
     """A training spine for the example service (request_id, user_id, merchant_id, timestamp, is_fraud)."""
     from ..generator import write_spine
 
-    n = write_spine(out, rows=rows, users=users, merchants=merchants, days=days, seed=seed)
+    n = write_spine(out, rows=rows, users=users, merchants=merchants, days=days, end=_parse_time(end, "--end"), seed=seed)
     print(f"wrote a spine of {n:,} rows to {out}")
