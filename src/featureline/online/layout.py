@@ -1,7 +1,8 @@
 """How features live in Redis: one hash per entity, read with one HGETALL.
 
-    <prefix>:<entity>:<key values>        e.g.  fl:user:42             a hash of tiles
-      <slot>:<tile_start_us>   a tile of a windowed view's hop: its accumulator states
+    <prefix>:<entity>:<key values>        e.g.  fl:user:42             a hash of tile blocks
+      <slot>                   the tiles of one windowed (view, hop), oldest first: for each
+                               tile its start and accumulator states (a "block")
       _off:<topic>:<partition> the last stream offset applied to this key (the stream issue)
     <prefix>:<entity>:<key values>:<slot>  e.g.  fl:user:42:k2x9q   a latest-value view's row:
                                msgpack [event_time_us, arrival, [values]], expiring at event_time + ttl
@@ -9,7 +10,8 @@
 A slot is one (view, hop) of a windowed view or one latest-value view, named by a
 5-character code derived from the view, the hop and the accumulator layout, so a
 layout change (a feature added) never mixes old and new tiles: old fields are
-simply not read, and pruned. A tile hash expires when its newest tile stops being
+simply not read, and pruned. A slot's tiles live in one field (a block), so a read
+walks a few fields, not one per tile. A tile hash expires when its newest tile stops being
 readable (start + hop + widest window), so an idle entity's tiles vanish on their
 own; writes prune the fields no window can read any more. Latest values have their
 own keys and per-key TTL (event_time + ttl), so a long ttl never keeps tiles alive.
@@ -18,7 +20,8 @@ An accumulator is one partial aggregate of one input within a tile: `cnt` (event
 and per input `nn` (non-null count), `sum`, `min`, `max`, `var` (mean, M2 with `nn`
 as n), `last`/`first` ([event_time, arrival, msgpack(value)]). Tiles of numeric
 layouts (no last/first, no string min/max) are packed little-endian doubles, which
-Lua's `struct.unpack` reads fastest; others are msgpack arrays. Values in numeric
+Lua's `struct.unpack` reads fastest (a block is (start, states...) per tile, starts
+exact as doubles up to 2^53 microseconds); others are msgpack arrays. Values in numeric
 tiles are exact up to 2^53 (Lua numbers are doubles).
 """
 
@@ -81,16 +84,20 @@ class TileLayout:
                 return a
         raise KeyError((kind, inp))
 
-    def pack(self, states: list) -> bytes:
-        """Accumulator states (in `accs` order; var as [mean, M2]) -> the tile's bytes."""
+    def pack_block(self, tiles: list[tuple[int, list]]) -> bytes:
+        """[(tile_start_us, accumulator states in `accs` order; var as [mean, M2])], oldest
+        first -> the slot's block: packed doubles (start, states...) per tile for numeric
+        layouts, else msgpack [[start, state, ...], ...]."""
         if not self.numeric:
-            return _enc.encode(states)
+            return _enc.encode([[start, *states] for start, states in tiles])
         flat: list[float] = []
-        for a, s in zip(self.accs, states, strict=True):
-            if a.kind == "var":
-                flat.extend((float(s[0]), float(s[1])))
-            else:
-                flat.append(float(s or 0))
+        for start, states in tiles:
+            flat.append(float(start))
+            for a, s in zip(self.accs, states, strict=True):
+                if a.kind == "var":
+                    flat.extend((float(s[0]), float(s[1])))
+                else:
+                    flat.append(float(s or 0))
         return struct.pack(f"<{len(flat)}d", *flat)
 
 

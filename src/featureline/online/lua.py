@@ -3,8 +3,9 @@
 A read script is generated per feature service (constants inlined; loaded once, called
 by SHA). KEYS holds, per entity row, one hash key per entity type the service uses
 (e.g. fl:user:42, fl:merchant:7) and one string key per latest-value view
-(fl:user:42:<slot>). For each hash the script walks it once
-(HGETALL), unpacks each tile its features' windows cover as of t, updates every
+(fl:user:42:<slot>). For each hash the script fetches the blocks of the slots it
+needs (HMGET), walks each block once
+unpacks each tile its features' windows cover as of t, updates every
 feature's running aggregate in the same pass, and finally returns one msgpack array:
 per row, the windowed values in order and, per latest-value view, its stored row
 (checked against the ttl by the client). One EVALSHA is one round trip for N
@@ -77,7 +78,10 @@ def keys_per_row(g: Group) -> int:
     return 1 + sum(1 for s in g.slots if s.kind == "latest")
 
 
-def read_script(groups: list[Group]) -> str:
+def read_script(groups: list[Group], prefix: str) -> str:
+    """ARGV = [t_us, n_rows, then per row one entity key per group]. The script builds the
+    key names itself (fewer bytes on the wire than sending them); on Redis Cluster a
+    client would send KEYS grouped by slot instead."""
     n_out = len(outputs(groups))
     L = [
         "local t = tonumber(ARGV[1])",
@@ -99,14 +103,14 @@ def read_script(groups: list[Group]) -> str:
                     L.append(f"local lo_{s.code}_{j} = fl(t - {f.window_us}, {lay.hop_us})")
     pos = 0
     for gi, g in enumerate(groups):
-        L.append(f"local function read_{gi}(k, base)")
-        body, finals, inits = [], [], []
-        branches = []
+        L.append(f"local function read_{gi}(ent, base)")
+        L.append(f"  local key = '{prefix}:{g.entity}:' .. ent")
+        body, finals, inits, slots = [], [], [], []
         nlatest = 0
         for s in g.slots:
             if s.kind == "latest":
                 nlatest += 1
-                finals.append(f"out[base + {pos + 1}] = redis.call('GET', KEYS[k + {nlatest}]) or false")
+                finals.append(f"out[base + {pos + 1}] = redis.call('GET', key .. ':{s.code}') or false")
                 pos += 1
                 continue
             lay = s.layout
@@ -118,39 +122,49 @@ def read_script(groups: list[Group]) -> str:
                 upd += [f"if st >= lo_{s.code}_{j} then", *("  " + x for x in step), "end"]
                 finals.append(f"out[base + {pos + 1}] = {final}")
                 pos += 1
-            if lay.numeric:
-                names = ", ".join(f"a{k + 1}" for k in range(lay.width))
-                decode = [f"local {names} = sunpack('<{'d' * lay.width}', raw[i + 1])"]
-            else:
-                decode = ["local a = unpack(raw[i + 1])"]
-            branches.append(
-                (
-                    s.code,
-                    [
-                        "local st = tonumber(sub(f, 7))",
-                        f"if st >= lo_{s.code} and st <= hi_{s.code} then",
-                        *("  " + x for x in decode + upd),
-                        "end",
-                    ],
-                )
-            )
+            slots.append((s, upd))
         body += ["  " + x for x in inits]
-        if branches:
-            body += ["  local raw = redis.call('HGETALL', KEYS[k])", "  for i = 1, #raw, 2 do", "    local f = raw[i]"]
-            for n, (code, lines) in enumerate(branches):
-                body.append(f"    {'if' if n == 0 else 'elseif'} sub(f, 1, 6) == '{code}:' then")
-                body += ["      " + x for x in lines]
-            body += ["    end", "  end"]
+        if slots:
+            codes = ", ".join(f"'{s.code}'" for s, _ in slots)
+            body.append(f"  local blocks = redis.call('HMGET', key, {codes})")
+            for n, (s, upd) in enumerate(slots):
+                lay = s.layout
+                body.append(f"  local blk = blocks[{n + 1}]")
+                body.append("  if blk then")
+                if lay.numeric:
+                    w = lay.width
+                    names = ", ".join(f"a{x + 1}" for x in range(w))
+                    body += [
+                        "    local p, stop = 1, #blk",
+                        "    while p < stop do",
+                        f"      local st, {names}, nxt = sunpack('<{'d' * (w + 1)}', blk, p)",
+                        "      p = nxt",
+                        f"      if st >= lo_{s.code} and st <= hi_{s.code} then",
+                        *("        " + x for x in upd),
+                        "      end",
+                        "    end",
+                    ]
+                else:
+                    body += [
+                        "    for _, tl in ipairs(unpack(blk)) do",
+                        "      local st = tl[1]",
+                        f"      if st >= lo_{s.code} and st <= hi_{s.code} then",
+                        "        local a = tl",
+                        *("        " + x for x in upd),
+                        "      end",
+                        "    end",
+                    ]
+                body.append("  end")
         body += ["  " + x for x in finals]
         L += body
         L.append("end")
+    ng = len(groups)
     L += [
-        "local k = 0",
         "for r = 0, nrows - 1 do",
         f"  local base = r * {n_out}",
     ]
-    for gi, g in enumerate(groups):
-        L += [f"  read_{gi}(k + 1, base)", f"  k = k + {keys_per_row(g)}"]
+    for gi in range(ng):
+        L += [f"  read_{gi}(ARGV[3 + r * {ng} + {gi}], base)"]
     L += ["end", "return cmsgpack.pack(out)"]
     return "\n".join(L)
 
@@ -164,7 +178,7 @@ def _feature(f: FeaturePlan, lay: TileLayout, v: str, lo: str) -> tuple[list[str
         acc = lay.acc(kind, inp if kind != "cnt" else None)
         if lay.numeric:
             return f"a{acc.index + 1 + offset}"
-        return f"a[{acc.index + 1}]" + (f"[{offset + 1}]" if kind == "var" else "")
+        return f"a[{acc.index + 2}]" + (f"[{offset + 1}]" if kind == "var" else "")  # a[1] is the start
 
     if fn == "count":
         src = a("cnt") if inp is None else a("nn")

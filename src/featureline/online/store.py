@@ -25,23 +25,15 @@ from .lua import Group, Slot, outputs, read_script, service_groups
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
-# Replace one slot's fields in an entity hash (a backfill's absolute write), prune what
-# no window can read any more, and keep the key alive until its newest content expires.
-# KEYS[1] = hash; ARGV = [slot code, expire_at_ms, now_us, field, value, field, value, ...]
-REPLACE_SLOT = """
-local key, code = KEYS[1], ARGV[1]
-local n = string.len(code)
-local fields = redis.call('HKEYS', key)
-local dead = {}
-for _, f in ipairs(fields) do
-  if string.sub(f, 1, n) == code then dead[#dead + 1] = f end
-end
-if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
-if #ARGV > 3 then redis.call('HSET', key, unpack(ARGV, 4)) end
-local at = tonumber(ARGV[2])
-local cur = redis.call('PEXPIRETIME', key)
-if cur >= 0 and cur < at or cur == -1 then redis.call('PEXPIREAT', key, at) end
-return #dead
+# Set one slot's block in an entity hash and keep the key alive until its newest content
+# expires (never shortening what another slot needs).
+# KEYS[1] = hash; ARGV = [expire_at_ms, field, value, field, value, ...]
+SET_SLOTS = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local at = tonumber(ARGV[1])
+local cur = redis.call('PEXPIRETIME', KEYS[1])
+if cur == -1 or cur < at then redis.call('PEXPIREAT', KEYS[1], at) end
+return 1
 """
 
 
@@ -62,12 +54,11 @@ class _Service:
     def __init__(self, plan: Plan, name: str, prefix: str):
         self.name = name
         self.groups: list[Group] = service_groups(plan, name)
-        self.script = read_script(self.groups)
+        self.script = read_script(self.groups, prefix)
         self.join_keys = plan.services[name].join_keys
         self.features = [plan.feature(ref) for ref in plan.services[name].features]
         self.outputs = outputs(self.groups)
-        # per group: key head, join keys, and the suffixes of its latest-value keys
-        self.key_fmt = [(f"{prefix}:{g.entity}:", g.join_keys, [f":{s.code}" for s in g.slots if s.kind == "latest"]) for g in self.groups]
+        self.group_keys = [g.join_keys for g in self.groups]
         self.sha: str | None = None
         self.latest_views = {s.code: plan.views[s.view] for g in self.groups for s in g.slots if s.kind == "latest"}
 
@@ -79,7 +70,7 @@ class OnlineStore:
         self.client = client if client is not None else connect(plan)
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
-        self._replace_sha: str | None = None
+        self._set_sha: str | None = None
 
     # -- reads ---------------------------------------------------------------------
     def service(self, name: str) -> _Service:
@@ -101,14 +92,11 @@ class OnlineStore:
         if n > self.max_rows:
             raise OnlineError(f"{n} entity rows in one request; the limit is {self.max_rows}")
         t = time.time_ns() // 1000 if at_us is None else at_us
-        keys = []
+        ents = []
         for row in rows:
-            for head, jk, latest in svc.key_fmt:
-                key = head + (_esc(row[jk[0]]) if len(jk) == 1 else "|".join(_esc(row[k]) for k in jk))
-                keys.append(key)
-                for suffix in latest:
-                    keys.append(key + suffix)
-        raw = self._eval(svc, keys, t, n)
+            for jk in svc.group_keys:
+                ents.append(_esc(row[jk[0]]) if len(jk) == 1 else "|".join(_esc(row[k]) for k in jk))
+        raw = self._eval(svc, ents, t, n)
         values = msgpack.unpackb(raw, raw=True) if raw else []
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
         width = len(svc.outputs)
@@ -120,22 +108,36 @@ class OnlineStore:
                 _latest_columns(svc.latest_views[what.code], what, col, t, out)
         return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
 
-    def _eval(self, svc: _Service, keys: list[str], t: int, n: int):
+    def _eval(self, svc: _Service, ents: list[str], t: int, n: int):
         from redis.exceptions import NoScriptError
 
         if svc.sha is None:
             svc.sha = self.client.script_load(svc.script)
         try:
-            return self.client.evalsha(svc.sha, len(keys), *keys, t, n)
+            return self.client.evalsha(svc.sha, 0, t, n, *ents)
         except NoScriptError:  # the server restarted or flushed its scripts
             svc.sha = self.client.script_load(svc.script)
-            return self.client.evalsha(svc.sha, len(keys), *keys, t, n)
+            return self.client.evalsha(svc.sha, 0, t, n, *ents)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
     def write_tiles(self, layout: TileLayout, rows, *, batch: int = 1000) -> int:
-        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity.
-        Each entity's tiles of this slot are replaced, so a rerun leaves no stale tile."""
-        return self._write_slot(layout.code, ((ent, [(f"{layout.code}:{start}", layout.pack(s)) for start, s in tiles], max(start for start, _ in tiles) + layout.reach_us) for ent, tiles in _by_entity(rows)), layout.entity, batch)
+        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
+        ordered by tile start. Each entity's block of this slot is replaced, so a rerun leaves
+        no stale tile. Returns the number of tiles written."""
+        if self._set_sha is None:
+            self._set_sha = self.client.script_load(SET_SLOTS)
+        pipe = self.client.pipeline(transaction=False)
+        n = pending = 0
+        for ent, tiles in _by_entity(rows):
+            expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
+            pipe.evalsha(self._set_sha, 1, hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles))
+            n += len(tiles)
+            pending += 1
+            if pending >= batch:
+                pipe.execute()
+                pending = 0
+        pipe.execute()
+        return n
 
     def write_latest(self, view: str, rows, *, batch: int = 5000) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
@@ -149,24 +151,6 @@ class OnlineStore:
             n += 1
             if n % batch == 0:
                 pipe.execute()
-        pipe.execute()
-        return n
-
-    def _write_slot(self, code: str, items, entity: str, batch: int) -> int:
-        if self._replace_sha is None:
-            self._replace_sha = self.client.script_load(REPLACE_SLOT)
-        pipe = self.client.pipeline(transaction=False)
-        n = pending = 0
-        for ent, fields, expire_us in items:
-            args = [code, expire_us // 1000 + 1, 0]
-            for f, v in fields:
-                args += [f, v]
-            pipe.evalsha(self._replace_sha, 1, hash_key(self.prefix, entity, ent), *args)
-            n += len(fields)
-            pending += 1
-            if pending >= batch:
-                pipe.execute()
-                pending = 0
         pipe.execute()
         return n
 
@@ -233,16 +217,18 @@ def _cast(dtype: str, v: Any) -> Any:
 
 
 def _latest_columns(view, slot: Slot, col: list, t: int, out: dict) -> None:
+    """Stored rows [event_time, arrival, values] -> one column per feature; a row outside
+    [t - ttl, t) is null. All rows are decoded in one call (wrapped as one msgpack array)."""
+    n = len(col)
+    header = b"\xdd" + n.to_bytes(4, "big")  # msgpack array32
+    rows = _dec.decode(header + b"".join(b"\xc0" if b is False else b for b in col)) if n else []
+    lo = t - view.ttl_us
     order = [f.name for f in view.features]
-    idx = [(f, order.index(f.name)) for f in slot.features]
-    for f, _ in idx:
-        out[f.name] = []
-    for blob in col:
-        if blob is False:
-            for f, _ in idx:
-                out[f.name].append(None)
-            continue
-        et, _arrival, vals = _dec.decode(blob)
-        fresh = t - view.ttl_us <= et < t
-        for f, i in idx:
-            out[f.name].append(_cast(f.dtype, vals[i]) if fresh else None)
+    for f in slot.features:
+        i = order.index(f.name)
+        cast = _CASTS.get(f.dtype)
+        vals = [r[2][i] if r is not None and lo <= r[0] < t else None for r in rows]
+        out[f.name] = vals if cast is None else [None if v is None else cast(v) for v in vals]
+
+
+_CASTS = {"integer": int, "number": float, "boolean": bool, "timestamp": lambda v: from_us(int(v))}
