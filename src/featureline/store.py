@@ -14,18 +14,19 @@ from pathlib import Path
 
 
 class FeatureStore:
-    def __init__(self, path: str | Path = ".", *, strict: bool = False, memory_limit: str | None = None):
+    def __init__(self, path: str | Path = ".", *, strict: bool = False, memory_limit: str | None = None, cache: bool = True):
         from .compiler import compile_project
 
         self.plan = compile_project(path)
         self.strict = strict
         self.memory_limit = memory_limit
+        self.cache = cache
 
     @cached_property
     def batch(self):
         from .batch.engine import BatchEngine
 
-        return BatchEngine(self.plan, strict=self.strict, memory_limit=self.memory_limit)
+        return BatchEngine(self.plan, strict=self.strict, memory_limit=self.memory_limit, cache=self.cache)
 
     @cached_property
     def online(self):

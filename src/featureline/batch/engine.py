@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..contracts.sql_eval import lit, q
 from ..plan import FeaturePlan, Plan, ViewPlan
-from .sources import SourceReport, load_source
+from .sources import SourceReport, fingerprint, load_source, valid_rows
 
 ORD_SHIFT = 1 << 64  # ordering key: event_time * 2^64 + arrival (HUGEINT)
 
@@ -44,8 +44,11 @@ class BatchEngine:
     strict: bool = False
     now_us: int | None = None  # for the contracts' future-event-time rule; default: wall clock
     memory_limit: str | None = None
+    cache: bool = True  # keep checked sources in .featureline/cache.duckdb between runs
     con: object = None
     reports: dict[str, SourceReport] = field(default_factory=dict)
+    _valid: dict[str, str] = field(default_factory=dict)
+    _schema: str | None = None
 
     def __post_init__(self) -> None:
         import duckdb
@@ -63,10 +66,51 @@ class BatchEngine:
 
     # -- sources -------------------------------------------------------------------
     def source(self, name: str) -> str:
-        """The temp table of the source's valid rows (loaded and checked on first use)."""
-        if name not in self.reports:
-            self.reports[name] = load_source(self.con, self.plan, name, now_us=self.now_us, strict=self.strict)
-        return q(f"__src_{name}")
+        """SQL of the source's valid rows, checked against its contract on first use.
+
+        With `cache`, the checked source lives in `.featureline/cache.duckdb`, keyed by a
+        fingerprint of the contract, the source and its files (path, size, mtime) and the
+        hour: a later run over unchanged files skips reading and checking them again.
+        """
+        if name not in self._valid:
+            import json
+
+            schema = self._cache_schema()
+            fp = fingerprint(self.plan, name, self.now_us) if schema != "temp" else None
+            hit = None
+            if fp is not None:
+                hit = self.con.execute(f"SELECT report FROM {schema}.__meta WHERE name = ? AND fp = ?", [name, fp]).fetchone()
+            if hit is not None:
+                data = json.loads(hit[0])
+                report = SourceReport(name, data["contract"], data["rows"], data["valid"])
+                report.by_rule.update({(f, r): n for f, r, n in data["by_rule"]})
+                if self.strict and report.invalid:
+                    from .sources import SourceError
+
+                    raise SourceError(f"strict: {report.describe()}")
+                valid = valid_rows(f"{schema}.{q('__src_' + name)}")
+            else:
+                report, valid = load_source(self.con, self.plan, name, now_us=self.now_us, strict=self.strict, schema=schema)
+                if fp is not None:
+                    blob = json.dumps({"contract": report.contract, "rows": report.rows, "valid": report.valid, "by_rule": [[f, r, n] for (f, r), n in report.by_rule.items()]})
+                    self.con.execute(f"DELETE FROM {schema}.__meta WHERE name = ?", [name])
+                    self.con.execute(f"INSERT INTO {schema}.__meta VALUES (?, ?, ?)", [name, fp, blob])
+            self.reports[name] = report
+            self._valid[name] = valid
+        return self._valid[name]
+
+    def _cache_schema(self) -> str:
+        if self._schema is None:
+            self._schema = "temp"
+            if self.cache:
+                path = Path(self.plan.project.root) / ".featureline" / "cache.duckdb"
+                try:
+                    self.con.execute(f"ATTACH {lit(str(path))} AS __cache")
+                    self.con.execute("CREATE TABLE IF NOT EXISTS __cache.__meta (name VARCHAR, fp VARCHAR, report VARCHAR)")
+                    self._schema = "__cache"
+                except Exception:  # another process holds the cache: check in memory this time
+                    self._schema = "temp"
+        return self._schema
 
     def events_sql(self, view: ViewPlan) -> str:
         """The view's events: keys, __t, __ord, and one input column per feature."""

@@ -64,7 +64,25 @@ def raw_relation(con, src: SourcePlan) -> str:
     return f"(SELECT *, row_number() OVER () AS __arrival FROM read_csv([{', '.join(lit(f) for f in files)}], header=true, all_varchar=true))"
 
 
-def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False) -> SourceReport:
+def fingerprint(plan: Plan, name: str, now_us: int) -> str:
+    """What a checked source depends on: its contract and source plans, its files (path, size,
+    mtime) or DuckDB file, and the hour (the future-event-time rule moves with the clock)."""
+    import hashlib
+    import os
+
+    src = plan.sources[name]
+    parts = [repr(src), repr(plan.contracts[src.contract]), str(now_us // 3_600_000_000)]
+    paths = files_of(src) or ([src.batch.database] if src.batch and src.batch.database else [])
+    for f in paths:
+        st = os.stat(f)
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False, schema: str = "temp") -> tuple[SourceReport, str]:
+    """Check the source against its contract into `<schema>.__src_<name>` (all rows, typed, with
+    `__t`, `__arrival`, `__bad` and one flag per check). Returns the report and the SQL of the
+    valid rows."""
     src = plan.sources[name]
     contract = plan.contracts[src.contract]
     raw = raw_relation(con, src)
@@ -74,33 +92,54 @@ def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False
     unknown = [c for c in cols if c not in known] if contract.unknown_fields == "reject" else []
     flags = [f"{sql} AS {q('__type_' + n)}" for n, sql in type_bad.items()]
     flags += [f"{q(c)} IS NOT NULL AS {unknown_flag(c)}" for c in unknown]
-    typed = f"(SELECT {', '.join(items + flags)}, __arrival FROM {raw})"
     checks = checks_sql(contract, list(type_bad), unknown, now_us)
     et = src.event_time
     if not any(f == et and r == "required" for f, r, _ in checks):
         # a row without an event time has no place in time: excluded, and counted as such
         checks.append((et, "required", f"{q(et)} IS NULL"))
-    table = f"__checked_{name}"
-    viol = ", ".join(f"({sql}) AS __v{i}" for i, (_, _, sql) in enumerate(checks)) or "FALSE AS __v0"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {viol} FROM {typed}")
-    n_checks = max(1, len(checks))
-    any_bad = " OR ".join(f"__v{i}" for i in range(n_checks))
-    counts = ", ".join(f"count(*) FILTER (WHERE __v{i})" for i in range(n_checks))
-    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT ({any_bad})), {counts} FROM {table}").fetchone()
+    # uniqueness in one GROUP BY per unique field (cheaper than a window over every row):
+    # the first occurrence in arrival order is valid, later ones are duplicates
+    joins = []
+    for i, (fname, rule, _sql) in enumerate(checks):
+        if rule != "unique":
+            continue
+        field = next(f for f in contract.fields if f.name == fname)
+        from ..contracts.sql_eval import SQL_TYPES
+
+        cast = f"TRY_CAST({q(fname)} AS {SQL_TYPES[field.logical_type]})" if fname in cols else "NULL"
+        dup = f"__dup_{name}_{i}"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {cast} AS __dv, min(__arrival) AS __dfirst FROM {raw} "
+            f"WHERE {cast} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
+        )
+        joins.append((i, dup, fname))
+        checks[i] = (fname, rule, f"(d{i}.__dfirst IS NOT NULL AND t.__arrival > d{i}.__dfirst)")
+    typed = f"(SELECT {', '.join(items + flags)}, __arrival FROM {raw})"
+    join_sql = " ".join(f"LEFT JOIN {dup} d{i} ON d{i}.__dv = t.{q(fname)}" for i, dup, fname in joins)
+    viol = [f"({sql}) AS __v{i}" for i, (_, _, sql) in enumerate(checks)]
+    any_bad = " OR ".join(f"({sql})" for _, _, sql in checks) or "FALSE"
+    keep = ", ".join(f"t.{q(f.name)}" for f in contract.fields)
+    table = f"{schema}.{q('__src_' + name)}"
+    temp = "TEMP " if schema == "temp" else ""
+    con.execute(
+        f"CREATE OR REPLACE {temp}TABLE {q('__src_' + name) if temp else table} AS SELECT {keep}, epoch_us(t.{q(et)}) AS __t, t.__arrival, "
+        f"coalesce({any_bad}, FALSE) AS __bad{', ' + ', '.join(viol) if viol else ''} FROM {typed} t {join_sql}"
+    )
+    for _, dup, _ in joins:
+        con.execute(f"DROP TABLE {dup}")
+    counts = ", ".join(f"count(*) FILTER (WHERE __v{i})" for i in range(len(checks)))
+    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT __bad){', ' + counts if counts else ''} FROM {table}").fetchone()
     report = SourceReport(name, contract.id, rows=row[0], valid=row[1])
     for (fname, rule, _), n in zip(checks, row[2:], strict=False):
         if n:
             report.by_rule[(fname, rule)] = n
     if strict and report.invalid:
-        con.execute(f"DROP TABLE {table}")
         raise SourceError(f"strict: {report.describe()}")
-    keep = ", ".join(q(f.name) for f in contract.fields)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {q('__src_' + name)} AS SELECT {keep}, epoch_us({q(et)}) AS __t, __arrival "
-        f"FROM {table} WHERE NOT ({any_bad})"
-    )
-    con.execute(f"DROP TABLE {table}")
-    return report
+    return report, valid_rows(table)
+
+
+def valid_rows(table: str) -> str:
+    return f"(SELECT * FROM {table} WHERE NOT __bad)"
 
 
 def files_of(src: SourcePlan) -> list[str]:
