@@ -115,7 +115,7 @@ class BatchEngine:
     def events_sql(self, view: ViewPlan) -> str:
         """The view's events: keys, __t, __ord, and one input column per feature."""
         src = self.source(view.source)
-        cols = [q(k) for k in view.join_keys] + ["__t", f"(__t::HUGEINT * {ORD_SHIFT} + __arrival) AS __ord"]
+        cols = [q(k) for k in view.join_keys] + ["__t", "__arrival", f"(__t::HUGEINT * {ORD_SHIFT} + __arrival) AS __ord"]
         seen = set()
         for f in view.features:
             expr = _input_sql(f)

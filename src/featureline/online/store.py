@@ -71,6 +71,8 @@ class OnlineStore:
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
         self._set_sha: str | None = None
+        self._merge_shas: dict[str, str] = {}
+        self._latest_sha: str | None = None
 
     # -- reads ---------------------------------------------------------------------
     def service(self, name: str) -> _Service:
@@ -153,6 +155,50 @@ class OnlineStore:
                 pipe.execute()
         pipe.execute()
         return n
+
+
+    # -- writes (merged: the stream) -------------------------------------------------
+    def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
+        """Merge a micro-batch's partial tiles for one entity and slot, records of partition `tp`
+        with offsets [lo, hi]. Returns -1 when applied, else the offset already applied (the
+        records up to it must not be sent again). See `merge.py`."""
+        from .merge import merge_script
+
+        sha = self._merge_shas.get(layout.code)
+        if sha is None:
+            sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        newest = max(tiles)
+        args: list = [tp, lo, hi, now, (newest + layout.reach_us) // 1000 + 1]
+        for start in sorted(tiles):
+            states = tiles[start]
+            if layout.numeric:
+                args += [start, layout.pack_block([(0, states)])[8:]]  # drop the packed start
+            else:
+                args += [start, _enc.encode(states)]
+        return int(self.client.evalsha(sha, 1, hash_key(self.prefix, layout.entity, entity), *args))
+
+    def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
+        """Keep the newest row (by event_time, then arrival) of a latest-value view. Idempotent:
+        a row already stored, or an older one, changes nothing."""
+        v = self.plan.views[view]
+        key = f"{hash_key(self.prefix, v.entity, entity)}:{latest_code(v)}"
+        if self._latest_sha is None:
+            self._latest_sha = self.client.script_load(MERGE_LATEST)
+        return bool(self.client.evalsha(self._latest_sha, 1, key, event_time, arrival, _enc.encode([event_time, arrival, values]), (event_time + v.ttl_us) // 1000 + 1))
+
+
+# keep the newest row: KEYS[1]; ARGV = [event_time, arrival, blob, expire_at_ms]
+MERGE_LATEST = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local c = cmsgpack.unpack(cur)
+  local t, a = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if c[1] > t or (c[1] == t and c[2] >= a) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+return 1
+"""
 
 
 def _by_entity(rows):
