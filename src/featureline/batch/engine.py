@@ -79,7 +79,8 @@ class BatchEngine:
             fp = fingerprint(self.plan, name, self.now_us) if schema != "temp" else None
             hit = None
             if fp is not None:
-                hit = self.con.execute(f"SELECT report FROM {schema}.__meta WHERE name = ? AND fp = ?", [name, fp]).fetchone()
+                found = self.con.execute(f"SELECT report FROM {schema}.__meta WHERE name = ? AND fp = ?", [name, fp]).fetchall()
+                hit = found[0] if found else None
             if hit is not None:
                 data = json.loads(hit[0])
                 report = SourceReport(name, data["contract"], data["rows"], data["valid"])

@@ -128,7 +128,7 @@ def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False
     for _, dup, _ in joins:
         con.execute(f"DROP TABLE {dup}")
     counts = ", ".join(f"count(*) FILTER (WHERE __v{i})" for i in range(len(checks)))
-    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT __bad){', ' + counts if counts else ''} FROM {table}").fetchone()
+    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT __bad){', ' + counts if counts else ''} FROM {table}").fetchall()[0]
     report = SourceReport(name, contract.id, rows=row[0], valid=row[1])
     for (fname, rule, _), n in zip(checks, row[2:], strict=False):
         if n:
