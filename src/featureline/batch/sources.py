@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..contracts.sql_eval import checks_sql, lit, q, typed_select, unknown_flag
 from ..plan import Plan, SourcePlan
@@ -146,10 +145,3 @@ def files_of(src: SourcePlan) -> list[str]:
     if src.batch is None or src.batch.path is None:
         return []
     return sorted(glob.glob(src.batch.path, recursive=True))
-
-
-def describe_path(src: SourcePlan) -> str:
-    b = src.batch
-    if b is None:
-        return "-"
-    return b.path if b.path else f"{Path(b.database).name}:{b.table}"

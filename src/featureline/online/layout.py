@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ..plan import FeaturePlan, Plan, ViewPlan
+from ..plan import FeaturePlan, ViewPlan
 
 # aggregation function -> accumulators it needs (besides `nn` for any column input)
 NEEDS = {
@@ -149,22 +149,14 @@ def latest_code(view: ViewPlan) -> str:
 
 def entity_key(values) -> str:
     """Join-key values as one string: `42`, or `a|b` for composite keys (| and \\ escaped)."""
-    return "|".join(_esc(v) for v in values)
+    return "|".join(esc(v) for v in values)
 
 
-def _esc(v) -> str:
+def esc(v) -> str:
+    """One key value as it appears in a key name (| and \\ escaped, for composite keys)."""
     s = str(v)
     return s.replace("\\", "\\\\").replace("|", "\\|") if ("|" in s or "\\" in s) else s
 
 
 def hash_key(prefix: str, entity: str, ent: str) -> str:
     return f"{prefix}:{entity}:{ent}"
-
-
-def layouts(plan: Plan) -> dict[tuple[str, int], TileLayout]:
-    out = {}
-    for v in plan.views.values():
-        if v.kind == "window":
-            for lay in tile_layouts(v):
-                out[(v.name, lay.hop_us)] = lay
-    return out

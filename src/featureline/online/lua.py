@@ -73,11 +73,6 @@ def outputs(groups: list[Group]) -> list[tuple[str, object]]:
     return out
 
 
-def keys_per_row(g: Group) -> int:
-    """KEYS one entity row takes for a group: its tile hash, then one string per latest-value view."""
-    return 1 + sum(1 for s in g.slots if s.kind == "latest")
-
-
 def read_script(groups: list[Group], prefix: str) -> str:
     """ARGV = [t_us, n_rows, then per row one entity key per group]. The script builds the
     key names itself (fewer bytes on the wire than sending them); on Redis Cluster a
