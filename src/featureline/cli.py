@@ -251,6 +251,21 @@ def get(
     console.print(table)
 
 
+@app.command()
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(6566, "--port", help="Port (6566, like `feast serve`)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes (one per core scales reads)."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Serve online features over HTTP: POST /features/online, Feast's POST /get-online-features,
+    GET /health, /ready, /metrics (Prometheus), /openapi.json. Stops on SIGINT/SIGTERM."""
+    from .serve import run
+
+    run(project, host=host, port=port, workers=workers)
+
+
 def _entity_rows(specs: list[str]) -> list[dict]:
     """`user_id=42` and `merchant_id=7` make one row; `user_id=1,user_id=2` two rows."""
     rows: list[dict] = []
