@@ -277,3 +277,17 @@ def test_uuid_fast_path_agrees_with_the_regex(values):
     fast = [bool(x) for x in _not_uuid(col)] if len(values) else []
     ref = pc.fill_null(pc.invert(pc.match_substring_regex(col, FORMAT_PATTERNS["uuid"])), False).to_pylist()
     assert fast == ref
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["US", "de", "FR", "x", "", "GB1", "a@b.co", "no mail"])), min_size=256, max_size=600))
+def test_regex_on_distinct_values_agrees_with_the_plain_regex(values):
+    import pyarrow.compute as pc
+
+    from featureline.contracts.arrow_eval import _regex_violations
+
+    col = pa.array(values, pa.string())
+    for pattern in ("^[A-Z]{2}$", r"^[^@\s]+@[^@\s]+\.[^@\s]+$"):
+        fast = pc.fill_null(_regex_violations(col, pattern), False).to_pylist()
+        ref = pc.fill_null(pc.invert(pc.match_substring_regex(col, pattern)), False).to_pylist()
+        assert fast == ref
