@@ -192,7 +192,10 @@ def backfill(
             for w in done:
                 what = f"{w.tiles:,} tiles" if w.kind != "latest" else "latest values"
                 print(f"  online  {w.view:<24} {w.kind:<12} {w.entities:>8,} entities, {what}")
-            rows = sum(w.entities for w in done)
+            per_view: dict[str, int] = {}
+            for w in done:  # a view's hop layouts cover the same entities: count each view once
+                per_view[w.view] = max(per_view.get(w.view, 0), w.entities)
+            rows = sum(per_view.values())
             print(f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)")
     except ValueError as e:
         _err(f"error: {e}")
