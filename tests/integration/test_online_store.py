@@ -126,3 +126,11 @@ def test_bad_requests(online):
         store.get("fraud_detection", [{"user_id": 1}])
     with pytest.raises(OnlineError, match="limit"):
         store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}] * 1001)
+
+
+def test_reads_survive_a_script_flush(online):
+    plan, engine, store, T, _, _ = online
+    rows = _rows(5, seed=11)
+    before = store.get("fraud_detection", rows, at_us=T)
+    store.client.script_flush()  # as after a Redis restart: the cached SHA is gone
+    assert store.get("fraud_detection", rows, at_us=T) == before
