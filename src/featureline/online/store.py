@@ -134,8 +134,7 @@ class OnlineStore:
         """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
         ordered by tile start. Each entity's block of this slot is replaced, so a rerun leaves
         no stale tile. Returns the number of tiles written."""
-        if self._set_sha is None:
-            self._set_sha = self.client.script_load(SET_SLOTS)
+        self._set_sha = self.client.script_load(SET_SLOTS)  # once per call: survives a script flush
         pipe = self.client.pipeline(transaction=False)
         n = pending = 0
         for ent, tiles in _by_entity(rows):
@@ -184,16 +183,30 @@ class OnlineStore:
                 args += [start, layout.pack_block([(0, states)])[8:]]  # drop the packed start
             else:
                 args += [start, _enc.encode(states)]
-        return int(self.client.evalsha(sha, 1, hash_key(self.prefix, layout.entity, entity), *args))
+        from redis.exceptions import NoScriptError
+
+        key = hash_key(self.prefix, layout.entity, entity)
+        try:
+            return int(self.client.evalsha(sha, 1, key, *args))
+        except NoScriptError:
+            sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+            return int(self.client.evalsha(sha, 1, key, *args))
 
     def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
         """Keep the newest row (by event_time, then arrival) of a latest-value view. Idempotent:
         a row already stored, or an older one, changes nothing."""
         v = self.plan.views[view]
         key = f"{hash_key(self.prefix, v.entity, entity)}:{latest_code(v)}"
+        from redis.exceptions import NoScriptError
+
+        args = (event_time, arrival, _enc.encode([event_time, arrival, values]), (event_time + v.ttl_us) // 1000 + 1)
         if self._latest_sha is None:
             self._latest_sha = self.client.script_load(MERGE_LATEST)
-        return bool(self.client.evalsha(self._latest_sha, 1, key, event_time, arrival, _enc.encode([event_time, arrival, values]), (event_time + v.ttl_us) // 1000 + 1))
+        try:
+            return bool(self.client.evalsha(self._latest_sha, 1, key, *args))
+        except NoScriptError:
+            self._latest_sha = self.client.script_load(MERGE_LATEST)
+            return bool(self.client.evalsha(self._latest_sha, 1, key, *args))
 
 
 # keep the newest row: KEYS[1]; ARGV = [event_time, arrival, blob, expire_at_ms]
