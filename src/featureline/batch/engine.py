@@ -215,14 +215,12 @@ def _input_sql(f: FeaturePlan) -> str | None:
     else:
         return None
     if f.input_type == "boolean" and f.function in ("sum", "mean", "variance", "stddev"):
-        return f"CAST({src} AS INTEGER)"
-    if f.input_type == "timestamp" and f.kind == "window" and f.function in ("min", "max", "last", "first"):
-        return src
+        return f"CAST({src} AS INTEGER)"  # booleans count as 0/1
     return src
 
 
 def _agg_sql(f: FeaturePlan, start: str) -> str:
-    inp = q(f"e.__in_{f.name}") if False else f"e.{q('__in_' + f.name)}"
+    inp = f"e.{q('__in_' + f.name)}"
     win = f"e.__t >= {start}"
     fn = f.function
     if fn == "count":
