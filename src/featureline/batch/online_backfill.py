@@ -120,9 +120,6 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..online.layout import hash_key
-    from ..online.store import SET_SLOTS
-
     table = engine.con.sql(sql).to_arrow_table()
     if table.num_rows == 0:
         return OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)
@@ -137,25 +134,23 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
     mat = np.column_stack([pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False) for c in cols])
     buf = np.ascontiguousarray(mat, dtype="<f8").tobytes()
     stride = mat.shape[1] * 8
-    keys = key.to_pylist()
+    key = key.combine_chunks()
+    n = len(key)
     starts = table.column("__tile").to_numpy()
-    # entity boundaries: where the key changes
-    change = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
-    client = store.client
-    sha = client.script_load(SET_SLOTS)
-    pipe = client.pipeline(transaction=False)
-    entity = view.entity
-    prefix = store.prefix
+    # entity boundaries: where the key changes (rows come ordered by key, then tile)
+    neq = pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    change = [0, *(np.flatnonzero(neq) + 1).tolist(), n]
+    keys = key.take(pa.array(change[:-1])).to_pylist()
     from ..online.layout import esc
 
-    for j in range(len(change) - 1):
-        lo, hi = change[j], change[j + 1]
-        expire_ms = (int(starts[hi - 1]) + lay.reach_us) // 1000 + 1
-        pipe.evalsha(sha, 1, hash_key(prefix, entity, esc(keys[lo])), expire_ms, lay.code, buf[lo * stride : hi * stride])
-        if j % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
-    return OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", len(change) - 1, len(keys))
+    head = f"{store.prefix}:{view.entity}:"
+    reach, code = lay.reach_us, lay.code
+    items = (
+        (head + esc(ent), (int(starts[hi - 1]) + reach) // 1000 + 1, code, buf[lo * stride : hi * stride])
+        for ent, lo, hi in zip(keys, change[:-1], change[1:], strict=True)
+    )
+    store.bulk_set_slots(items)
+    return OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", len(keys), n)
 
 
 def _state(kind: str, v):

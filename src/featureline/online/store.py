@@ -37,6 +37,28 @@ return 1
 """
 
 
+# The same for many entities in one call (a backfill): ARGV = [key, expire_at_ms, field, value] * n.
+# Keys are built by the caller and not declared (a single Redis; Redis Cluster would group by slot).
+BULK_SET_SLOTS = """
+for i = 1, #ARGV, 4 do
+  local key, at = ARGV[i], tonumber(ARGV[i + 1])
+  redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])
+  local cur = redis.call('PEXPIRETIME', key)
+  if cur == -1 or cur < at then redis.call('PEXPIREAT', key, at) end
+end
+return #ARGV / 4
+"""
+
+# Latest-value rows in bulk: ARGV = [key, value, expire_at_ms] * n
+BULK_SET_LATEST = """
+for i = 1, #ARGV, 3 do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'PXAT', ARGV[i + 2])
+end
+return #ARGV / 3
+"""
+BULK = 1000  # entities per bulk call
+
+
 class OnlineError(ValueError):
     """A bad request (unknown service, missing key, too many rows): a 4xx over HTTP."""
 
@@ -153,14 +175,33 @@ class OnlineStore:
         One key per (entity, view), expiring when the value leaves its ttl."""
         v = self.plan.views[view]
         code = latest_code(v)
-        pipe = self.client.pipeline(transaction=False)
+        head = f"{self.prefix}:{v.entity}:"
+        sha = self.client.script_load(BULK_SET_LATEST)
+        args: list = []
         n = 0
         for ent, et, arrival, vals in rows:
-            pipe.set(f"{hash_key(self.prefix, v.entity, ent)}:{code}", _enc.encode([et, arrival, vals]), pxat=(et + v.ttl_us) // 1000 + 1)
+            args += [f"{head}{ent}:{code}", _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1]
             n += 1
-            if n % batch == 0:
-                pipe.execute()
-        pipe.execute()
+            if n % BULK == 0:
+                self.client.evalsha(sha, 0, *args)
+                args = []
+        if args:
+            self.client.evalsha(sha, 0, *args)
+        return n
+
+    def bulk_set_slots(self, items) -> int:
+        """items: (hash key, expire_at_ms, slot code, block), any number; sent BULK at a time."""
+        sha = self.client.script_load(BULK_SET_SLOTS)
+        args: list = []
+        n = 0
+        for key, expire_ms, code, block in items:
+            args += [key, expire_ms, code, block]
+            n += 1
+            if n % BULK == 0:
+                self.client.evalsha(sha, 0, *args)
+                args = []
+        if args:
+            self.client.evalsha(sha, 0, *args)
         return n
 
 
