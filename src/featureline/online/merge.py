@@ -58,18 +58,9 @@ def merge_script(lay: TileLayout) -> str:
             "    if st + " + str(lay.reach_us) + " > now then tiles[st] = t; order[#order + 1] = st end",
             "  end",
             "end",
-            "for i = 6, #ARGV, 2 do",
-            "  local st = tonumber(ARGV[i])",
-            f"  local new = {{struct.unpack('{one}', ARGV[i + 1])}}",
-            "  new[#new] = nil",
-            "  local cur = tiles[st]",
-            "  if cur == nil then tiles[st] = new; order[#order + 1] = st",
-            "  else",
         ]
-        L += ["    " + x for x in _merge_lines(lay, "cur", "new")]
+        L += _incoming(lay, [f"local new = {{struct.unpack('{one}', ARGV[i + 1])}}", "new[#new] = nil"])
         L += [
-            "  end",
-            "end",
             "table.sort(order)",
             "local parts = {}",
             "for _, st in ipairs(order) do",
@@ -87,17 +78,9 @@ def merge_script(lay: TileLayout) -> str:
             "    if st + " + str(lay.reach_us) + " > now then tiles[st] = t; order[#order + 1] = st end",
             "  end",
             "end",
-            "for i = 6, #ARGV, 2 do",
-            "  local st = tonumber(ARGV[i])",
-            "  local new = cmsgpack.unpack(ARGV[i + 1])",
-            "  local cur = tiles[st]",
-            "  if cur == nil then tiles[st] = new; order[#order + 1] = st",
-            "  else",
         ]
-        L += ["    " + x for x in _merge_lines(lay, "cur", "new")]
+        L += _incoming(lay, ["local new = cmsgpack.unpack(ARGV[i + 1])"])
         L += [
-            "  end",
-            "end",
             "table.sort(order)",
             "local out = {}",
             "for _, st in ipairs(order) do",
@@ -114,6 +97,22 @@ def merge_script(lay: TileLayout) -> str:
         "return -1",
     ]
     return "\n".join(L)
+
+
+def _incoming(lay: TileLayout, decode: list[str]) -> list[str]:
+    """Lua folding each incoming tile (ARGV pairs from 6 on, decoded by `decode` into `new`)
+    into `tiles`: a new tile is inserted, an existing one merged."""
+    return [
+        "for i = 6, #ARGV, 2 do",
+        "  local st = tonumber(ARGV[i])",
+        *("  " + x for x in decode),
+        "  local cur = tiles[st]",
+        "  if cur == nil then tiles[st] = new; order[#order + 1] = st",
+        "  else",
+        *("    " + x for x in _merge_lines(lay, "cur", "new")),
+        "  end",
+        "end",
+    ]
 
 
 def _merge_lines(lay: TileLayout, cur: str, new: str) -> list[str]:

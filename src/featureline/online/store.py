@@ -25,19 +25,8 @@ from .lua import Group, Slot, outputs, read_script, service_groups
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
-# Set one slot's block in an entity hash and keep the key alive until its newest content
-# expires (never shortening what another slot needs).
-# KEYS[1] = hash; ARGV = [expire_at_ms, field, value, field, value, ...]
-SET_SLOTS = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local at = tonumber(ARGV[1])
-local cur = redis.call('PEXPIRETIME', KEYS[1])
-if cur == -1 or cur < at then redis.call('PEXPIREAT', KEYS[1], at) end
-return 1
-"""
-
-
-# The same for many entities in one call (a backfill): ARGV = [key, expire_at_ms, field, value] * n.
+# Set slot blocks of many entities in one call (a backfill), keeping each key alive until its
+# newest content expires: ARGV = [key, expire_at_ms, field, value] * n.
 # Keys are built by the caller and not declared (a single Redis; Redis Cluster would group by slot).
 BULK_SET_SLOTS = """
 for i = 1, #ARGV, 4 do
@@ -92,7 +81,6 @@ class OnlineStore:
         self.client = client if client is not None else connect(plan)
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
-        self._set_sha: str | None = None
         self._merge_shas: dict[str, str] = {}
         self._latest_sha: str | None = None
 
@@ -152,50 +140,42 @@ class OnlineStore:
         return self.client.evalsha(svc.sha, 0, t, n, *ents)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
-    def write_tiles(self, layout: TileLayout, rows, *, batch: int = 1000) -> int:
+    def write_tiles(self, layout: TileLayout, rows) -> int:
         """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
         ordered by tile start. Each entity's block of this slot is replaced, so a rerun leaves
         no stale tile. Returns the number of tiles written."""
-        self._set_sha = self.client.script_load(SET_SLOTS)  # once per call: survives a script flush
-        pipe = self.client.pipeline(transaction=False)
-        n = pending = 0
-        for ent, tiles in _by_entity(rows):
-            expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
-            pipe.evalsha(self._set_sha, 1, hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles))
-            n += len(tiles)
-            pending += 1
-            if pending >= batch:
-                pipe.execute()
-                pending = 0
-        pipe.execute()
+        n = 0
+
+        def items():
+            nonlocal n
+            for ent, tiles in _by_entity(rows):
+                n += len(tiles)
+                expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
+                yield hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles)
+
+        self.bulk_set_slots(items())
         return n
 
-    def write_latest(self, view: str, rows, *, batch: int = 5000) -> int:
+    def write_latest(self, view: str, rows) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
         One key per (entity, view), expiring when the value leaves its ttl."""
         v = self.plan.views[view]
         code = latest_code(v)
         head = f"{self.prefix}:{v.entity}:"
-        sha = self.client.script_load(BULK_SET_LATEST)
-        args: list = []
-        n = 0
-        for ent, et, arrival, vals in rows:
-            args += [f"{head}{ent}:{code}", _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1]
-            n += 1
-            if n % BULK == 0:
-                self.client.evalsha(sha, 0, *args)
-                args = []
-        if args:
-            self.client.evalsha(sha, 0, *args)
-        return n
+        rows = ((f"{head}{ent}:{code}", _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1) for ent, et, arrival, vals in rows)
+        return self._bulk(BULK_SET_LATEST, rows)
 
     def bulk_set_slots(self, items) -> int:
         """items: (hash key, expire_at_ms, slot code, block), any number; sent BULK at a time."""
-        sha = self.client.script_load(BULK_SET_SLOTS)
+        return self._bulk(BULK_SET_SLOTS, items)
+
+    def _bulk(self, script: str, items) -> int:
+        """Run `script` over items (tuples of its ARGV), BULK items per call."""
+        sha = self.client.script_load(script)
         args: list = []
         n = 0
-        for key, expire_ms, code, block in items:
-            args += [key, expire_ms, code, block]
+        for item in items:
+            args += item
             n += 1
             if n % BULK == 0:
                 self.client.evalsha(sha, 0, *args)
@@ -203,7 +183,6 @@ class OnlineStore:
         if args:
             self.client.evalsha(sha, 0, *args)
         return n
-
 
     # -- writes (merged: the stream) -------------------------------------------------
     def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
