@@ -134,3 +134,32 @@ def test_reads_survive_a_script_flush(online):
     before = store.get("fraud_detection", rows, at_us=T)
     store.client.script_flush()  # as after a Redis restart: the cached SHA is gone
     assert store.get("fraud_detection", rows, at_us=T) == before
+
+
+def test_msgpack_tiles_last_first_variance(tmp_path, services):
+    """Layouts with last/first (tiles as msgpack, not packed doubles) read back exactly too."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    (tmp_path / "featureline.yaml").write_text(
+        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
+    )
+    shutil.copytree(REPO / "features", tmp_path / "features")
+    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
+    f = tmp_path / "features/user_features.yaml"
+    f.write_text(f.read_text().replace("functions: [sum, mean, max]", "functions: [sum, mean, max, last, first, variance, stddev]"))
+    T = time.time_ns() // 1000 - 1_000_000
+    write_history(tmp_path, events=8000, users=120, merchants=15, days=9, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
+    plan = compile_project(tmp_path)
+    engine, store = BatchEngine(plan), OnlineStore(plan)
+    try:
+        backfill_online(engine, store, T)
+        rows = _rows(80, seed=5)
+        for later in (0, HOUR):
+            got = store.get("fraud_detection", rows, at_us=T + later)
+            want = _batch(engine, rows, T + later)
+            for name in ("amount_last_7d", "amount_first_24h", "amount_variance_7d", "amount_stddev_1h", "count_7d"):
+                assert all(_same(a, b) for a, b in zip(got[name], want[name], strict=True)), name
+            assert any(v is not None for v in got["amount_last_7d"])
+    finally:
+        keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            store.client.delete(*keys)

@@ -52,6 +52,13 @@ NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")
 _enc = msgspec.msgpack.Encoder()
 
 
+def pack_lua(obj) -> bytes:
+    """msgpack that Redis's Lua cmsgpack reads: bytes as the old raw/str type (it knows no bin)."""
+    import msgpack
+
+    return msgpack.packb(obj, use_bin_type=False)
+
+
 def input_name(f: FeaturePlan) -> str | None:
     """The input a feature aggregates: a column, an expression (by feature), or None (counts events)."""
     if f.expr is not None:
@@ -89,7 +96,7 @@ class TileLayout:
         first -> the slot's block: packed doubles (start, states...) per tile for numeric
         layouts, else msgpack [[start, state, ...], ...]."""
         if not self.numeric:
-            return _enc.encode([[start, *states] for start, states in tiles])
+            return pack_lua([[start, *states] for start, states in tiles])
         flat: list[float] = []
         for start, states in tiles:
             flat.append(float(start))

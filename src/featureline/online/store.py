@@ -19,7 +19,7 @@ import msgspec
 
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import TileLayout, esc, hash_key, latest_code
+from .layout import TileLayout, esc, hash_key, latest_code, pack_lua
 from .lua import Group, Slot, outputs, read_script, service_groups
 
 _dec = msgspec.msgpack.Decoder()
@@ -202,7 +202,7 @@ class OnlineStore:
             if layout.numeric:
                 args += [start, layout.pack_block([(0, states)])[8:]]  # drop the packed start
             else:
-                args += [start, _enc.encode(states)]
+                args += [start, pack_lua(states)]
         from redis.exceptions import NoScriptError
 
         key = hash_key(self.prefix, layout.entity, entity)
