@@ -1,13 +1,13 @@
 """The stream's write path: merge partial aggregates into Redis tiles, atomically and idempotently.
 
-For one entity and one slot, `OnlineStore.merge` sends the partial tiles a micro-batch
-built from records of one Kafka (topic, partition) with offsets [lo, hi]. One Lua script
-(generated per tile layout) does, atomically:
+`OnlineStore.merge_many` sends, for one slot, the partial tiles that a micro-batch of
+records of one Kafka (topic, partition) with offsets [lo, hi] adds to many entities. One
+Lua script (generated per tile layout) does, atomically for each entity:
 
 - if the slot's last applied offset for that partition (field `_off:<slot>:<tp>`) is
-  >= hi, nothing: the records were applied before (a re-delivery after a crash);
-- if it falls inside [lo, hi), nothing either, and it answers with that offset so the
-  caller re-sends only the records after it (a replay cut at other batch boundaries);
+  >= lo, nothing, and it answers with that offset: if it is >= hi the records were
+  applied before (a re-delivery after a crash); if it falls inside [lo, hi) the caller
+  re-sends only this entity's records after it (a replay cut at other batch boundaries);
 - else it merges each tile into the slot's block (counts and sums add, min/max and
   last/first compare, variances combine by Chan's formula), drops tiles no window can
   read any more, stores the block and the new offset together, and extends the key's
@@ -29,58 +29,89 @@ _enc = msgspec.msgpack.Encoder()
 
 
 def merge_script(lay: TileLayout) -> str:
-    """Lua: KEYS[1] = entity hash; ARGV = [tp, lo, hi, now_us, expire_at_ms, start1, states1, start2, states2, ...]
-    (states as in `TileLayout.pack_block` of one tile, without the start). Returns -1 when applied,
-    else the stored offset (nothing applied)."""
+    """Lua merging many entities' partial tiles of one slot, records of one partition.
+
+    ARGV = [tp, lo, hi, now_us, then per entity: hash key, expire_at_ms, incoming block]; an
+    incoming block is `TileLayout.pack_block` of the entity's partial tiles, oldest first.
+    Returns a flat list [i, stored, ...] of the entities (0-based) left alone because their
+    stored offset is >= lo (already applied up to `stored`); the others were merged.
+
+    Numeric blocks are sorted fixed-width records, so each incoming tile is placed by a
+    binary search and only that tile is unpacked: a merge costs O(incoming tiles), not
+    O(stored tiles). Tiles no window can read any more (start + reach <= now) are dropped
+    from the head of the block, and incoming ones that old are ignored (the caller counts
+    them as late).
+    """
     code = lay.code
-    w = lay.width
     L = [
-        "local key = KEYS[1]",
         f"local offf = '_off:{code}:' .. ARGV[1]",
-        "local lo, hi = tonumber(ARGV[2]), tonumber(ARGV[3])",
-        "local stored = tonumber(redis.call('HGET', key, offf) or '-1')",
-        "if stored >= lo then return stored end",
-        "local now = tonumber(ARGV[4])",
-        f"local cutoff = now - {lay.reach_us}",
-        f"local blk = redis.call('HGET', key, '{code}')",
-        "local tiles, order = {}, {}",
+        "local lo, hi, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])",
+        f"local reach = {lay.reach_us}",
+        "local left = {}",
+        "for i = 5, #ARGV, 3 do",
+        "  local key, at, inc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]",
+        "  local stored = tonumber(redis.call('HGET', key, offf) or '-1')",
+        "  if stored >= lo then",
+        "    left[#left + 1] = (i - 5) / 3; left[#left + 1] = stored",
+        "  else",
+        f"    local blk = redis.call('HGET', key, '{code}')",
     ]
+    body: list[str]
     if lay.numeric:
+        w = lay.width
         fmt = "<" + "d" * (w + 1)
-        one = "<" + "d" * w
-        L += [
-            "if blk then",
-            "  local p, stop = 1, #blk",
-            "  while p < stop do",
-            f"    local t = {{struct.unpack('{fmt}', blk, p)}}",
-            "    p = t[#t]; t[#t] = nil",
-            "    local st = table.remove(t, 1)",
-            "    if st + " + str(lay.reach_us) + " > now then tiles[st] = t; order[#order + 1] = st end",
-            "  end",
-            "end",
-        ]
-        L += _incoming(lay, [f"local new = {{struct.unpack('{one}', ARGV[i + 1])}}", "new[#new] = nil"])
-        L += [
-            "table.sort(order)",
+        stride = (w + 1) * 8
+        body = [
+            "blk = blk or ''",
+            f"local n = #blk / {stride}",
+            "local cur = 0",
+            f"while cur < n and struct.unpack('<d', blk, cur * {stride} + 1) + reach <= now do cur = cur + 1 end",
             "local parts = {}",
-            "for _, st in ipairs(order) do",
-            "  if st >= cutoff - " + str(lay.hop_us) + " then",
-            f"    parts[#parts + 1] = struct.pack('{fmt}', st, unpack(tiles[st]))",
+            f"for p = 1, #inc, {stride} do",
+            f"  local new = {{struct.unpack('{fmt}', inc, p)}}",
+            "  new[#new] = nil",
+            "  local st = table.remove(new, 1)",
+            "  if st + reach > now then",
+            "    local a, b = cur, n",
+            "    while a < b do",
+            "      local m = math.floor((a + b) / 2)",
+            f"      if struct.unpack('<d', blk, m * {stride} + 1) < st then a = m + 1 else b = m end",
+            "    end",
+            f"    if a > cur then parts[#parts + 1] = string.sub(blk, cur * {stride} + 1, a * {stride}) end",
+            f"    if a < n and struct.unpack('<d', blk, a * {stride} + 1) == st then",
+            f"      local c = {{struct.unpack('{fmt}', blk, a * {stride} + 1)}}",
+            "      c[#c] = nil; table.remove(c, 1)",
+            *("      " + x for x in _merge_lines(lay, "c", "new")),
+            f"      parts[#parts + 1] = struct.pack('{fmt}', st, unpack(c))",
+            "      cur = a + 1",
+            "    else",
+            f"      parts[#parts + 1] = struct.pack('{fmt}', st, unpack(new))",
+            "      cur = a",
+            "    end",
             "  end",
             "end",
+            f"if cur < n then parts[#parts + 1] = string.sub(blk, cur * {stride} + 1) end",
             f"redis.call('HSET', key, '{code}', table.concat(parts), offf, ARGV[3])",
         ]
     else:
-        L += [
+        body = [
+            "local tiles, order = {}, {}",
             "if blk then",
             "  for _, t in ipairs(cmsgpack.unpack(blk)) do",
             "    local st = table.remove(t, 1)",
-            "    if st + " + str(lay.reach_us) + " > now then tiles[st] = t; order[#order + 1] = st end",
+            "    if st + reach > now then tiles[st] = t; order[#order + 1] = st end",
             "  end",
             "end",
-        ]
-        L += _incoming(lay, ["local new = cmsgpack.unpack(ARGV[i + 1])"])
-        L += [
+            "for _, new in ipairs(cmsgpack.unpack(inc)) do",
+            "  local st = table.remove(new, 1)",
+            "  if st + reach > now then",
+            "    local c = tiles[st]",
+            "    if c == nil then tiles[st] = new; order[#order + 1] = st",
+            "    else",
+            *("      " + x for x in _merge_lines(lay, "c", "new")),
+            "    end",
+            "  end",
+            "end",
             "table.sort(order)",
             "local out = {}",
             "for _, st in ipairs(order) do",
@@ -90,29 +121,15 @@ def merge_script(lay: TileLayout) -> str:
             "end",
             f"redis.call('HSET', key, '{code}', cmsgpack.pack(out), offf, ARGV[3])",
         ]
+    L += ["    " + x for x in body]
     L += [
-        "local at = tonumber(ARGV[5])",
-        "local curx = redis.call('PEXPIRETIME', key)",
-        "if curx == -1 or curx < at then redis.call('PEXPIREAT', key, at) end",
-        "return -1",
-    ]
-    return "\n".join(L)
-
-
-def _incoming(lay: TileLayout, decode: list[str]) -> list[str]:
-    """Lua folding each incoming tile (ARGV pairs from 6 on, decoded by `decode` into `new`)
-    into `tiles`: a new tile is inserted, an existing one merged."""
-    return [
-        "for i = 6, #ARGV, 2 do",
-        "  local st = tonumber(ARGV[i])",
-        *("  " + x for x in decode),
-        "  local cur = tiles[st]",
-        "  if cur == nil then tiles[st] = new; order[#order + 1] = st",
-        "  else",
-        *("    " + x for x in _merge_lines(lay, "cur", "new")),
+        "    local curx = redis.call('PEXPIRETIME', key)",
+        "    if curx == -1 or curx < at then redis.call('PEXPIREAT', key, at) end",
         "  end",
         "end",
+        "return left",
     ]
+    return "\n".join(L)
 
 
 def _merge_lines(lay: TileLayout, cur: str, new: str) -> list[str]:

@@ -19,7 +19,7 @@ import msgspec
 
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import TileLayout, esc, hash_key, latest_code, pack_lua
+from .layout import TileLayout, esc, hash_key, latest_code
 from .lua import Group, Slot, outputs, read_script, service_groups
 
 _dec = msgspec.msgpack.Decoder()
@@ -186,59 +186,88 @@ class OnlineStore:
 
     # -- writes (merged: the stream) -------------------------------------------------
     def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
-        """Merge a micro-batch's partial tiles for one entity and slot, records of partition `tp`
-        with offsets [lo, hi]. Returns -1 when applied, else the offset already applied (the
-        records up to it must not be sent again). See `merge.py`."""
-        from .merge import merge_script
+        """Merge one entity's partial tiles of one slot, from records of partition `tp` with
+        offsets [lo, hi]. Returns -1 when applied, else the offset already applied (the records
+        up to it must not be sent again). See `merge.py`."""
+        blob = layout.pack_block(sorted(tiles.items()))
+        expire = (max(tiles) + layout.reach_us) // 1000 + 1
+        left = self.merge_many(layout, [(entity, expire, blob)], tp=tp, lo=lo, hi=hi, now_us=now_us)
+        return left[0][1] if left else -1
 
-        sha = self._merge_shas.get(layout.code)
-        if sha is None:
-            sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
-        now = time.time_ns() // 1000 if now_us is None else now_us
-        newest = max(tiles)
-        args: list = [tp, lo, hi, now, (newest + layout.reach_us) // 1000 + 1]
-        for start in sorted(tiles):
-            states = tiles[start]
-            if layout.numeric:
-                args += [start, layout.pack_block([(0, states)])[8:]]  # drop the packed start
-            else:
-                args += [start, pack_lua(states)]
+    def merge_many(self, layout: TileLayout, items, *, tp: str, lo: int, hi: int, now_us: int | None = None) -> list[tuple[int, int]]:
+        """items: (entity key string, expire_at_ms, block of partial tiles as `pack_block` makes
+        it), for records of partition `tp` with offsets [lo, hi]. BULK entities per Lua call.
+        Returns [(item index, stored offset)] for the entities left alone because records up to
+        `stored` were applied before; all others were merged."""
         from redis.exceptions import NoScriptError
 
-        key = hash_key(self.prefix, layout.entity, entity)
-        try:
-            return int(self.client.evalsha(sha, 1, key, *args))
-        except NoScriptError:
-            sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
-            return int(self.client.evalsha(sha, 1, key, *args))
+        from .merge import merge_script
+
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        head = f"{self.prefix}:{layout.entity}:"
+        left: list[tuple[int, int]] = []
+        items = list(items)
+        for base in range(0, len(items), BULK):
+            args: list = [tp, lo, hi, now]
+            for ent, expire, blob in items[base : base + BULK]:
+                args += (head + ent, expire, blob)
+            sha = self._merge_shas.get(layout.code)
+            if sha is None:
+                sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+            try:
+                got = self.client.evalsha(sha, 0, *args)
+            except NoScriptError:
+                sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+                got = self.client.evalsha(sha, 0, *args)
+            left += [(base + int(got[k]), int(got[k + 1])) for k in range(0, len(got), 2)]
+        return left
 
     def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
         """Keep the newest row (by event_time, then arrival) of a latest-value view. Idempotent:
-        a row already stored, or an older one, changes nothing."""
-        v = self.plan.views[view]
-        key = f"{hash_key(self.prefix, v.entity, entity)}:{latest_code(v)}"
+        a row already stored, or an older one, changes nothing. Returns whether it was stored."""
+        return self.merge_latest_many(view, [(entity, event_time, arrival, values)]) == 1
+
+    def merge_latest_many(self, view: str, rows) -> int:
+        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]),
+        any number; each kept only if newer than the stored row. Returns how many were stored."""
         from redis.exceptions import NoScriptError
 
-        args = (event_time, arrival, _enc.encode([event_time, arrival, values]), (event_time + v.ttl_us) // 1000 + 1)
-        if self._latest_sha is None:
-            self._latest_sha = self.client.script_load(MERGE_LATEST)
-        try:
-            return bool(self.client.evalsha(self._latest_sha, 1, key, *args))
-        except NoScriptError:
-            self._latest_sha = self.client.script_load(MERGE_LATEST)
-            return bool(self.client.evalsha(self._latest_sha, 1, key, *args))
+        v = self.plan.views[view]
+        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
+        args: list = []
+        for ent, et, arrival, vals in rows:
+            args += (head + ent + tail, et, arrival, _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1)
+        stored = 0
+        step = 5 * BULK
+        for base in range(0, len(args), step):
+            chunk = args[base : base + step]
+            if self._latest_sha is None:
+                self._latest_sha = self.client.script_load(MERGE_LATEST)
+            try:
+                stored += int(self.client.evalsha(self._latest_sha, 0, *chunk))
+            except NoScriptError:
+                self._latest_sha = self.client.script_load(MERGE_LATEST)
+                stored += int(self.client.evalsha(self._latest_sha, 0, *chunk))
+        return stored
 
 
-# keep the newest row: KEYS[1]; ARGV = [event_time, arrival, blob, expire_at_ms]
+# keep the newest row per key: ARGV = [key, event_time, arrival, blob, expire_at_ms] * n
 MERGE_LATEST = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local c = cmsgpack.unpack(cur)
-  local t, a = tonumber(ARGV[1]), tonumber(ARGV[2])
-  if c[1] > t or (c[1] == t and c[2] >= a) then return 0 end
+local stored = 0
+for i = 1, #ARGV, 5 do
+  local key, t, a = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local cur = redis.call('GET', key)
+  local newer = true
+  if cur then
+    local c = cmsgpack.unpack(cur)
+    if c[1] > t or (c[1] == t and c[2] >= a) then newer = false end
+  end
+  if newer then
+    redis.call('SET', key, ARGV[i + 3], 'PXAT', ARGV[i + 4])
+    stored = stored + 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
-return 1
+return stored
 """
 
 
