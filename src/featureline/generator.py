@@ -84,7 +84,7 @@ BAD_KINDS: tuple[str, ...] = (
     "unknown_field",  # extra key coupon_code
     "future_event_time",  # event_time one day ahead of the stream's current time
     "bad_timestamp",  # event_time "yesterday"
-    "duplicate_key",  # txn_id of the nearest earlier good record (unique within a batch)
+    "duplicate_key",  # a producer's retry: the nearest earlier good record sent again (same key, same txn_id)
 )
 
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -586,7 +586,7 @@ def live_events(
 
     kinds: dict[int, str] = {p: BAD_KINDS[j % len(BAD_KINDS)] for j, p in enumerate(bad_positions(n, bad_share))}
     out: list[LiveEvent] = []
-    last_good_txn: str | None = None
+    last_good: dict | None = None
     seen = {"wrong_type": 0}
     for i, rec in enumerate(records):
         kind = kinds.get(i)
@@ -594,7 +594,7 @@ def live_events(
         key: bytes | None = str(rec["user_id"]).encode("ascii")
         value: bytes | None = None
         if kind is None:
-            last_good_txn = rec["txn_id"]
+            last_good = rec
         elif kind == "malformed_json":
             whole = _dumps(rec)
             value = whole[: len(whole) // 2]
@@ -632,7 +632,12 @@ def live_events(
         elif kind == "bad_timestamp":
             rec["event_time"] = "yesterday"
         elif kind == "duplicate_key":
-            rec["txn_id"] = last_good_txn if last_good_txn is not None else (txn_ids[i - 1] if i else rec["txn_id"])
+            if last_good is not None:  # the whole record again: same key, so the same partition, a later offset
+                rec = dict(last_good)
+                key = str(rec["user_id"]).encode("ascii")
+                event_us = to_us(rec["event_time"])
+            elif i:
+                rec["txn_id"] = txn_ids[i - 1]
         out.append(LiveEvent(key, value if value is not None else _dumps(rec), event_us, kind))
     return out
 

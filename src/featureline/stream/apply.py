@@ -1,0 +1,332 @@
+"""What the stream does with one micro-batch (one poll of one Kafka partition).
+
+    decode + contract check  ->  dead letters (reasons kept)
+    uniqueness across batches (claims in Redis)  ->  dead letters
+    before the backfill boundary  ->  filtered
+    per online view: `where`, partial tiles per (entity, tile) in DuckDB over the Arrow batch,
+    merged into Redis by the online store's idempotent Lua (per entity, slot and partition,
+    the last applied offset is stored with the tiles); latest-value rows kept if newer.
+
+Every consumed record is counted exactly once as applied, dead-lettered or filtered
+(consumed = applied + dead_lettered + filtered). `late` counts applied records too old for
+any window or ttl to read (DESIGN.md section 3: counted and reported; they change nothing).
+
+The tiles are built by the same SQL as the backfill to online (`batch/online_backfill.py`)
+over the same view definitions (`BatchEngine.events_sql`), so both engines apply one
+definition of inputs, filters and accumulators. Arrival order in the stream is the
+partition offset (DESIGN.md section 3, last/first ties).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..contracts.result import Reason
+from ..contracts.validator import ContractValidator
+from ..online.layout import TileLayout, entity_key, esc, tile_layouts
+from ..online.store import OnlineStore
+from ..plan import Plan, ViewPlan
+
+UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
+
+# Claim unique values: ARGV = [px, (key, claim) * n]; answers [index, holder, ...] for the
+# values another record claimed first. A record's own claim (a replay) is not a duplicate.
+CLAIM = """
+local px, out = ARGV[1], {}
+for i = 2, #ARGV, 2 do
+  if not redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'PX', px) then
+    local holder = redis.call('GET', ARGV[i])
+    if holder and holder ~= ARGV[i + 1] then out[#out + 1] = (i - 2) / 2; out[#out + 1] = holder end
+  end
+end
+return out
+"""
+
+
+@dataclass
+class DeadLetter:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    reasons: tuple[Reason, ...]
+
+
+@dataclass
+class Outcome:
+    """The effect of one micro-batch, for the sinks and the metrics."""
+
+    topic: str
+    partition: int
+    lo: int
+    hi: int
+    consumed: int = 0
+    applied: int = 0
+    dead_lettered: int = 0
+    filtered: int = 0
+    late: int = 0
+    before_boundary: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+    by_rule: Counter = field(default_factory=Counter)
+    timestamps_ms: np.ndarray | None = None  # Kafka record timestamps of the applied records
+    written_ms: int = 0  # when Redis acknowledged the batch's effects
+
+    @property
+    def tp(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+class StreamApplier:
+    """Applies micro-batches of one stream source to the online store."""
+
+    def __init__(
+        self, plan: Plan, source: str, store: OnlineStore, *, boundary_us: int | None = None, unique_horizon_us: int = UNIQUE_HORIZON_US
+    ):
+        import duckdb
+
+        from ..batch.engine import BatchEngine
+
+        self.plan = plan
+        self.source = plan.sources[source]
+        self.contract = plan.contracts[self.source.contract]
+        self.validator = ContractValidator(self.contract)
+        self.store = store
+        self.boundary_us = boundary_us
+        self.unique_horizon_us = unique_horizon_us
+        self.views: list[ViewPlan] = [v for v in plan.views.values() if v.source == source and v.online]
+        self.layouts: list[tuple[ViewPlan, TileLayout]] = [(v, lay) for v in self.views if v.kind == "window" for lay in tile_layouts(v)]
+        self.latest: list[ViewPlan] = [v for v in self.views if v.kind == "latest"]
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET threads = 1")
+        self.engine = BatchEngine(plan, con=self.con, cache=False)
+        self.engine._valid[source] = "__mb"  # the view SQL reads the micro-batch, registered per batch
+        self._events = {v.name: self.engine.events_sql(v) for v in self.views}
+        self._unique = [c for c in self.validator.checks if c.rule == "unique"]
+        self._claim_sha: str | None = None
+        self._et = self.source.event_time
+
+    # -- one micro-batch ---------------------------------------------------------------
+    def apply(self, topic: str, partition: int, records: pa.RecordBatch, *, now_us: int | None = None) -> Outcome:
+        """records: columns offset, key, value, timestamp_ms (one poll of one partition, offsets
+        increasing). Writes the effects to Redis; returns what happened."""
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        offsets = records.column("offset").to_numpy()
+        n = len(offsets)
+        out = Outcome(topic, partition, int(offsets[0]) if n else -1, int(offsets[-1]) if n else -1, consumed=n)
+        if n == 0:
+            return out
+        values = records.column("value").to_pylist()
+        raws = [b"" if v is None else v for v in values]
+        res = self.validator.validate_json(raws, now=now)
+        dead = {row.index: row.reasons for row in res.invalid}
+        valid_idx = np.asarray(res.valid_index, dtype=np.int64)
+        table = res.valid
+        if self._unique and len(valid_idx):
+            keep = self._claim_unique(out.tp, table, offsets[valid_idx], dead, valid_idx, now)
+            if keep is not None:
+                table = table.filter(pa.array(keep))
+                valid_idx = valid_idx[keep]
+        if dead:
+            keys = records.column("key").to_pylist()
+            ts = records.column("timestamp_ms").to_pylist()
+            for i in sorted(dead):
+                why = dead[i]
+                out.dead.append(DeadLetter(int(offsets[i]), keys[i], values[i], ts[i], why))
+                for r in why:
+                    out.by_rule[(r.field, r.rule)] += 1
+        out.dead_lettered = len(out.dead)
+        t_us = table.column(self._et).cast(pa.int64()).to_numpy(zero_copy_only=False) if len(valid_idx) else np.zeros(0, np.int64)
+        if self.boundary_us is not None and len(valid_idx):
+            after = t_us >= self.boundary_us
+            out.before_boundary = int((~after).sum())
+            if out.before_boundary:
+                table, t_us, valid_idx = table.filter(pa.array(after)), t_us[after], valid_idx[after]
+        events = table.append_column("__t", pa.array(t_us, pa.int64())).append_column("__arrival", pa.array(offsets[valid_idx], pa.int64()))
+        where_out = self._where_filtered(events) if len(valid_idx) else 0
+        out.filtered = out.before_boundary + where_out
+        out.applied = len(valid_idx) - where_out
+        out.late = self._late(t_us, now)
+        if len(valid_idx):
+            self.con.register("__mb", events)
+            try:
+                for view, lay in self.layouts:
+                    self._merge_tiles(view, lay, out, now)
+                for view in self.latest:
+                    self._merge_latest(view, now)
+            finally:
+                self.con.unregister("__mb")
+            out.timestamps_ms = records.column("timestamp_ms").to_numpy()[valid_idx]
+        out.written_ms = time.time_ns() // 1_000_000
+        return out
+
+    # -- parts ---------------------------------------------------------------------------
+    def _claim_unique(self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int):
+        """Claim each unique field's values in Redis (first record wins, remembered for the
+        horizon); a value claimed by another record makes this one a duplicate. Returns a keep
+        mask over `table`'s rows, or None when all are kept."""
+        from redis.exceptions import NoScriptError
+
+        keep = np.ones(table.num_rows, dtype=bool)
+        prefix = f"{self.store.prefix}:_uniq:{self.contract.id}:"
+        for c in self._unique:
+            col = table.column(c.field).to_pylist()
+            idx = [i for i, v in enumerate(col) if v is not None]
+            if not idx:
+                continue
+            args: list = [max(1, self.unique_horizon_us // 1000)]
+            for i in idx:
+                args += (f"{prefix}{c.field}:{col[i]}", f"{tp}:{int(offs[i])}")
+            if self._claim_sha is None:
+                self._claim_sha = self.store.client.script_load(CLAIM)
+            try:
+                got = self.store.client.evalsha(self._claim_sha, 0, *args)
+            except NoScriptError:
+                self._claim_sha = self.store.client.script_load(CLAIM)
+                got = self.store.client.evalsha(self._claim_sha, 0, *args)
+            for k in range(0, len(got), 2):
+                i = idx[int(got[k])]
+                if keep[i]:
+                    keep[i] = False
+                    value = col[i]
+                    dead[int(valid_idx[i])] = (Reason(c.field, c.rule, value, c.message(value)),)
+        return None if keep.all() else keep
+
+    def _where_filtered(self, events: pa.Table) -> int:
+        """Records no view takes (every view's `where` is false or null for them)."""
+        wheres = [v.where for v in self.views]
+        if not wheres or any(w is None for w in wheres):
+            return 0
+        self.con.register("__mb_raw", events)
+        try:
+            cond = " OR ".join(f"coalesce(({w}), FALSE)" for w in wheres)
+            return int(self.con.execute(f"SELECT count(*) FROM __mb_raw WHERE NOT ({cond})").fetchone()[0])
+        finally:
+            self.con.unregister("__mb_raw")
+
+    def _late(self, t_us: np.ndarray, now: int) -> int:
+        """Records no window or ttl of any view can read any more (they change nothing)."""
+        if not len(t_us) or not self.views:
+            return 0
+        late = np.ones(len(t_us), dtype=bool)
+        for _, lay in self.layouts:
+            late &= (t_us - t_us % lay.hop_us) + lay.reach_us <= now
+        for v in self.latest:
+            late &= t_us < now - v.ttl_us
+        return int(late.sum())
+
+    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None, entities: list[str] | None = None) -> str:
+        from ..batch.engine import floor_sql
+        from ..batch.online_backfill import _acc_sql, _inputs
+        from ..contracts.sql_eval import q
+
+        inputs = _inputs(view)
+        keys = ", ".join(q(k) for k in view.join_keys)
+        accs = []
+        for a in lay.accs:
+            col, typ = inputs.get(a.input, (None, None)) if a.input else (None, None)
+            accs.append(f"{_acc_sql(a.kind, col, typ)} AS __a{a.index}")
+        tile = floor_sql("__t", lay.hop_us)
+        cond = f"{tile} + {lay.reach_us} > {now}"
+        if after is not None:
+            cond += f" AND __arrival > {after}"
+        if entities is not None:
+            k = view.join_keys[0]
+            cond += f" AND {q(k)}::VARCHAR IN ({', '.join(_lit(e) for e in entities)})" if len(view.join_keys) == 1 else ""
+        return f"SELECT {keys}, {tile} AS __tile, {', '.join(accs)} FROM {self._events[view.name]} WHERE {cond} GROUP BY ALL ORDER BY {keys}, __tile"
+
+    def _merge_tiles(self, view: ViewPlan, lay: TileLayout, out: Outcome, now: int) -> None:
+        table = self.con.sql(self._tile_sql(view, lay, now)).to_arrow_table()
+        items = _blocks(view, lay, table)
+        if not items:
+            return
+        left = self.store.merge_many(lay, items, tp=out.tp, lo=out.lo, hi=out.hi, now_us=now)
+        for i, stored in left:
+            if stored >= out.hi:
+                continue  # applied before (a re-delivery)
+            # a replay cut at other batch boundaries: this entity has the records up to `stored`
+            ent = items[i][0]
+            sql = self._tile_sql(view, lay, now, after=stored, entities=[ent])
+            part = self.con.sql(sql).to_arrow_table()
+            again = [it for it in _blocks(view, lay, part) if it[0] == ent]
+            if again:
+                self.store.merge_many(lay, again, tp=out.tp, lo=stored + 1, hi=out.hi, now_us=now)
+
+    def _merge_latest(self, view: ViewPlan, now: int) -> None:
+        from ..batch.engine import ORD_SHIFT
+        from ..contracts.sql_eval import q
+
+        keys = ", ".join(q(k) for k in view.join_keys)
+        vals = [
+            f"v{i} := {'epoch_us(' + q('__in_' + f.name) + ')' if f.dtype == 'timestamp' else q('__in_' + f.name)}"
+            for i, f in enumerate(view.features)
+        ]
+        sql = (
+            f"SELECT {keys}, arg_max(struct_pack(t := __t, a := __arrival, {', '.join(vals)}), __t::HUGEINT * {ORD_SHIFT} + __arrival) AS r "
+            f"FROM {self._events[view.name]} WHERE __t >= {now - view.ttl_us} GROUP BY ALL"
+        )
+        nkeys = len(view.join_keys)
+        rows = []
+        for r in self.con.execute(sql).fetchall():
+            rec = r[nkeys]
+            rows.append((entity_key(r[:nkeys]), rec["t"], rec["a"], [rec[f"v{i}"] for i in range(len(view.features))]))
+        if rows:
+            self.store.merge_latest_many(view.name, rows)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _blocks(view: ViewPlan, lay: TileLayout, table: pa.Table) -> list[tuple[str, int, bytes]]:
+    """Tile rows (keys, __tile, __a0...), ordered by entity and tile -> per entity (key string,
+    expire_at_ms, block of its tiles as `TileLayout.pack_block` makes it)."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if n == 0:
+        return []
+    nkeys = len(view.join_keys)
+    keycols = [table.column(i).combine_chunks() for i in range(nkeys)]
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keycols:
+        if n > 1:
+            change[1:] |= np.asarray(pc.not_equal(k.slice(1), k.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool)
+    bounds = [*np.flatnonzero(change).tolist(), n]
+    firsts = [k.take(pa.array(bounds[:-1])).to_pylist() for k in keycols]
+    ents = [esc(v) for v in firsts[0]] if nkeys == 1 else [entity_key(vs) for vs in zip(*firsts, strict=True)]
+    starts = table.column("__tile").to_numpy()
+    reach = lay.reach_us
+    if lay.numeric:
+        cols = [table.column("__tile")]
+        for a in lay.accs:
+            c = table.column(f"__a{a.index}")
+            if a.kind == "var":
+                cols += [pc.struct_field(c, "m"), pc.struct_field(c, "m2")]
+            else:
+                cols.append(c)
+        mat = np.column_stack([pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False) for c in cols])
+        buf = np.ascontiguousarray(mat, dtype="<f8").tobytes()
+        stride = mat.shape[1] * 8
+        return [
+            (ent, (int(starts[hi - 1]) + reach) // 1000 + 1, buf[lo * stride : hi * stride])
+            for ent, lo, hi in zip(ents, bounds[:-1], bounds[1:], strict=True)
+        ]
+    from ..batch.online_backfill import _state
+
+    kinds = [a.kind for a in lay.accs]
+    rows = list(zip(*(table.column(f"__a{a.index}").to_pylist() for a in lay.accs), strict=True))
+    out = []
+    for ent, lo, hi in zip(ents, bounds[:-1], bounds[1:], strict=True):
+        tiles = [(int(starts[j]), [_state(k, v) for k, v in zip(kinds, rows[j], strict=True)]) for j in range(lo, hi)]
+        out.append((ent, (int(starts[hi - 1]) + reach) // 1000 + 1, lay.pack_block(tiles)))
+    return out
