@@ -189,6 +189,9 @@ def backfill(
 
             t1 = time.perf_counter()
             done = backfill_online(fs.batch, fs.online, hi, views=view)
+            from .stream.pipeline import record_boundary
+
+            record_boundary(fs.online, fs.plan, {w.view for w in done}, hi)
             for w in done:
                 what = f"{w.tiles:,} tiles" if w.kind != "latest" else "latest values"
                 print(f"  online  {w.view:<24} {w.kind:<12} {w.entities:>8,} entities, {what}")
@@ -206,6 +209,64 @@ def backfill(
     for r in fs.source_reports().values():
         _err(r.describe())
     print(f"backfill to {to} done in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handle_errors
+def stream(
+    ctx: typer.Context,
+    until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Read each partition up to its end offset at launch, then stop."),
+    runner: str = typer.Option("FnApiRunner", "--runner", help="Beam runner (FnApiRunner here; FlinkRunner, DataflowRunner, ... with their options after the command's own)."),
+    from_: str | None = typer.Option(None, "--from", help="Apply only events at or after this time (default: the boundary of the last `backfill --to online`)."),
+    start: str = typer.Option("earliest", "--start", help="Where a partition without a committed offset starts: earliest or latest."),
+    source: list[str] | None = typer.Option(None, "--source", help="Only these stream sources (repeatable)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    report_every: float = typer.Option(5.0, "--report-every", help="Seconds between progress lines."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Run the streaming job: Kafka -> contract check -> tiles in Redis, bad records to <topic>.dlq.
+    Extra arguments are passed to Beam as pipeline options."""
+    import time
+
+    from .compiler import compile_project
+    from .stream.pipeline import StreamOptions, run
+    from .timeutil import from_us, to_us
+
+    if start not in ("earliest", "latest"):
+        _err("error: --start must be earliest or latest")
+        raise typer.Exit(2)
+    try:
+        from_us_ = to_us(from_) if from_ else None
+    except ValueError as e:
+        _err(f"error: --from: {e}")
+        raise typer.Exit(2) from None
+    plan = compile_project(project)
+    opts = StreamOptions(
+        until_caught_up=until_caught_up,
+        runner=runner,
+        beam_args=list(ctx.args),
+        from_us=from_us_,
+        start=start,
+        report_every_s=report_every,
+        metrics_port=metrics_port,
+        sources=tuple(source or ()),
+    )
+    t0 = time.perf_counter()
+    try:
+        m, bounds = run(plan, opts)
+    except ValueError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(2) from None
+    secs = time.perf_counter() - t0
+    for s, b in bounds.items():
+        print(f"  source {s}: " + (f"events at or after {from_us(b).isoformat()} (backfill boundary)" if b is not None else "all events"))
+    print(f"  {m.line()}")
+    for (f, r), n in sorted(m.by_rule.items(), key=lambda x: -x[1]):
+        print(f"    dead-lettered {f or 'record'}/{r}: {n:,}")
+    print(f"stream {'caught up' if until_caught_up else 'stopped'} in {secs:.1f}s")
+    if not m.balanced():
+        _err("error: counts do not add up (consumed != applied + dead-lettered + filtered)")
+        raise typer.Exit(1)
 
 
 @app.command()

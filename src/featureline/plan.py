@@ -211,6 +211,12 @@ class Plan:
         for name in ("entities", "contracts", "sources", "views", "services"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
+    def __reduce__(self):
+        # picklable (a Beam pipeline ships the compiled plan to its workers): plain dicts in,
+        # read-only views again after __post_init__
+        names = ("entities", "contracts", "sources", "views", "services")
+        return (Plan, (self.project, *(dict(getattr(self, n)) for n in names)))
+
     def feature(self, ref: str) -> FeaturePlan:
         view, _, name = ref.partition(":")
         f = self.views[view].feature(name)

@@ -110,6 +110,7 @@ class StreamApplier:
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
         self._claim_sha: str | None = None
         self._et = self.source.event_time
+        self.on_merged = None  # called after each slot's merge (fault injection in the tests)
 
     # -- one micro-batch ---------------------------------------------------------------
     def apply(self, topic: str, partition: int, records: pa.RecordBatch, *, now_us: int | None = None) -> Outcome:
@@ -157,6 +158,8 @@ class StreamApplier:
             try:
                 for view, lay in self.layouts:
                     self._merge_tiles(view, lay, out, now)
+                    if self.on_merged is not None:
+                        self.on_merged()
                 for view in self.latest:
                     self._merge_latest(view, now)
             finally:

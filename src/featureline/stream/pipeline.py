@@ -1,0 +1,239 @@
+"""The streaming job, built from the compiled plan: Kafka -> contract -> tiles in Redis.
+
+    ReadFromKafkaPartitions      one splittable DoFn per topic-partition; a poll is one element
+    | "Apply" ParDo(ApplyBatch)  decode, check, dedupe, filter, aggregate, merge into Redis
+    | "Commit" ParDo             one Kafka transaction: dead letters to <topic>.dlq and the
+                                 next offset to the consumer group; then metrics
+
+The steps are one fused stage, so each micro-batch goes through them in order before
+the next: an offset is committed only after Redis acknowledged its records' effects,
+atomically with its dead letters (DESIGN.md section 5). Aggregation state lives in Redis,
+none in Beam, so the same pipeline runs on FnApiRunner here and on Flink or Dataflow.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from ..plan import Plan
+
+DEFAULT_RUNNER = "FnApiRunner"
+META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = the backfill boundary (us)
+
+# the metrics of the job running in this process (FnApiRunner runs the DoFns in-process)
+_METRICS: dict[str, object] = {}
+
+
+@dataclass
+class StreamOptions:
+    until_caught_up: bool = False
+    runner: str = DEFAULT_RUNNER
+    beam_args: list[str] = field(default_factory=list)
+    from_us: int | None = None  # boundary override; default: what `backfill --to online` recorded
+    start: str = "earliest"  # where a partition without a committed offset starts
+    max_poll_records: int = 10_000
+    poll_timeout_ms: int = 200
+    report_every_s: float = 5.0
+    metrics_port: int | None = None
+    sources: tuple[str, ...] = ()  # default: every source with a stream side
+    run_id: str = "main"
+    quiet: bool = False
+
+
+def stream_sources(plan: Plan, names=()) -> dict[str, str]:
+    """topic -> source name, for the sources the stream runs."""
+    out = {}
+    for s in plan.sources.values():
+        if s.stream is None or (names and s.name not in names):
+            continue
+        if not any(v.source == s.name and v.online for v in plan.views.values()):
+            continue
+        out[s.stream.topic] = s.name
+    if names:
+        missing = [n for n in names if n not in out.values()]
+        if missing:
+            raise ValueError(f"no stream source feeding an online view: {', '.join(missing)}")
+    return out
+
+
+def boundary_key(plan: Plan, source: str) -> str:
+    return f"{plan.project.redis_key_prefix}:{META}{source}"
+
+
+def record_boundary(store, plan: Plan, views, end_us: int) -> list[str]:
+    """After a backfill to online at `end_us`: the stream continues each backfilled source from there."""
+    sources = sorted({plan.views[v].source for v in views if plan.sources[plan.views[v].source].stream is not None})
+    for s in sources:
+        store.client.set(boundary_key(plan, s), end_us)
+    return sources
+
+
+def read_boundaries(store, plan: Plan, sources) -> dict[str, int | None]:
+    vals = store.client.mget([boundary_key(plan, s) for s in sources]) if sources else []
+    return {s: (int(v) if v is not None else None) for s, v in zip(sources, vals, strict=True)}
+
+
+_CRASH: list = []
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the tests: FEATURELINE_STREAM_CRASH=<point>:<n> kills this process
+    with SIGKILL the n-th time it reaches <point> (mid_merge, before_commit)."""
+    if not _CRASH:
+        import os
+
+        spec = os.environ.get("FEATURELINE_STREAM_CRASH", "")
+        point, _, n = spec.partition(":")
+        _CRASH.append([point, int(n or 1)] if point else None)
+    c = _CRASH[0]
+    if c is not None and c[0] == name:
+        c[1] -= 1
+        if c[1] <= 0:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def metrics(run_id: str = "main"):
+    from .metrics import StreamMetrics
+
+    m = _METRICS.get(run_id)
+    if m is None:
+        m = _METRICS[run_id] = StreamMetrics()
+    return m
+
+
+def _dofns():
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics
+
+    class ApplyBatch(beam.DoFn):
+        def __init__(self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None]):
+            self.plan, self.topics, self.boundaries = plan, topics, boundaries
+
+        def setup(self):
+            from ..online.store import OnlineStore
+            from .apply import StreamApplier
+
+            self.store = OnlineStore(self.plan)
+            self.appliers = {t: StreamApplier(self.plan, s, self.store, boundary_us=self.boundaries.get(s)) for t, s in self.topics.items()}
+            for a in self.appliers.values():
+                a.on_merged = lambda: crash_point("mid_merge")
+
+        def process(self, batch):
+            yield self.appliers[batch.topic].apply(batch.topic, batch.partition, batch.records)
+
+        def teardown(self):
+            for a in getattr(self, "appliers", {}).values():
+                a.close()
+
+    class Commit(beam.DoFn):
+        """Dead letters + offsets in one Kafka transaction per batch (sinks.Deliver), then metrics."""
+
+        def __init__(self, plan: Plan, topics: dict[str, str], opts: StreamOptions):
+            self.plan, self.topics, self.opts = plan, topics, opts
+            self.counters = {k: Metrics.counter("featureline", k) for k in ("consumed", "applied", "dead_lettered", "filtered", "late")}
+
+        def setup(self):
+            from .sinks import Deliver, kafka_config
+
+            contracts = {t: self.plan.contracts[self.plan.sources[s].contract] for t, s in self.topics.items()}
+            self.deliver = Deliver(kafka_config(self.plan), self.plan.project.kafka_consumer_group, contracts)
+            self.metrics = metrics(self.opts.run_id)
+            if self.opts.metrics_port and self.metrics._prom is None:
+                self.metrics.serve(self.opts.metrics_port)
+            self.last_report = time.monotonic()
+
+        def process(self, out):
+            if out.consumed:
+                crash_point("before_commit")
+                self.deliver.deliver(out)
+            self.metrics.record(out)
+            for k, c in self.counters.items():
+                c.inc(getattr(out, k))
+            now = time.monotonic()
+            if now - self.last_report >= self.opts.report_every_s:
+                self.last_report = now
+                try:
+                    self.metrics.set_lag(self.deliver.lag(dict(self.metrics.next_offset)))
+                except Exception as e:  # lag is informative; a broker hiccup must not stop the stream
+                    print(f"[stream] lag unavailable: {e}", file=sys.stderr)
+                if not self.opts.quiet:
+                    print(f"[stream] {self.metrics.line()}", file=sys.stderr, flush=True)
+            return []
+
+        def teardown(self):
+            d = getattr(self, "deliver", None)
+            if d is not None:
+                d.close()
+
+    return ApplyBatch, Commit
+
+
+def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | None]):
+    """Add the stream to pipeline `p`."""
+    import apache_beam as beam
+
+    from .kafka_source import ReadFromKafkaPartitions
+    from .sinks import kafka_config
+
+    topics = stream_sources(plan, opts.sources)
+    if not topics:
+        raise ValueError("no source has a stream side feeding an online view: nothing to stream")
+    ApplyBatch, Commit = _dofns()
+    cfg = kafka_config(plan)
+    bootstrap = cfg.pop("bootstrap_servers")
+    return (
+        p
+        | "ReadKafka"
+        >> ReadFromKafkaPartitions(
+            bootstrap_servers=bootstrap,
+            topics=sorted(topics),
+            group_id=plan.project.kafka_consumer_group,
+            bounded=opts.until_caught_up,
+            start=opts.start,
+            max_poll_records=opts.max_poll_records,
+            poll_timeout_ms=opts.poll_timeout_ms,
+            consumer_config=cfg,
+        )
+        | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries))
+        | "Commit" >> beam.ParDo(Commit(plan, topics, opts))
+    )
+
+
+def pipeline_options(opts: StreamOptions):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(opts.beam_args)
+    if opts.runner != DEFAULT_RUNNER:
+        args.append(f"--runner={opts.runner}")
+    if not opts.until_caught_up:
+        args.append("--streaming")
+    return PipelineOptions(args)
+
+
+def run(plan: Plan, opts: StreamOptions):
+    """Build and run the stream; returns this process's metrics (complete on FnApiRunner)."""
+    import apache_beam as beam
+
+    from ..online.store import OnlineStore
+
+    topics = stream_sources(plan, opts.sources)
+    store = OnlineStore(plan)
+    boundaries = read_boundaries(store, plan, sorted(topics.values()))
+    if opts.from_us is not None:
+        boundaries = {s: opts.from_us for s in boundaries}
+    _METRICS.pop(opts.run_id, None)
+    m = metrics(opts.run_id)
+    if opts.runner == DEFAULT_RUNNER:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        runner = FnApiRunner()
+    else:
+        runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
+    with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
+        build(p, plan, opts, boundaries=boundaries)
+    return m, boundaries
