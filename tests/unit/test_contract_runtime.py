@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.bad_kinds import EXPECTED_BAD
 
 from featureline.compiler import compile_project
 from featureline.contracts import ContractValidator
@@ -225,23 +226,6 @@ def test_valid_plus_invalid_is_input_and_paths_agree(validator, batch):
 
 # -- the example contract and the generator's bad records ---------------------------
 
-EXPECTED_BAD = {
-    "malformed_json": {(None, "json")},
-    "not_an_object": {(None, "object")},
-    "missing_required": {("user_id", "required")},
-    "null_required": {("amount", "required")},
-    "wrong_type": {("amount", "type"), ("user_id", "type")},  # alternates between the two
-    "below_minimum": {("amount", "minimum")},
-    "above_maximum": {("amount", "maximum")},
-    "enum": {("currency", "enum")},
-    "pattern": {("card_country", "pattern")},
-    "format_email": {("customer_email", "format")},
-    "format_uuid": {("txn_id", "format")},
-    "unknown_field": {("coupon_code", "unknown_field")},
-    "future_event_time": {("event_time", "event_time_future")},
-    "bad_timestamp": {("event_time", "type")},
-    "duplicate_key": {("txn_id", "unique")},
-}
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -29,10 +29,16 @@ class StreamMetrics:
         self.lag: dict[tuple[str, int], int] = {}
         self.fresh_ms: deque = deque(maxlen=window)  # recent freshness samples
         self.started = time.monotonic()
+        self.first_batch: float | None = None
+        self.last_batch: float | None = None
         self._prom = None
 
     def record(self, out: Outcome) -> None:
+        t = time.monotonic()
         with self.lock:
+            if self.first_batch is None:
+                self.first_batch = t
+            self.last_batch = t
             for k in COUNTERS:
                 self.totals[k] += getattr(out, k)
             self.by_rule.update(out.by_rule)
@@ -51,6 +57,12 @@ class StreamMetrics:
                 return None, None
             a = np.fromiter(self.fresh_ms, dtype=np.float64)
         return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+    def steady_seconds(self) -> float | None:
+        """Seconds from the first micro-batch applied to the last (the rate without start-up)."""
+        if self.first_batch is None or self.last_batch is None or self.last_batch <= self.first_batch:
+            return None
+        return self.last_batch - self.first_batch
 
     def balanced(self) -> bool:
         t = self.totals
