@@ -188,6 +188,12 @@ def backfill(
             from .batch.online_backfill import backfill_online
 
             t1 = time.perf_counter()
+            from .online.reset import reset_views
+
+            names = view or [v.name for v in fs.plan.views.values() if v.online]
+            if any(n not in fs.plan.views for n in names):
+                raise ValueError(f"no feature view `{next(n for n in names if n not in fs.plan.views)}`")
+            reset_views(fs.online, fs.plan, names)
             done = backfill_online(fs.batch, fs.online, hi, views=view)
             from .stream.pipeline import record_boundary
 

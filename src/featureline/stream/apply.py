@@ -85,7 +85,15 @@ class StreamApplier:
     """Applies micro-batches of one stream source to the online store."""
 
     def __init__(
-        self, plan: Plan, source: str, store: OnlineStore, *, boundary_us: int | None = None, unique_horizon_us: int = UNIQUE_HORIZON_US
+        self,
+        plan: Plan,
+        source: str,
+        store: OnlineStore,
+        *,
+        boundary_us: int | None = None,
+        epoch: str = "",
+        dlq_from: dict[int, int] | None = None,
+        unique_horizon_us: int = UNIQUE_HORIZON_US,
     ):
         import duckdb
 
@@ -97,6 +105,11 @@ class StreamApplier:
         self.validator = ContractValidator(self.contract)
         self.store = store
         self.boundary_us = boundary_us
+        # offsets applied to a slot are remembered per partition *and backfill epoch*: after a
+        # new backfill the stream re-reads the topic, and the old marks must not hide its records
+        self.epoch = f"@{epoch}" if epoch else ""
+        # below these offsets, a bad record was dead-lettered by an earlier pass over the topic
+        self.dlq_from = {int(k): int(v) for k, v in (dlq_from or {}).items()}
         self.unique_horizon_us = unique_horizon_us
         self.views: list[ViewPlan] = [v for v in plan.views.values() if v.source == source and v.online]
         self.layouts: list[tuple[ViewPlan, TileLayout]] = [(v, lay) for v in self.views if v.kind == "window" for lay in tile_layouts(v)]
@@ -136,12 +149,14 @@ class StreamApplier:
         if dead:
             keys = records.column("key").to_pylist()
             ts = records.column("timestamp_ms").to_pylist()
+            sent_before = self.dlq_from.get(partition, -1)
             for i in sorted(dead):
                 why = dead[i]
-                out.dead.append(DeadLetter(int(offsets[i]), keys[i], values[i], ts[i], why))
+                if offsets[i] >= sent_before:
+                    out.dead.append(DeadLetter(int(offsets[i]), keys[i], values[i], ts[i], why))
                 for r in why:
                     out.by_rule[(r.field, r.rule)] += 1
-        out.dead_lettered = len(out.dead)
+        out.dead_lettered = len(dead)
         t_us = table.column(self._et).cast(pa.int64()).to_numpy(zero_copy_only=False) if len(valid_idx) else np.zeros(0, np.int64)
         if self.boundary_us is not None and len(valid_idx):
             after = t_us >= self.boundary_us
@@ -248,7 +263,8 @@ class StreamApplier:
         items = _blocks(view, lay, table)
         if not items:
             return
-        left = self.store.merge_many(lay, items, tp=out.tp, lo=out.lo, hi=out.hi, now_us=now)
+        tp = out.tp + self.epoch
+        left = self.store.merge_many(lay, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now)
         for i, stored in left:
             if stored >= out.hi:
                 continue  # applied before (a re-delivery)
@@ -258,7 +274,7 @@ class StreamApplier:
             part = self.con.sql(sql).to_arrow_table()
             again = [it for it in _blocks(view, lay, part) if it[0] == ent]
             if again:
-                self.store.merge_many(lay, again, tp=out.tp, lo=stored + 1, hi=out.hi, now_us=now)
+                self.store.merge_many(lay, again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
 
     def _merge_latest(self, view: ViewPlan, now: int) -> None:
         from ..batch.engine import ORD_SHIFT

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..plan import Plan
 
 DEFAULT_RUNNER = "FnApiRunner"
-META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = the backfill boundary (us)
+META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boundary us, "epoch": id of the backfill}
 
 # the metrics of the job running in this process (FnApiRunner runs the DoFns in-process)
 _METRICS: dict[str, object] = {}
@@ -64,15 +64,73 @@ def boundary_key(plan: Plan, source: str) -> str:
 
 def record_boundary(store, plan: Plan, views, end_us: int) -> list[str]:
     """After a backfill to online at `end_us`: the stream continues each backfilled source from there."""
+    import json
+    import uuid
+
     sources = sorted({plan.views[v].source for v in views if plan.sources[plan.views[v].source].stream is not None})
     for s in sources:
-        store.client.set(boundary_key(plan, s), end_us)
+        store.client.set(boundary_key(plan, s), json.dumps({"at": end_us, "epoch": uuid.uuid4().hex[:12]}))
     return sources
 
 
-def read_boundaries(store, plan: Plan, sources) -> dict[str, int | None]:
+def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, str]) -> dict[str, dict]:
+    """A source backfilled to online since this consumer group last ran (a new epoch) is re-read from the beginning of its topic: the backfill replaced
+    what the stream had applied, and every event at or after the boundary must be applied
+    again. Its bad records are not dead-lettered twice: below the offsets the group had
+    reached, they were sent before. Returns, per source, those offsets per partition."""
+    import json
+
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    from .sinks import kafka_config
+
+    group = plan.project.kafka_consumer_group
+    out: dict[str, dict] = {}
+    consumer = None
+    try:
+        for topic, source in topics.items():
+            b = epochs.get(source)
+            if not b:
+                continue
+            key = f"{plan.project.redis_key_prefix}:_meta:stream_epoch:{group}:{source}"
+            raw = store.client.get(key)
+            prev = json.loads(raw) if raw else None
+            if prev is not None and prev["epoch"] == b:
+                out[source] = {int(p): o for p, o in prev["dlq_from"].items()}
+                continue
+            if consumer is None:
+                cfg = kafka_config(plan)
+                consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **{k: v for k, v in cfg.items() if k in KafkaConsumer.DEFAULT_CONFIG})
+            parts = sorted(consumer.partitions_for_topic(topic) or ())
+            tps = [TopicPartition(topic, p) for p in parts]
+            begin = consumer.beginning_offsets(tps) if tps else {}
+            hw = {}
+            for tp in tps:
+                c = consumer.committed(tp)
+                old = int(prev["dlq_from"].get(str(tp.partition), 0)) if prev else 0
+                hw[tp.partition] = max(c or 0, old)
+            rewind = {tp: OffsetAndMetadata(begin[tp], "", -1) for tp in tps if (consumer.committed(tp) or 0) > begin[tp]}
+            if rewind:
+                consumer.commit(rewind)
+            store.client.set(key, json.dumps({"epoch": b, "dlq_from": {str(p): o for p, o in hw.items()}}))
+            out[source] = hw
+    finally:
+        if consumer is not None:
+            consumer.close(autocommit=False)
+    return out
+
+
+def read_boundaries(store, plan: Plan, sources) -> tuple[dict[str, int | None], dict[str, str]]:
+    """Per source: the boundary of the last backfill to online (None: none), and its epoch id."""
+    import json
+
     vals = store.client.mget([boundary_key(plan, s) for s in sources]) if sources else []
-    return {s: (int(v) if v is not None else None) for s, v in zip(sources, vals, strict=True)}
+    at, epoch = {}, {}
+    for s, v in zip(sources, vals, strict=True):
+        d = json.loads(v) if v is not None else {}
+        at[s], epoch[s] = d.get("at"), d.get("epoch", "")
+    return at, epoch
 
 
 _CRASH: list = []
@@ -111,15 +169,15 @@ def _dofns():
     from apache_beam.metrics import Metrics
 
     class ApplyBatch(beam.DoFn):
-        def __init__(self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None]):
-            self.plan, self.topics, self.boundaries = plan, topics, boundaries
+        def __init__(self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None], epochs: dict[str, str], dlq_from: dict[str, dict]):
+            self.plan, self.topics, self.boundaries, self.epochs, self.dlq_from = plan, topics, boundaries, epochs, dlq_from
 
         def setup(self):
             from ..online.store import OnlineStore
             from .apply import StreamApplier
 
             self.store = OnlineStore(self.plan)
-            self.appliers = {t: StreamApplier(self.plan, s, self.store, boundary_us=self.boundaries.get(s)) for t, s in self.topics.items()}
+            self.appliers = {t: StreamApplier(self.plan, s, self.store, boundary_us=self.boundaries.get(s), epoch=self.epochs.get(s, ""), dlq_from=self.dlq_from.get(s)) for t, s in self.topics.items()}
             for a in self.appliers.values():
                 a.on_merged = lambda: crash_point("mid_merge")
 
@@ -173,7 +231,7 @@ def _dofns():
     return ApplyBatch, Commit
 
 
-def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | None]):
+def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | None], epochs: dict[str, str] | None = None, dlq_from: dict[str, dict] | None = None):
     """Add the stream to pipeline `p`."""
     import apache_beam as beam
 
@@ -199,7 +257,7 @@ def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | Non
             poll_timeout_ms=opts.poll_timeout_ms,
             consumer_config=cfg,
         )
-        | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries))
+        | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries, epochs or {}, dlq_from or {}))
         | "Commit" >> beam.ParDo(Commit(plan, topics, opts))
     )
 
@@ -223,9 +281,10 @@ def run(plan: Plan, opts: StreamOptions):
 
     topics = stream_sources(plan, opts.sources)
     store = OnlineStore(plan)
-    boundaries = read_boundaries(store, plan, sorted(topics.values()))
+    boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
     if opts.from_us is not None:
         boundaries = {s: opts.from_us for s in boundaries}
+    dlq_from = start_epochs(plan, store, topics, epochs)
     _METRICS.pop(opts.run_id, None)
     m = metrics(opts.run_id)
     if opts.runner == DEFAULT_RUNNER:
@@ -235,5 +294,5 @@ def run(plan: Plan, opts: StreamOptions):
     else:
         runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
     with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
-        build(p, plan, opts, boundaries=boundaries)
+        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
     return m, boundaries
