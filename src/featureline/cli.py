@@ -277,6 +277,40 @@ def stream(
         raise typer.Exit(1)
 
 
+@app.command("dead-letters")
+@handle_errors
+def dead_letters(
+    topic: str | None = typer.Option(None, "--topic", help="Source topic (default: every stream source's topic)."),
+    limit: int = typer.Option(10, "--limit", "-n", help="Records to show (the counts cover all)."),
+    fmt: str = typer.Option("text", "--format", help="text or json."),
+    project: Path = ProjectOpt,
+) -> None:
+    """What the stream dead-lettered: counts by field and rule, and the first records with their reasons."""
+    import json
+    from collections import Counter
+
+    from .compiler import compile_project
+    from .stream.pipeline import stream_sources
+    from .stream.sinks import kafka_config, read_dead_letters
+
+    plan = compile_project(project)
+    topics = [topic] if topic else sorted(stream_sources(plan))
+    try:
+        rows = [r for t in topics for r in read_dead_letters(kafka_config(plan), t)]
+    except Exception as e:  # no broker
+        _err(f"error: cannot read dead letters at {plan.project.kafka_bootstrap}: {e}")
+        raise typer.Exit(1) from None
+    if fmt == "json":
+        print(json.dumps(rows[:limit] if limit else rows, indent=2))
+        return
+    by = Counter((r["field"] or "record", r["rule"]) for r in rows)
+    print(f"{len(rows):,} dead letters in {', '.join(t + '.dlq' for t in topics)}")
+    for (f, r), n in by.most_common():
+        print(f"  {n:>7,}  {f}/{r}")
+    for r in rows[:limit]:
+        print(f"  {r['source']:<22} {(r['field'] or 'record') + '/' + r['rule']:<28} {r['message']}")
+
+
 @app.command()
 @handle_errors
 def get(

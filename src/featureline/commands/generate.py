@@ -20,6 +20,20 @@ def _default_bootstrap() -> str:
     return f"127.0.0.1:{port}" if port else "127.0.0.1:9092"
 
 
+def _ensure_topic(server: str, topic: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=server)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+        print(f"created topic {topic!r} with {partitions} partitions")
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
 def _parse_time(text: str | None, option: str):
     if text is None:
         return None
@@ -77,6 +91,7 @@ def live(
         None, "--bootstrap", help="Kafka bootstrap servers; default 127.0.0.1:$FEATURELINE_KAFKA_PORT, else 127.0.0.1:9092."
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the values as JSON lines to this file instead of producing to Kafka."),
+    partitions: int | None = typer.Option(None, "--partitions", min=1, help="Create the topic with this many partitions if it does not exist."),
 ) -> None:
     """Produce transaction events (JSON, key = user_id) to Kafka, or write them to a JSONL file."""
     from ..generator import DEFAULT_LIVE_RATE, live_events, produce_live
@@ -97,6 +112,8 @@ def live(
         return
     server = bootstrap or _default_bootstrap()
     try:
+        if partitions:
+            _ensure_topic(server, topic, partitions)
         sent = produce_live(events, server, topic, rate_per_s=rate)
     except Exception as e:  # kafka errors: no broker, unknown topic, ...
         print(f"error: producing to {topic!r} at {server}: {e}", file=sys.stderr)

@@ -134,3 +134,45 @@ class Deliver:
             p.close()
         if self._lag_consumer is not None:
             self._lag_consumer.close()
+
+
+def read_dead_letters(config: dict, topic: str, *, timeout_s: float = 10.0) -> list[dict]:
+    """Every committed dead letter of `topic` (read from `<topic>.dlq` up to its end at call
+    time, `read_committed`), as dicts: source partition/offset, contract, rule, field, message,
+    reasons, key and value."""
+    import time
+
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    cfg = {k: v for k, v in config.items() if k in KafkaConsumer.DEFAULT_CONFIG}
+    c = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed", **cfg)
+    try:
+        parts = c.partitions_for_topic(dlq_topic(topic)) or set()
+        tps = [TopicPartition(dlq_topic(topic), p) for p in sorted(parts)]
+        if not tps:
+            return []
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        while any(c.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                for m in recs:
+                    h = {k.removeprefix(HEADER): v.decode("utf-8", "replace") for k, v in (m.headers or []) if k.startswith(HEADER)}
+                    out.append(
+                        {
+                            "source": f"{h.get('topic')}:{h.get('partition')}:{h.get('offset')}",
+                            "contract": f"{h.get('contract')} v{h.get('contract.version')}",
+                            "field": h.get("field") or None,
+                            "rule": h.get("rule"),
+                            "message": h.get("message"),
+                            "reasons": json.loads(h["reasons"]) if "reasons" in h else [],
+                            "key": m.key.decode("utf-8", "replace") if m.key is not None else None,
+                            "value": m.value.decode("utf-8", "replace") if m.value is not None else None,
+                        }
+                    )
+        return out
+    finally:
+        c.close()
