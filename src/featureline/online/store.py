@@ -25,26 +25,20 @@ from .lua import Group, Slot, outputs, read_script, service_groups
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
-# Set slot blocks of many entities in one call (a backfill), keeping each key alive until its
-# newest content expires: ARGV = [key, expire_at_ms, field, value] * n.
-# Keys are built by the caller and not declared (a single Redis; Redis Cluster would group by slot).
-BULK_SET_SLOTS = """
-for i = 1, #ARGV, 4 do
-  local key, at = ARGV[i], tonumber(ARGV[i + 1])
-  redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])
-  local cur = redis.call('PEXPIRETIME', key)
-  if cur == -1 or cur < at then redis.call('PEXPIREAT', key, at) end
-end
-return #ARGV / 4
-"""
-
-# Latest-value rows in bulk: ARGV = [key, value, expire_at_ms] * n
-BULK_SET_LATEST = """
-for i = 1, #ARGV, 3 do
-  redis.call('SET', ARGV[i], ARGV[i + 1], 'PXAT', ARGV[i + 2])
-end
-return #ARGV / 3
-"""
+# Backfill writes (absolute) are plain commands, pre-encoded in bulk and pipelined on one
+# connection; no Lua: a script's redis.call costs Redis more than the command it runs.
+#   a latest-value row:      SET <prefix:entity:key:slot> <row> PXAT <expire_ms>
+#   a slot block of tiles:   HSET <prefix:entity:key> <slot> <block>
+#                            PEXPIREAT <prefix:entity:key> <expire_ms> NX
+#                            PEXPIREAT <prefix:entity:key> <expire_ms> GT
+# The two PEXPIREATs keep the hash alive until its newest content expires: NX gives a new hash
+# its expiry, GT moves an existing one later, never earlier. Each of these replies, when it
+# succeeds, has a fixed size (+OK, :0 or :1), so the replies are counted and checked for errors
+# ('-'), not parsed one by one. Keys are not grouped by slot (a single Redis, not Cluster).
+SET_REPLY = len(b"+OK\r\n")
+INT_REPLY = len(b":1\r\n")
+PIPELINE_BYTES = 1 << 20  # bytes of commands per write to the socket
+QUEUED_CHUNKS = 32  # encoded chunks waiting for the sender, at most
 BULK = 1000  # entities per bulk call
 
 
@@ -160,29 +154,129 @@ class OnlineStore:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
         One key per (entity, view), expiring when the value leaves its ttl."""
         v = self.plan.views[view]
-        code = latest_code(v)
-        head = f"{self.prefix}:{v.entity}:"
-        rows = ((f"{head}{ent}:{code}", _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1) for ent, et, arrival, vals in rows)
-        return self._bulk(BULK_SET_LATEST, rows)
+        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
+        n = 0
+
+        def cmds():
+            nonlocal n
+            for ent, et, arrival, vals in rows:
+                n += 1
+                yield _command(b"SET", (head + ent + tail).encode(), _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
+
+        self.send_commands(_pack(cmds(), 1, SET_REPLY))
+        return n
+
+    def write_latest_columns(self, view: str, batches) -> int:
+        """The vectorized `write_latest`: batches of (entity key strings, event_time_us (int64),
+        rows: each the msgpack [event_time, arrival, [values]]), equally long arrays; consumed
+        while the previous batch is being sent."""
+        import numpy as np
+
+        v = self.plan.views[view]
+        head, tail = f"{self.prefix}:{v.entity}:".encode(), f":{latest_code(v)}".encode()
+        n = 0
+
+        def chunks():
+            nonlocal n
+            for ents, event_time, rows in batches:
+                if len(ents) == 0:
+                    continue
+                n += len(ents)
+                expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
+                yield from _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
+
+        self.send_commands(chunks())
+        return n
 
     def bulk_set_slots(self, items) -> int:
-        """items: (hash key, expire_at_ms, slot code, block), any number; sent BULK at a time."""
-        return self._bulk(BULK_SET_SLOTS, items)
-
-    def _bulk(self, script: str, items) -> int:
-        """Run `script` over items (tuples of its ARGV), BULK items per call."""
-        sha = self.client.script_load(script)
-        args: list = []
+        """items: (hash key, expire_at_ms, slot code, block), any number."""
         n = 0
-        for item in items:
-            args += item
-            n += 1
-            if n % BULK == 0:
-                self.client.evalsha(sha, 0, *args)
-                args = []
-        if args:
-            self.client.evalsha(sha, 0, *args)
+
+        def cmds():
+            nonlocal n
+            for key, at, code, block in items:
+                n += 1
+                k = key.encode()
+                yield _command(b"HSET", k, code.encode(), block) + _command(b"PEXPIREAT", k, at, b"NX") + _command(b"PEXPIREAT", k, at, b"GT")
+
+        self.send_commands(_pack(cmds(), 3, 3 * INT_REPLY))
         return n
+
+    def set_slot_blocks(self, entity: str, code: str, batches) -> int:
+        """The vectorized `bulk_set_slots` for one entity type and slot: batches of (entity key
+        strings, expire_at_ms (int64), blocks (binary)), equally long arrays."""
+        head, c = f"{self.prefix}:{entity}:".encode(), code.encode()
+        n = 0
+
+        def chunks():
+            nonlocal n
+            for ents, expire_ms, blocks in batches:
+                if len(ents) == 0:
+                    continue
+                n += len(ents)
+                keys = _join([head, ents])
+                body = resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"], [b"PEXPIREAT", keys, expire_ms, b"GT"]])
+                yield from _chunks(body, 3, 3 * INT_REPLY)
+
+        self.send_commands(chunks())
+        return n
+
+    def send_commands(self, chunks) -> None:
+        """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
+        replies when all succeed). A thread sends them pipelined on one pooled connection while
+        the caller's iterator builds the next ones (DuckDB and pyarrow release the GIL), keeping
+        one chunk in flight; raises the first error Redis replies (later commands still ran)."""
+        import queue
+        import threading
+
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        sock = getattr(conn, "_sock", None)
+        todo: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
+        errors: list[BaseException] = []
+
+        def sender() -> None:
+            inflight: list[tuple[int, int]] = []
+            while True:
+                item = todo.get()
+                if item is None:
+                    break
+                if errors:
+                    continue  # drain: the caller stops at its next chunk
+                buf, ncmd, nreply = item
+                try:
+                    if sock is None:  # not a plain socket connection: redis-py reads the replies
+                        conn.send_packed_command(bytes(buf), check_health=False)
+                        for _ in range(ncmd):
+                            conn.read_response()
+                        continue
+                    sock.sendall(buf)
+                    inflight.append((ncmd, nreply))
+                    if len(inflight) > 1:
+                        _read_replies(sock, *inflight.pop(0))
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    errors.append(e)
+            try:
+                for ncmd, nreply in inflight if not errors else ():
+                    _read_replies(sock, ncmd, nreply)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        th = threading.Thread(target=sender, name="featureline-online-writer", daemon=True)
+        th.start()
+        try:
+            for item in chunks:
+                if errors:
+                    break
+                todo.put(item)
+        finally:
+            todo.put(None)
+            th.join()
+            if errors:
+                conn.disconnect()  # replies may be left unread
+            pool.release(conn)
+        if errors:
+            raise errors[0]
 
     # -- writes (merged: the stream) -------------------------------------------------
     def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
@@ -191,35 +285,37 @@ class OnlineStore:
         up to it must not be sent again). See `merge.py`."""
         blob = layout.pack_block(sorted(tiles.items()))
         expire = (max(tiles) + layout.reach_us) // 1000 + 1
-        left = self.merge_many(layout, [(entity, expire, blob)], tp=tp, lo=lo, hi=hi, now_us=now_us)
-        return left[0][1] if left else -1
+        left = self.merge_many([layout], [(entity, expire, [blob])], tp=tp, lo=lo, hi=hi, now_us=now_us)
+        return left[0][2] if left else -1
 
-    def merge_many(self, layout: TileLayout, items, *, tp: str, lo: int, hi: int, now_us: int | None = None) -> list[tuple[int, int]]:
-        """items: (entity key string, expire_at_ms, block of partial tiles as `pack_block` makes
-        it), for records of partition `tp` with offsets [lo, hi]. BULK entities per Lua call.
-        Returns [(item index, stored offset)] for the entities left alone because records up to
-        `stored` were applied before; all others were merged."""
+    def merge_many(self, layouts: list[TileLayout], items, *, tp: str, lo: int, hi: int, now_us: int | None = None) -> list[tuple[int, int, int]]:
+        """Merge partial tiles of several slots (layouts of one entity) for many entities, from
+        records of partition `tp` with offsets [lo, hi]. items: (entity key string, expire_at_ms,
+        [block per layout, b"" for none]), blocks as `TileLayout.pack_block` makes them; BULK
+        entities per Lua call. Returns [(item index, layout index, stored offset)] for the slots
+        left alone because records up to `stored` were applied before; all others were merged."""
         from redis.exceptions import NoScriptError
 
         from .merge import merge_script
 
         now = time.time_ns() // 1000 if now_us is None else now_us
-        head = f"{self.prefix}:{layout.entity}:"
-        left: list[tuple[int, int]] = []
+        head = f"{self.prefix}:{layouts[0].entity}:"
+        name = "|".join(lay.code for lay in layouts)
+        left: list[tuple[int, int, int]] = []
         items = list(items)
         for base in range(0, len(items), BULK):
             args: list = [tp, lo, hi, now]
-            for ent, expire, blob in items[base : base + BULK]:
-                args += (head + ent, expire, blob)
-            sha = self._merge_shas.get(layout.code)
+            for ent, expire, blobs in items[base : base + BULK]:
+                args += (head + ent, expire, *blobs)
+            sha = self._merge_shas.get(name)
             if sha is None:
-                sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+                sha = self._merge_shas[name] = self.client.script_load(merge_script(layouts))
             try:
                 got = self.client.evalsha(sha, 0, *args)
             except NoScriptError:
-                sha = self._merge_shas[layout.code] = self.client.script_load(merge_script(layout))
+                sha = self._merge_shas[name] = self.client.script_load(merge_script(layouts))
                 got = self.client.evalsha(sha, 0, *args)
-            left += [(base + int(got[k]), int(got[k + 1])) for k in range(0, len(got), 2)]
+            left += [(base + int(got[k]), int(got[k + 1]), int(got[k + 2])) for k in range(0, len(got), 3)]
         return left
 
     def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
@@ -343,3 +439,109 @@ def _latest_columns(view, slot: Slot, col: list, t: int, out: dict) -> None:
 
 
 _CASTS = {"integer": int, "number": float, "boolean": bool, "timestamp": lambda v: from_us(int(v))}
+
+
+# -- pre-encoded commands (backfill writes) ---------------------------------------------
+
+
+def _command(*args) -> bytes:
+    """One command in RESP; args are bytes or ints."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else b"%d" % a
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def _pack(cmds, per_item: int, reply_per_item: int):
+    """Encoded commands (one bytes per item) -> chunks of about PIPELINE_BYTES for send_commands."""
+    buf: list[bytes] = []
+    size = n = 0
+    for c in cmds:
+        buf.append(c)
+        size += len(c)
+        n += 1
+        if size >= PIPELINE_BYTES:
+            yield b"".join(buf), n * per_item, n * reply_per_item
+            buf, size, n = [], 0, 0
+    if buf:
+        yield b"".join(buf), n * per_item, n * reply_per_item
+
+
+def _read_replies(sock, ncmd: int, nbytes: int) -> None:
+    """Read the replies of `ncmd` commands that take `nbytes` when all succeed; raise the first
+    error reply. (An error reply is longer than any success reply, so `nbytes` always arrive.)"""
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    got = 0
+    while got < nbytes:
+        k = sock.recv_into(view[got:])
+        if not k:
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError("Redis closed the connection during a backfill write")
+        got += k
+    at = buf.find(b"-")
+    if at >= 0:
+        from redis.exceptions import ResponseError
+
+        end = buf.find(b"\r\n", at)
+        raise ResponseError(bytes(buf[at + 1 : end if end >= 0 else len(buf)]).decode(errors="replace"))
+
+
+def _as_binary(x):
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(x, np.ndarray):
+        x = pa.array(x)
+    if isinstance(x, pa.ChunkedArray):
+        x = x.combine_chunks()
+    if pa.types.is_integer(x.type):
+        x = x.cast(pa.string())
+    return x if x.type == pa.large_binary() else x.cast(pa.large_binary())
+
+
+def _join(parts):
+    """Element-wise concatenation of bytes constants and arrays -> large_binary array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    args = [pa.scalar(p, pa.large_binary()) if isinstance(p, bytes) else _as_binary(p) for p in parts]
+    return pc.binary_join_element_wise(*args, pa.scalar(b"", pa.large_binary()))
+
+
+def resp(commands: list[list]) -> Any:
+    """Per row, the RESP encoding of `commands` (each a list of arguments: bytes, the same for
+    every row, or an array of one value per row: strings, binary or integers) as one
+    large_binary array; its data buffer is every row's commands back to back."""
+    import pyarrow.compute as pc
+
+    parts: list = []
+    const = bytearray()
+    for cmd in commands:
+        const += b"*%d\r\n" % len(cmd)
+        for arg in cmd:
+            if isinstance(arg, bytes):
+                const += b"$%d\r\n%s\r\n" % (len(arg), arg)
+                continue
+            a = _as_binary(arg)
+            parts += [bytes(const + b"$"), pc.binary_length(a), b"\r\n", a]
+            const = bytearray(b"\r\n")
+    parts.append(bytes(const))
+    return _join(parts)
+
+
+def _chunks(body, per_row: int, reply_per_row: int):
+    """A `resp` array -> (slices of its data of about PIPELINE_BYTES, commands, reply bytes)."""
+    import numpy as np
+
+    n = len(body)
+    if n == 0:
+        return
+    offs = np.frombuffer(body.buffers()[1], dtype=np.int64, count=n + 1, offset=body.offset * 8)
+    data = memoryview(body.buffers()[2])
+    cuts = np.searchsorted(offs, np.arange(offs[0] + PIPELINE_BYTES, offs[-1], PIPELINE_BYTES))
+    cuts = np.unique(np.concatenate([[0], np.minimum(cuts, n), [n]])).tolist()
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        yield data[offs[lo] : offs[hi]], (hi - lo) * per_row, (hi - lo) * reply_per_row
