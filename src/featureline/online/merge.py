@@ -28,13 +28,16 @@ from .layout import TileLayout, input_name
 _enc = msgspec.msgpack.Encoder()
 
 
-def merge_script(lay: TileLayout) -> str:
-    """Lua merging many entities' partial tiles of one slot, records of one partition.
+def merge_script(lays: list[TileLayout]) -> str:
+    """Lua merging many entities' partial tiles of one or more slots (layouts of one entity),
+    records of one partition.
 
-    ARGV = [tp, lo, hi, now_us, then per entity: hash key, expire_at_ms, incoming block]; an
-    incoming block is `TileLayout.pack_block` of the entity's partial tiles, oldest first.
-    Returns a flat list [i, stored, ...] of the entities (0-based) left alone because their
-    stored offset is >= lo (already applied up to `stored`); the others were merged.
+    ARGV = [tp, lo, hi, now_us, then per entity: hash key, expire_at_ms, one incoming block per
+    slot (in `lays` order; empty when the batch adds nothing to that slot)]; an incoming block
+    is `TileLayout.pack_block` of the entity's partial tiles, oldest first. All slots of an
+    entity are read with one HMGET and written with one HSET. Returns a flat list
+    [entity, slot, stored, ...] (0-based) of the slots left alone because their stored offset
+    is >= lo (already applied up to `stored`); all others were merged.
 
     Numeric blocks are sorted fixed-width records, so each incoming tile is placed by a
     binary search and only that tile is unpacked: a merge costs O(incoming tiles), not
@@ -42,36 +45,61 @@ def merge_script(lay: TileLayout) -> str:
     from the head of the block, and incoming ones that old are ignored (the caller counts
     them as late).
     """
-    code = lay.code
-    L = [
-        f"local offf = '_off:{code}:' .. ARGV[1]",
-        "local lo, hi, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])",
-        f"local reach = {lay.reach_us}",
+    k = len(lays)
+    L = ["local lo, hi, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])", "local fields = {"]
+    L += [f"  '_off:{lay.code}:' .. ARGV[1], '{lay.code}'," for lay in lays]
+    L += ["}"]
+    for j, lay in enumerate(lays):
+        L += [f"local function merge{j}(blk, inc)", *("  " + x for x in _slot_merge(lay)), "end"]
+    L += [
         "local left = {}",
-        "for i = 5, #ARGV, 3 do",
-        "  local key, at, inc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]",
-        "  local stored = tonumber(redis.call('HGET', key, offf) or '-1')",
-        "  if stored >= lo then",
-        "    left[#left + 1] = (i - 5) / 3; left[#left + 1] = stored",
-        "  else",
-        f"    local blk = redis.call('HGET', key, '{code}')",
+        f"for i = 5, #ARGV, {k + 2} do",
+        "  local key, at = ARGV[i], tonumber(ARGV[i + 1])",
+        "  local got = redis.call('HMGET', key, unpack(fields))",
+        "  local sets = {}",
     ]
-    body: list[str]
+    for j in range(k):
+        L += [
+            f"  local inc = ARGV[i + {j + 2}]",
+            "  if #inc > 0 then",
+            f"    local stored = tonumber(got[{2 * j + 1}] or '-1')",
+            "    if stored >= lo then",
+            f"      left[#left + 1] = (i - 5) / {k + 2}; left[#left + 1] = {j}; left[#left + 1] = stored",
+            "    else",
+            f"      sets[#sets + 1] = fields[{2 * j + 2}]; sets[#sets + 1] = merge{j}(got[{2 * j + 2}] or nil, inc)",
+            f"      sets[#sets + 1] = fields[{2 * j + 1}]; sets[#sets + 1] = ARGV[3]",
+            "    end",
+            "  end",
+        ]
+    L += [
+        "  if #sets > 0 then",
+        "    redis.call('HSET', key, unpack(sets))",
+        "    if redis.call('PEXPIREAT', key, at, 'GT') == 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIREAT', key, at) end",
+        "  end",
+        "end",
+        "return left",
+    ]
+    return "\n".join(L)
+
+
+def _slot_merge(lay: TileLayout) -> list[str]:
+    """Body of a Lua function (blk: the stored block or nil, inc: the incoming one) returning the merged block."""
+    reach = lay.reach_us
     if lay.numeric:
         w = lay.width
         fmt = "<" + "d" * (w + 1)
         stride = (w + 1) * 8
-        body = [
+        return [
             "blk = blk or ''",
             f"local n = #blk / {stride}",
             "local cur = 0",
-            f"while cur < n and struct.unpack('<d', blk, cur * {stride} + 1) + reach <= now do cur = cur + 1 end",
+            f"while cur < n and struct.unpack('<d', blk, cur * {stride} + 1) + {reach} <= now do cur = cur + 1 end",
             "local parts = {}",
             f"for p = 1, #inc, {stride} do",
             f"  local new = {{struct.unpack('{fmt}', inc, p)}}",
             "  new[#new] = nil",
             "  local st = table.remove(new, 1)",
-            "  if st + reach > now then",
+            f"  if st + {reach} > now then",
             "    local a, b = cur, n",
             "    while a < b do",
             "      local m = math.floor((a + b) / 2)",
@@ -91,45 +119,35 @@ def merge_script(lay: TileLayout) -> str:
             "  end",
             "end",
             f"if cur < n then parts[#parts + 1] = string.sub(blk, cur * {stride} + 1) end",
-            f"redis.call('HSET', key, '{code}', table.concat(parts), offf, ARGV[3])",
+            "return table.concat(parts)",
         ]
-    else:
-        body = [
-            "local tiles, order = {}, {}",
-            "if blk then",
-            "  for _, t in ipairs(cmsgpack.unpack(blk)) do",
-            "    local st = table.remove(t, 1)",
-            "    if st + reach > now then tiles[st] = t; order[#order + 1] = st end",
-            "  end",
-            "end",
-            "for _, new in ipairs(cmsgpack.unpack(inc)) do",
-            "  local st = table.remove(new, 1)",
-            "  if st + reach > now then",
-            "    local c = tiles[st]",
-            "    if c == nil then tiles[st] = new; order[#order + 1] = st",
-            "    else",
-            *("      " + x for x in _merge_lines(lay, "c", "new")),
-            "    end",
-            "  end",
-            "end",
-            "table.sort(order)",
-            "local out = {}",
-            "for _, st in ipairs(order) do",
-            "  local t = tiles[st]",
-            "  table.insert(t, 1, st)",
-            "  out[#out + 1] = t",
-            "end",
-            f"redis.call('HSET', key, '{code}', cmsgpack.pack(out), offf, ARGV[3])",
-        ]
-    L += ["    " + x for x in body]
-    L += [
-        "    local curx = redis.call('PEXPIRETIME', key)",
-        "    if curx == -1 or curx < at then redis.call('PEXPIREAT', key, at) end",
+    return [
+        "local tiles, order = {}, {}",
+        "if blk then",
+        "  for _, t in ipairs(cmsgpack.unpack(blk)) do",
+        "    local st = table.remove(t, 1)",
+        f"    if st + {reach} > now then tiles[st] = t; order[#order + 1] = st end",
         "  end",
         "end",
-        "return left",
+        "for _, new in ipairs(cmsgpack.unpack(inc)) do",
+        "  local st = table.remove(new, 1)",
+        f"  if st + {reach} > now then",
+        "    local c = tiles[st]",
+        "    if c == nil then tiles[st] = new; order[#order + 1] = st",
+        "    else",
+        *("      " + x for x in _merge_lines(lay, "c", "new")),
+        "    end",
+        "  end",
+        "end",
+        "table.sort(order)",
+        "local out = {}",
+        "for _, st in ipairs(order) do",
+        "  local t = tiles[st]",
+        "  table.insert(t, 1, st)",
+        "  out[#out + 1] = t",
+        "end",
+        "return cmsgpack.pack(out)",
     ]
-    return "\n".join(L)
 
 
 def _merge_lines(lay: TileLayout, cur: str, new: str) -> list[str]:

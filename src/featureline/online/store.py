@@ -204,28 +204,40 @@ class OnlineStore:
 
     def set_slot_blocks(self, entity: str, code: str, batches) -> int:
         """The vectorized `bulk_set_slots` for one entity type and slot: batches of (entity key
-        strings, expire_at_ms (int64), blocks (binary)), equally long arrays."""
+        strings, expire_at_ms (int64), blocks (binary)), equally long arrays. The PEXPIREAT GT
+        is sent afterwards, only for the hashes whose PEXPIREAT NX found an expiry (none when
+        bootstrapping an empty Redis)."""
+        import numpy as np
+        import pyarrow as pa
+
         head, c = f"{self.prefix}:{entity}:".encode(), code.encode()
-        n = 0
+        sent: list[tuple] = []
 
         def chunks():
-            nonlocal n
             for ents, expire_ms, blocks in batches:
                 if len(ents) == 0:
                     continue
-                n += len(ents)
                 keys = _join([head, ents])
-                body = resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"], [b"PEXPIREAT", keys, expire_ms, b"GT"]])
-                yield from _chunks(body, 3, 3 * INT_REPLY)
+                sent.append((keys, expire_ms))
+                yield from _chunks(resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]]), 2, 2 * INT_REPLY)
 
-        self.send_commands(chunks())
-        return n
+        replies = self.send_commands(chunks(), replies=True)
+        if not sent:
+            return 0
+        # per entity 8 reply bytes, ":h\r\n:x\r\n": x is 0 where NX found an expiry
+        extend = np.frombuffer(b"".join(replies), dtype=np.uint8).reshape(-1, 2 * INT_REPLY)[:, INT_REPLY + 1] == ord("0")
+        if extend.any():
+            keys = pa.concat_arrays([k for k, _ in sent]).filter(pa.array(extend))
+            expire = np.concatenate([np.asarray(e, dtype=np.int64) for _, e in sent])[extend]
+            self.send_commands(_chunks(resp([[b"PEXPIREAT", keys, expire, b"GT"]]), 1, INT_REPLY))
+        return len(extend)
 
-    def send_commands(self, chunks) -> None:
+    def send_commands(self, chunks, *, replies: bool = False) -> list[bytes] | None:
         """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
         replies when all succeed). A thread sends them pipelined on one pooled connection while
         the caller's iterator builds the next ones (DuckDB and pyarrow release the GIL), keeping
-        one chunk in flight; raises the first error Redis replies (later commands still ran)."""
+        one chunk in flight; raises the first error Redis replies (later commands still ran).
+        With `replies`, returns each chunk's reply bytes."""
         import queue
         import threading
 
@@ -234,6 +246,15 @@ class OnlineStore:
         sock = getattr(conn, "_sock", None)
         todo: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
         errors: list[BaseException] = []
+        got: list[bytes] = []
+
+        def read(ncmd: int, nreply: int) -> None:
+            if sock is None:  # not a socket redis-py lets us use: it reads the replies
+                buf = b"".join(_reply_bytes(conn.read_response()) for _ in range(ncmd))
+            else:
+                buf = _read_replies(sock, nreply)
+            if replies:
+                got.append(buf)
 
         def sender() -> None:
             inflight: list[tuple[int, int]] = []
@@ -245,20 +266,18 @@ class OnlineStore:
                     continue  # drain: the caller stops at its next chunk
                 buf, ncmd, nreply = item
                 try:
-                    if sock is None:  # not a plain socket connection: redis-py reads the replies
+                    if sock is None:
                         conn.send_packed_command(bytes(buf), check_health=False)
-                        for _ in range(ncmd):
-                            conn.read_response()
-                        continue
-                    sock.sendall(buf)
+                    else:
+                        sock.sendall(buf)
                     inflight.append((ncmd, nreply))
                     if len(inflight) > 1:
-                        _read_replies(sock, *inflight.pop(0))
+                        read(*inflight.pop(0))
                 except BaseException as e:  # noqa: BLE001 - handed to the caller
                     errors.append(e)
             try:
                 for ncmd, nreply in inflight if not errors else ():
-                    _read_replies(sock, ncmd, nreply)
+                    read(ncmd, nreply)
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
@@ -277,6 +296,7 @@ class OnlineStore:
             pool.release(conn)
         if errors:
             raise errors[0]
+        return got if replies else None
 
     # -- writes (merged: the stream) -------------------------------------------------
     def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
@@ -468,9 +488,9 @@ def _pack(cmds, per_item: int, reply_per_item: int):
         yield b"".join(buf), n * per_item, n * reply_per_item
 
 
-def _read_replies(sock, ncmd: int, nbytes: int) -> None:
-    """Read the replies of `ncmd` commands that take `nbytes` when all succeed; raise the first
-    error reply. (An error reply is longer than any success reply, so `nbytes` always arrive.)"""
+def _read_replies(sock, nbytes: int) -> bytearray:
+    """Read the replies of commands that take `nbytes` when all succeed; raise the first error
+    reply. (An error reply is longer than any success reply, so `nbytes` always arrive.)"""
     buf = bytearray(nbytes)
     view = memoryview(buf)
     got = 0
@@ -487,6 +507,11 @@ def _read_replies(sock, ncmd: int, nbytes: int) -> None:
 
         end = buf.find(b"\r\n", at)
         raise ResponseError(bytes(buf[at + 1 : end if end >= 0 else len(buf)]).decode(errors="replace"))
+    return buf
+
+
+def _reply_bytes(r) -> bytes:
+    return b":%d\r\n" % r if isinstance(r, int) else b"+OK\r\n"
 
 
 def _as_binary(x):

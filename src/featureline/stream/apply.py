@@ -34,16 +34,18 @@ from ..plan import Plan, ViewPlan
 
 UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
 
-# Claim unique values: ARGV = [px, (key, claim) * n]; answers [index, holder, ...] for the
-# values another record claimed first. A record's own claim (a replay) is not a duplicate.
+# Claim unique values: KEYS = [this period's bucket, the previous one] (hashes value -> claim);
+# ARGV = [ttl_ms, (value, claim) * n]; answers [index, holder, ...] for the values another record
+# claimed first. A record's own claim (a replay) is not a duplicate.
 CLAIM = """
-local px, out = ARGV[1], {}
+local cur, prev, out = KEYS[1], KEYS[2], {}
 for i = 2, #ARGV, 2 do
-  if not redis.call('SET', ARGV[i], ARGV[i + 1], 'NX', 'PX', px) then
-    local holder = redis.call('GET', ARGV[i])
-    if holder and holder ~= ARGV[i + 1] then out[#out + 1] = (i - 2) / 2; out[#out + 1] = holder end
-  end
+  local v, me = ARGV[i], ARGV[i + 1]
+  local holder = redis.call('HGET', prev, v)
+  if not holder and redis.call('HSETNX', cur, v, me) == 0 then holder = redis.call('HGET', cur, v) end
+  if holder and holder ~= me then out[#out + 1] = (i - 2) / 2; out[#out + 1] = holder end
 end
+if redis.call('PTTL', cur) < 0 then redis.call('PEXPIRE', cur, ARGV[1]) end
 return out
 """
 
@@ -113,6 +115,10 @@ class StreamApplier:
         self.unique_horizon_us = unique_horizon_us
         self.views: list[ViewPlan] = [v for v in plan.views.values() if v.source == source and v.online]
         self.layouts: list[tuple[ViewPlan, TileLayout]] = [(v, lay) for v in self.views if v.kind == "window" for lay in tile_layouts(v)]
+        # slots of one entity are merged together: one HMGET and one HSET per entity and batch
+        self.groups: dict[str, list[tuple[ViewPlan, TileLayout]]] = {}
+        for v, lay in self.layouts:
+            self.groups.setdefault(v.entity, []).append((v, lay))
         self.latest: list[ViewPlan] = [v for v in self.views if v.kind == "latest"]
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
@@ -123,7 +129,10 @@ class StreamApplier:
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
         self._claim_sha: str | None = None
         self._et = self.source.event_time
-        self.on_merged = None  # called after each slot's merge (fault injection in the tests)
+        self.on_merged = None  # called after each slot group's merge (fault injection in the tests)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="featureline-redis")
 
     # -- one micro-batch ---------------------------------------------------------------
     def apply(self, topic: str, partition: int, records: pa.RecordBatch, *, now_us: int | None = None) -> Outcome:
@@ -171,12 +180,25 @@ class StreamApplier:
         if len(valid_idx):
             self.con.register("__mb", events)
             try:
-                for view, lay in self.layouts:
-                    self._merge_tiles(view, lay, out, now)
+                # Redis works on its own core: each slot group's merge is sent from a writer thread
+                # while the next one is computed here; all are acknowledged before returning
+                tp = out.tp + self.epoch
+                pending = []
+                for group in self.groups.values():
+                    items = self._group_items(group, now)
+                    if items:
+                        lays = [lay for _, lay in group]
+                        pending.append((group, items, self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now)))
+                for view in self.latest:
+                    rows = self._latest_rows(view, now)
+                    if rows:
+                        pending.append((None, None, self._writer.submit(self.store.merge_latest_many, view.name, rows)))
+                for group, items, fut in pending:
+                    left = fut.result()
+                    if group is not None:
+                        self._replays(group, items, left, out, now)
                     if self.on_merged is not None:
                         self.on_merged()
-                for view in self.latest:
-                    self._merge_latest(view, now)
             finally:
                 self.con.unregister("__mb")
             out.timestamps_ms = records.column("timestamp_ms").to_numpy()[valid_idx]
@@ -185,28 +207,33 @@ class StreamApplier:
 
     # -- parts ---------------------------------------------------------------------------
     def _claim_unique(self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int):
-        """Claim each unique field's values in Redis (first record wins, remembered for the
-        horizon); a value claimed by another record makes this one a duplicate. Returns a keep
-        mask over `table`'s rows, or None when all are kept."""
+        """Claim each unique field's values in Redis (first record wins); a value claimed by another
+        record makes this one a duplicate. Claims live in hashes per period of the horizon (this
+        one and the previous one are checked), so a value is remembered for at least the horizon.
+        Returns a keep mask over `table`'s rows, or None when all are kept."""
         from redis.exceptions import NoScriptError
 
         keep = np.ones(table.num_rows, dtype=bool)
-        prefix = f"{self.store.prefix}:_uniq:{self.contract.id}:"
+        period = max(1, self.unique_horizon_us)
+        bucket = now // period
         for c in self._unique:
             col = table.column(c.field).to_pylist()
             idx = [i for i, v in enumerate(col) if v is not None]
             if not idx:
                 continue
-            args: list = [max(1, self.unique_horizon_us // 1000)]
-            for i in idx:
-                args += (f"{prefix}{c.field}:{col[i]}", f"{tp}:{int(offs[i])}")
+            head = f"{self.store.prefix}:_uniq:{self.contract.id}:{c.field}:"
+            args: list = [None] * (2 * len(idx) + 1)
+            args[0] = 2 * period // 1000 + 1
+            args[1::2] = [col[i] for i in idx]
+            args[2::2] = [f"{tp}:{o}" for o in offs[idx].tolist()]
+            keys = (f"{head}{bucket}", f"{head}{bucket - 1}")
             if self._claim_sha is None:
                 self._claim_sha = self.store.client.script_load(CLAIM)
             try:
-                got = self.store.client.evalsha(self._claim_sha, 0, *args)
+                got = self.store.client.evalsha(self._claim_sha, 2, *keys, *args)
             except NoScriptError:
                 self._claim_sha = self.store.client.script_load(CLAIM)
-                got = self.store.client.evalsha(self._claim_sha, 0, *args)
+                got = self.store.client.evalsha(self._claim_sha, 2, *keys, *args)
             for k in range(0, len(got), 2):
                 i = idx[int(got[k])]
                 if keep[i]:
@@ -258,25 +285,33 @@ class StreamApplier:
             cond += f" AND {q(k)}::VARCHAR IN ({', '.join(_lit(e) for e in entities)})" if len(view.join_keys) == 1 else ""
         return f"SELECT {keys}, {tile} AS __tile, {', '.join(accs)} FROM {self._events[view.name]} WHERE {cond} GROUP BY ALL ORDER BY {keys}, __tile"
 
-    def _merge_tiles(self, view: ViewPlan, lay: TileLayout, out: Outcome, now: int) -> None:
-        table = self.con.sql(self._tile_sql(view, lay, now)).to_arrow_table()
-        items = _blocks(view, lay, table)
-        if not items:
-            return
+    def _group_items(self, group: list[tuple[ViewPlan, TileLayout]], now: int) -> list:
+        """Partial tiles of every slot of one entity type: (entity, expire_at_ms, [block per slot])."""
+        per_slot = []
+        for view, lay in group:
+            table = self.con.sql(self._tile_sql(view, lay, now)).to_arrow_table()
+            per_slot.append({ent: (exp, blob) for ent, exp, blob in _blocks(view, lay, table)})
+        items = []
+        for ent in sorted(set().union(*per_slot)):
+            got = [slot.get(ent) for slot in per_slot]
+            items.append((ent, max(g[0] for g in got if g is not None), [g[1] if g is not None else b"" for g in got]))
+        return items
+
+    def _replays(self, group, items, left, out: Outcome, now: int) -> None:
+        """Slots that had part of this batch already (a replay cut at other batch boundaries):
+        re-send only the records after the stored offset."""
         tp = out.tp + self.epoch
-        left = self.store.merge_many(lay, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now)
-        for i, stored in left:
+        for i, j, stored in left:
             if stored >= out.hi:
                 continue  # applied before (a re-delivery)
-            # a replay cut at other batch boundaries: this entity has the records up to `stored`
+            view, lay = group[j]
             ent = items[i][0]
-            sql = self._tile_sql(view, lay, now, after=stored, entities=[ent])
-            part = self.con.sql(sql).to_arrow_table()
-            again = [it for it in _blocks(view, lay, part) if it[0] == ent]
+            part = self.con.sql(self._tile_sql(view, lay, now, after=stored, entities=[ent])).to_arrow_table()
+            again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e == ent]
             if again:
-                self.store.merge_many(lay, again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
+                self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
 
-    def _merge_latest(self, view: ViewPlan, now: int) -> None:
+    def _latest_rows(self, view: ViewPlan, now: int) -> list:
         from ..batch.engine import ORD_SHIFT
         from ..contracts.sql_eval import q
 
@@ -290,14 +325,20 @@ class StreamApplier:
             f"FROM {self._events[view.name]} WHERE __t >= {now - view.ttl_us} GROUP BY ALL"
         )
         nkeys = len(view.join_keys)
-        rows = []
-        for r in self.con.execute(sql).fetchall():
-            rec = r[nkeys]
-            rows.append((entity_key(r[:nkeys]), rec["t"], rec["a"], [rec[f"v{i}"] for i in range(len(view.features))]))
-        if rows:
-            self.store.merge_latest_many(view.name, rows)
+        table = self.con.sql(sql).to_arrow_table()
+        if table.num_rows == 0:
+            return []
+        import pyarrow.compute as pc
+
+        r = table.column(nkeys)
+        keys = [table.column(i).to_pylist() for i in range(nkeys)]
+        ents = [esc(v) for v in keys[0]] if nkeys == 1 else [entity_key(vs) for vs in zip(*keys, strict=True)]
+        ts, arr = pc.struct_field(r, "t").to_pylist(), pc.struct_field(r, "a").to_pylist()
+        vals = list(zip(*(pc.struct_field(r, f"v{i}").to_pylist() for i in range(len(view.features))), strict=True))
+        return [(e, t, a, list(v)) for e, t, a, v in zip(ents, ts, arr, vals, strict=True)]
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         self.con.close()
 
 
