@@ -1,0 +1,467 @@
+"""Kafka source for Beam's Python SDK, over kafka-python (DESIGN.md section 5).
+
+Beam's own ``ReadFromKafka`` is a Java cross-language transform; this one is a Python
+splittable DoFn:
+
+    beam.Create([(topic, partition), ...]) | ParDo(ReadKafkaPartitions(config))
+
+* element: a ``(topic, partition)`` pair; restriction: an ``OffsetRange`` [start, stop).
+  Bounded (replay, tests, catch-up): stop = the partition's end offset taken when the
+  restriction is created (at launch). Unbounded (live): stop = ``sys.maxsize``.
+* start: explicit ``start_offsets[(topic, partition)]`` if given, else the consumer group's
+  committed offset, else the ``start`` policy ("earliest" or "latest"); clamped to the
+  partition's [beginning, end] offsets.
+* each ``process`` call serves one micro-batch: at most one blocking poll of a kafka-python
+  ``KafkaConsumer`` (manual ``assign``, no group join, no auto commit; one consumer per DoFn
+  instance, made in ``setup`` and closed in ``teardown``), claims the batch's offsets, emits
+  the records as ONE ``PolledBatch`` (an Arrow record batch) and checkpoints with
+  ``defer_remainder``. A bounded restriction that reached its end finishes instead.
+* offsets may have gaps (compaction, transaction markers): the claim goes up to the
+  consumer's position, so a bounded read whose last offsets are not records still ends.
+* watermark: ``ManualWatermarkEstimator``, set to the batch's max Kafka record timestamp minus
+  the allowed skew (never backwards); a caught-up empty poll (idle partition) moves it to
+  wall-clock now minus the skew. A batch is emitted at its min record timestamp, or at the
+  watermark when that is later (Beam treats elements behind the watermark as late).
+
+One consumer serves every partition this DoFn instance reads: all of them stay assigned,
+one poll returns whatever the consumer has fetched, and records of other partitions wait in
+a per-partition buffer for their own ``process`` call (a partition whose buffer holds a full
+micro-batch is paused until it is drained). So an idle partition's poll returns as soon as any
+partition has data instead of blocking its whole timeout while others wait.
+
+Not done: re-discovery of partitions added after launch (the partitions are discovered once,
+when the pipeline is built). Restarting the pipeline picks them up from the committed offsets.
+
+On ``FnApiRunner`` (Beam 2.77) ``defer_remainder(delay)``'s delay is ignored: the residuals of a
+bundle go straight back into the queue as the next bundle, so every poll costs one bundle
+round trip; the idle pacing is the poll timeout itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+
+log = logging.getLogger(__name__)
+
+# Throughput defaults (see the numbers in tests/integration/test_kafka_source.py's bench).
+DEFAULT_MAX_POLL_RECORDS = 10_000
+DEFAULT_POLL_TIMEOUT_MS = 200
+DEFAULT_SKEW_S = 5.0
+# A bigger fetch per partition and per request than kafka-python's 1 MiB / 50 MiB, so one poll
+# of a lagging partition is a full micro-batch; CRC checks in pure Python halve the client's
+# throughput (TCP and the broker check the data already), so they are off unless the
+# consumer_config turns them on.
+DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    "fetch_max_bytes": 64 * 1024 * 1024,
+    "receive_buffer_bytes": 4 * 1024 * 1024,
+    "fetch_max_wait_ms": 100,
+    "check_crcs": False,
+    "auto_offset_reset": "earliest",  # position lost to retention while reading: go on from the oldest
+}
+START_POLICIES = ("earliest", "latest")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+    ]
+)
+
+_offset = attrgetter("offset")
+_key = attrgetter("key")
+_value = attrgetter("value")
+_timestamp = attrgetter("timestamp")
+
+
+@dataclass
+class PolledBatch:
+    """One poll of one partition: columns offset, key, value, timestamp_ms (Kafka record time)."""
+
+    topic: str
+    partition: int
+    records: pa.RecordBatch
+
+    @property
+    def lo(self) -> int:
+        return self.records.column(0)[0].as_py()
+
+    @property
+    def hi(self) -> int:
+        return self.records.column(0)[-1].as_py()
+
+    @property
+    def tp(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    def __len__(self) -> int:
+        return self.records.num_rows
+
+
+def records_to_batch(records: Sequence[Any]) -> pa.RecordBatch:
+    """kafka-python ConsumerRecords -> an Arrow batch in SCHEMA (one list per column, no per-record objects)."""
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(list(map(_offset, records)), pa.int64()),
+            pa.array(list(map(_key, records)), pa.binary()),
+            pa.array(list(map(_value, records)), pa.binary()),
+            pa.array(list(map(_timestamp, records)), pa.int64()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSourceConfig:
+    """Everything the DoFn needs (picklable; clients are made on the workers)."""
+
+    bootstrap_servers: str | list[str]
+    group_id: str | None = None
+    bounded: bool = False
+    start: str = "earliest"
+    start_offsets: Mapping[tuple[str, int], int] | None = None
+    max_poll_records: int = DEFAULT_MAX_POLL_RECORDS
+    poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
+    skew_s: float = DEFAULT_SKEW_S
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.start not in START_POLICIES:
+            raise ValueError(f"start must be one of {START_POLICIES}, not {self.start!r}")
+        if self.max_poll_records < 1 or self.poll_timeout_ms < 0 or self.skew_s < 0:
+            raise ValueError("max_poll_records must be >= 1, poll_timeout_ms and skew_s >= 0")
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        cfg = dict(DEFAULT_CONSUMER_CONFIG)
+        cfg.update(self.consumer_config)
+        cfg.update(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            max_poll_records=self.max_poll_records,
+        )
+        cfg.setdefault("client_id", "featureline-kafka-source")
+        cfg.update(extra)
+        return cfg
+
+
+def _consumer(**cfg: Any):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(**cfg)
+
+
+def discover(bootstrap: str | list[str], topics: Iterable[str], **kafka_config: Any) -> list[tuple[str, int]]:
+    """The (topic, partition) pairs of `topics`, sorted; a topic the broker does not know is an error."""
+    kafka_config.pop("group_id", None)
+    consumer = _consumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_config)
+    try:
+        out: list[tuple[str, int]] = []
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                raise ValueError(f"Kafka topic {topic!r} does not exist (or has no partitions)")
+            out.extend((topic, p) for p in sorted(parts))
+        return out
+    finally:
+        consumer.close()
+
+
+class _KafkaOffsetTracker(OffsetRestrictionTracker):
+    """An offset tracker that only checkpoints: a partition is read by one reader in offset order,
+    and halving [position, sys.maxsize) would be nonsense for a live restriction."""
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+
+class KafkaOffsetRestrictionProvider(RestrictionProvider):
+    """Initial restriction per (topic, partition): [start, end-at-launch) or [start, sys.maxsize).
+
+    The first call for a topic looks up the beginning, end and committed offsets of all its
+    partitions with one short-lived consumer and keeps them (not pickled).
+    """
+
+    def __init__(self, config: KafkaSourceConfig):
+        self.config = config
+        self._offsets: dict[tuple[str, int], tuple[int, int, int | None]] = {}
+
+    def __getstate__(self):
+        return {"config": self.config, "_offsets": {}}
+
+    def _lookup(self, topic: str) -> None:
+        from kafka.structs import TopicPartition
+
+        c = self.config
+        consumer = _consumer(**c.kafka_config(group_id=c.group_id))
+        try:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                raise ValueError(f"Kafka topic {topic!r} does not exist (or has no partitions)")
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            begin = consumer.beginning_offsets(tps)
+            end = consumer.end_offsets(tps)
+            for tp in tps:
+                committed = consumer.committed(tp) if c.group_id else None
+                self._offsets[(topic, tp.partition)] = (begin[tp], end[tp], committed)
+        finally:
+            consumer.close()
+
+    def initial_restriction(self, element) -> OffsetRange:
+        topic, partition = element
+        key = (topic, int(partition))
+        if key not in self._offsets:
+            self._lookup(topic)
+        begin, end, committed = self._offsets[key]
+        c = self.config
+        explicit = (c.start_offsets or {}).get(key)
+        if explicit is not None:
+            start, why = int(explicit), "explicit"
+        elif committed is not None:
+            start, why = committed, f"committed by {c.group_id}"
+        else:
+            start, why = (begin if c.start == "earliest" else end), c.start
+        if not begin <= start <= end:
+            log.warning("%s:%s start offset %s (%s) outside [%s, %s]: clamped", topic, partition, start, why, begin, end)
+            start = min(max(start, begin), end)
+        return OffsetRange(start, end if c.bounded else sys.maxsize)
+
+    def create_tracker(self, restriction: OffsetRange) -> _KafkaOffsetTracker:
+        return _KafkaOffsetTracker(restriction)
+
+    def restriction_size(self, element, restriction: OffsetRange) -> int:
+        return restriction.size()
+
+    def truncate(self, element, restriction: OffsetRange):
+        # On drain a live restriction stops at its next checkpoint; a bounded one finishes.
+        return None if restriction.stop >= sys.maxsize else restriction
+
+
+class _WatermarkProvider(WatermarkEstimatorProvider):
+    def initial_estimator_state(self, element, restriction):
+        return MIN_TIMESTAMP
+
+    def create_watermark_estimator(self, estimator_state):
+        return ManualWatermarkEstimator(estimator_state)
+
+
+_WATERMARKS = _WatermarkProvider()
+
+
+class _Reader:
+    """One kafka-python consumer per partition of a DoFn instance (manual assignment, no group).
+
+    Per-partition consumers keep each partition's fetch position independent: a poll only
+    ever returns records of the partition being read, so nothing is buffered on the side,
+    paused or resumed (a shared consumer with paused partitions lost fetches under load)."""
+
+    def __init__(self, config: dict, max_records: int):
+        self.config = config
+        self.max_records = max_records
+        self.consumers: dict[Any, Any] = {}  # TopicPartition -> KafkaConsumer
+        self.next: dict[Any, int] = {}  # TopicPartition -> the offset the consumer's next poll starts at
+
+    def _consumer_for(self, tp):
+        c = self.consumers.get(tp)
+        if c is None:
+            c = self.consumers[tp] = _consumer(**self.config)
+            c.assign([tp])
+        return c
+
+    def read(self, tp, start: int, stop: int, timeout_ms: int) -> tuple[list, int, bool]:
+        """Records of tp in [start, stop) (at most max_records), the offset reading continues
+        from (>= last record + 1; gaps included), and whether tp is caught up (nothing more
+        fetched and the position is at the broker's high watermark)."""
+        c = self._consumer_for(tp)
+        if self.next.get(tp) != start:
+            c.seek(tp, start)
+        records = c.poll(timeout_ms=timeout_ms, max_records=self.max_records).get(tp, [])
+        records = [r for r in records if r.offset >= start]
+        position = c.position(tp)
+        if records and records[-1].offset >= stop:
+            records = [r for r in records if r.offset < stop]
+            position = stop
+        elif position is None:
+            position = records[-1].offset + 1 if records else start
+        self.next[tp] = position
+        highwater = c.highwater(tp)
+        return records, position, not records and highwater is not None and position >= highwater
+
+    def served(self, tp, next_offset: int) -> None:
+        """The records before next_offset are claimed and emitted."""
+        if self.next.get(tp) != next_offset:
+            self.next.pop(tp, None)  # the next read seeks
+
+    def release(self, tp) -> None:
+        """tp's restriction is done here: close its consumer."""
+        c = self.consumers.pop(tp, None)
+        self.next.pop(tp, None)
+        if c is not None:
+            c.close()
+
+    def close(self) -> None:
+        for c in self.consumers.values():
+            c.close()
+        self.consumers.clear()
+
+
+class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
+    """Splittable DoFn: (topic, partition) -> PolledBatch micro-batches (see the module doc).
+
+    It is its own RestrictionProvider, delegating to KafkaOffsetRestrictionProvider (the
+    restriction depends on the per-instance config, which a class-level default argument
+    cannot carry). Use `for_config` to get the unbounded variant for live reads.
+    """
+
+    def __init__(self, config: KafkaSourceConfig):
+        super().__init__()
+        self.config = config
+        self.restrictions = KafkaOffsetRestrictionProvider(config)
+
+    @staticmethod
+    def for_config(config: KafkaSourceConfig) -> ReadKafkaPartitions:
+        return ReadKafkaPartitions(config) if config.bounded else UnboundedReadKafkaPartitions(config)
+
+    # RestrictionProvider
+    def initial_restriction(self, element):
+        return self.restrictions.initial_restriction(element)
+
+    def create_tracker(self, restriction):
+        return self.restrictions.create_tracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return self.restrictions.restriction_size(element, restriction)
+
+    def truncate(self, element, restriction):
+        return self.restrictions.truncate(element, restriction)
+
+    # DoFn
+    def setup(self):
+        # group_id None: the reader only assigns and seeks; starts come from the restriction.
+        self.reader = _Reader(self.config.kafka_config(group_id=None), self.config.max_poll_records)
+        self.skew = Duration(seconds=self.config.skew_s)
+
+    def teardown(self):
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
+            self.reader = None
+
+    def process(
+        self,
+        element,
+        tracker=beam.DoFn.RestrictionParam(),
+        watermark_estimator=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS),
+    ):
+        out = self._step(element, tracker, watermark_estimator)
+        if out is not None:
+            yield out
+
+    def _step(self, element, tracker, watermark_estimator):
+        """One poll: claim, the micro-batch to emit (or None), watermark, checkpoint or finish."""
+        from kafka.structs import TopicPartition
+
+        topic, partition = element
+        rng = tracker.current_restriction()
+        start, stop = rng.start, rng.stop
+        if start >= stop:
+            return None
+        tp = TopicPartition(topic, partition)
+        records, position, caught_up = self.reader.read(tp, start, stop, self.config.poll_timeout_ms)
+        # Everything before `position` was read: records and gaps (compaction, transaction markers).
+        claim_to = min(position, stop) - 1
+        if claim_to >= start:
+            if not tracker.try_claim(claim_to):
+                return None  # a checkpoint cut the restriction before these records: the residual re-reads them
+            self.reader.served(tp, claim_to + 1)
+        wm = watermark_estimator.current_watermark()
+        out = new_wm = None
+        if records:
+            batch = records_to_batch(records)
+            lo_ms, hi_ms = pc.min_max(batch.column(3)).values()
+            out = beam.window.TimestampedValue(PolledBatch(topic, partition, batch), max(Timestamp(micros=lo_ms.as_py() * 1000), wm))
+            new_wm = Timestamp(micros=hi_ms.as_py() * 1000) - self.skew
+        elif caught_up:
+            new_wm = Timestamp.now() - self.skew  # idle partition: event time follows the clock
+        if new_wm is not None and new_wm > wm:
+            watermark_estimator.set_watermark(new_wm)
+        if claim_to >= stop - 1:
+            self.reader.release(tp)  # bounded and at its end: done
+        else:
+            tracker.defer_remainder(None if records or not caught_up else Duration(seconds=self.config.poll_timeout_ms / 1000))
+        return out
+
+
+class UnboundedReadKafkaPartitions(ReadKafkaPartitions):
+    """ReadKafkaPartitions marked unbounded per element (its output is an unbounded PCollection)."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        element,
+        tracker=beam.DoFn.RestrictionParam(),
+        watermark_estimator=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS),
+    ):
+        yield from super().process(element, tracker, watermark_estimator)
+
+
+class ReadFromKafkaPartitions(beam.PTransform):
+    """Kafka topics -> PolledBatch micro-batches (one per poll of one partition).
+
+    The partitions are discovered when the pipeline is built (`discover`); bounded reads stop
+    at the end offsets taken at launch, unbounded ones run until cancelled. `consumer_config`
+    passes kafka-python client settings through (security, SASL, fetch sizes, isolation_level).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        topics: Sequence[str],
+        group_id: str | None = None,
+        bounded: bool = False,
+        start: str = "earliest",
+        start_offsets: Mapping[tuple[str, int], int] | None = None,
+        max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
+        poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS,
+        skew_s: float = DEFAULT_SKEW_S,
+        consumer_config: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.topics = list(topics)
+        self.config = KafkaSourceConfig(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            bounded=bounded,
+            start=start,
+            start_offsets=dict(start_offsets) if start_offsets else None,
+            max_poll_records=max_poll_records,
+            poll_timeout_ms=poll_timeout_ms,
+            skew_s=skew_s,
+            consumer_config=dict(consumer_config or {}),
+        )
+
+    def expand(self, pbegin):
+        cfg = dict(self.config.consumer_config)
+        partitions = discover(self.config.bootstrap_servers, self.topics, **cfg)
+        return (
+            pbegin
+            | "Partitions" >> beam.Create(partitions)
+            | "Read" >> beam.ParDo(ReadKafkaPartitions.for_config(self.config)).with_output_types(PolledBatch)
+        )
+
