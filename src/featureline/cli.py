@@ -247,6 +247,7 @@ def stream(
     except ValueError as e:
         _err(f"error: --from: {e}")
         raise typer.Exit(2) from None
+    _quiet_logs()
     plan = compile_project(project)
     opts = StreamOptions(
         until_caught_up=until_caught_up,
@@ -269,12 +270,28 @@ def stream(
     for s, b in bounds.items():
         print(f"  source {s}: " + (f"events at or after {from_us(b).isoformat()} (backfill boundary)" if b is not None else "all events"))
     print(f"  {m.line()}")
+    if m.by_rule:
+        print("  dead-letter reasons (a record may break several rules):")
     for (f, r), n in sorted(m.by_rule.items(), key=lambda x: -x[1]):
-        print(f"    dead-lettered {f or 'record'}/{r}: {n:,}")
+        print(f"    {n:>7,}  {f or 'record'}/{r}")
     print(f"stream {'caught up' if until_caught_up else 'stopped'} in {secs:.1f}s")
     if not m.balanced():
         _err("error: counts do not add up (consumed != applied + dead-lettered + filtered)")
         raise typer.Exit(1)
+
+
+def _quiet_logs() -> None:
+    """Beam warns at import about optional GCP libraries, kafka-python about normal states
+    (no group on a reader, a topic created on first use): keep stderr for what matters."""
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.msg).startswith("apitools not found")
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().addFilter(_Drop())
+    logging.getLogger("kafka").setLevel(logging.ERROR)
 
 
 @app.command("dead-letters")

@@ -121,6 +121,28 @@ def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, st
     return out
 
 
+def ensure_dlq_topics(plan: Plan, topics) -> None:
+    """Create `<topic>.dlq` (one partition, the broker's default replication) if missing, so the
+    first dead letter does not wait for the broker to auto-create it (or fail where it cannot)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from .sinks import dlq_topic, kafka_config
+
+    cfg = {k: v for k, v in kafka_config(plan).items() if k in KafkaAdminClient.DEFAULT_CONFIG}
+    admin = KafkaAdminClient(**cfg)
+    try:
+        existing = set(admin.list_topics())
+        for t in topics:
+            if dlq_topic(t) not in existing:
+                try:
+                    admin.create_topics([NewTopic(dlq_topic(t), 1, -1)])
+                except TopicAlreadyExistsError:
+                    pass
+    finally:
+        admin.close()
+
+
 def read_boundaries(store, plan: Plan, sources) -> tuple[dict[str, int | None], dict[str, str]]:
     """Per source: the boundary of the last backfill to online (None: none), and its epoch id."""
     import json
@@ -285,6 +307,7 @@ def run(plan: Plan, opts: StreamOptions):
     if opts.from_us is not None:
         boundaries = {s: opts.from_us for s in boundaries}
     dlq_from = start_epochs(plan, store, topics, epochs)
+    ensure_dlq_topics(plan, topics)
     _METRICS.pop(opts.run_id, None)
     m = metrics(opts.run_id)
     if opts.runner == DEFAULT_RUNNER:
