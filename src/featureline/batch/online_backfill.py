@@ -62,18 +62,32 @@ def _acc_sql(kind: str, col: str | None, f_type: str | None) -> str:
 
 
 def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
+    """Write every (view, slot) in one pipelined stream of commands (`OnlineStore.send_commands`):
+    DuckDB computes the next part (or view) while Redis writes the one before. Returns the
+    counts per slot once Redis has applied everything."""
     plan = engine.plan
     names = views or [v.name for v in plan.views.values() if v.online]
-    out: list[OnlineWritten] = []
     for name in names:
         if name not in plan.views:
             raise ValueError(f"no feature view `{name}`")
-        view = plan.views[name]
-        if view.kind == "latest":
-            out.append(_latest(engine, store, view, end_us))
-        else:
-            for lay in tile_layouts(view):
-                out.append(_tiles(engine, store, view, lay, end_us))
+    out: list[OnlineWritten] = []
+    pending: list = []  # hashes whose expiry may need moving later (see OnlineStore.extend_expiries)
+
+    def commands():
+        for name in names:
+            view = plan.views[name]
+            if view.kind == "latest":
+                w = OnlineWritten(view.name, "latest", 0, 0)
+                out.append(w)
+                yield from _latest(engine, store, view, end_us, w)
+            else:
+                for lay in tile_layouts(view):
+                    w = OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)
+                    out.append(w)
+                    yield from _tiles(engine, store, view, lay, end_us, w, pending)
+
+    store.send_commands(commands())
+    store.extend_expiries(pending)
     return out
 
 
@@ -87,7 +101,8 @@ def _inputs(view: ViewPlan) -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int) -> OnlineWritten:
+def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten, pending: list):
+    """The commands writing one slot's tiles (counted in `w`)."""
     ev = engine.events_sql(view)
     inputs = _inputs(view)
     widest = max(f.window_us for f in lay.features)
@@ -103,7 +118,8 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
         for part in _partitions(engine, view)
     ]
     if lay.numeric and len(view.join_keys) == 1:
-        return _tiles_packed(engine, store, view, lay, sqls)
+        yield from _tiles_packed(engine, store, view, lay, sqls, w, pending)
+        return
     kinds = [a.kind for a in lay.accs]
     nkeys = len(view.join_keys)
     entities = set()
@@ -117,19 +133,18 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
                     entities.add(ent)
                     yield ent, r[nkeys], [_state(k, v) for k, v in zip(kinds, r[nkeys + 1 :], strict=True)]
 
-    n = store.write_tiles(lay, rows())
-    return OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", len(entities), n)
+    count = [0]
+    yield from store.slot_item_commands(store.tile_items(lay, rows(), count))
+    w.entities, w.tiles = len(entities), count[0]
 
 
-def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str]) -> OnlineWritten:
+def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten, pending: list):
     """The common case, vectorized: numeric tiles of a single-key entity. The tile rows come
     ordered by entity and start; each entity's block is a slice of one float64 matrix
     (start, states...) per tile, so no Python runs per tile or per entity. Each partition's
     query runs while the one before is being written."""
-    entities = tiles = 0
 
     def pieces():
-        nonlocal entities, tiles
         for sql in sqls:
             table = engine.con.sql(sql).to_arrow_table()
             if table.num_rows == 0:
@@ -155,15 +170,14 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
             offsets = change * stride
             blocks = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ents), [None, pa.py_buffer(offsets), pa.py_buffer(mat)])
             expire = (starts[change[1:] - 1] + lay.reach_us) // 1000 + 1
-            entities += len(ents)
-            tiles += n
+            w.entities += len(ents)
+            w.tiles += n
             # pieces of about PIECE_BYTES of tiles: each is encoded while the one before is sent
             cuts = np.unique(np.concatenate([[0], np.searchsorted(offsets, np.arange(PIECE_BYTES, offsets[-1], PIECE_BYTES)), [len(ents)]]))
             for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
                 yield ents[lo:hi], expire[lo:hi], blocks[lo:hi]
 
-    store.set_slot_blocks(view.entity, lay.code, pieces())
-    return OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", entities, tiles)
+    yield from store.slot_block_commands(view.entity, lay.code, pieces(), pending)
 
 
 def _partitions(engine: BatchEngine, view: ViewPlan) -> list[str]:
@@ -211,7 +225,7 @@ def _state(kind: str, v):
     return v
 
 
-def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int) -> OnlineWritten:
+def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int, w: OnlineWritten):
     """Each entity's newest row before T within the ttl (by event time, then arrival: `__ord`).
     Found as max(__ord) per entity joined back to its row (`__arrival` is unique per source row,
     so exactly one row matches): about half of DuckDB's time for arg_max over a struct."""
@@ -238,8 +252,10 @@ def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int
             for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
                 t = batch.column(nkeys)
                 cols = [c.to_pylist() for c in batch.columns[nkeys:]]
-                rows = list(map(enc, zip(cols[0], cols[1], zip(*cols[2:]) if len(cols) > 2 else repeat(()))))
+                vals = zip(*cols[2:], strict=True) if len(cols) > 2 else repeat(())
+                rows = list(map(enc, zip(cols[0], cols[1], vals, strict=False)))  # equally long (repeat is endless)
                 yield _entity_keys(batch.columns[:nkeys]), t.to_numpy(zero_copy_only=False), pa.array(rows, pa.large_binary())
 
-    n = store.write_latest_columns(view.name, batches())
-    return OnlineWritten(view.name, "latest", n, 0)
+    count = [0]
+    yield from store.latest_commands(view.name, batches(), count)
+    w.entities = count[0]

@@ -134,110 +134,125 @@ class OnlineStore:
         return self.client.evalsha(svc.sha, 0, t, n, *ents)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
+    # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender
+    # can carry a whole backfill, view after view; the `write_*`/`set_*` methods each send theirs.
     def write_tiles(self, layout: TileLayout, rows) -> int:
         """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
         ordered by tile start. Each entity's block of this slot is replaced, so a rerun leaves
         no stale tile. Returns the number of tiles written."""
-        n = 0
-
-        def items():
-            nonlocal n
-            for ent, tiles in _by_entity(rows):
-                n += len(tiles)
-                expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
-                yield hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles)
-
-        self.bulk_set_slots(items())
-        return n
+        n = [0]
+        self.send_commands(self.slot_item_commands(self.tile_items(layout, rows, n)))
+        return n[0]
 
     def write_latest(self, view: str, rows) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
         One key per (entity, view), expiring when the value leaves its ttl."""
-        v = self.plan.views[view]
-        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
-        n = 0
-
-        def cmds():
-            nonlocal n
-            for ent, et, arrival, vals in rows:
-                n += 1
-                yield _command(b"SET", (head + ent + tail).encode(), _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
-
-        self.send_commands(_pack(cmds(), 1, SET_REPLY))
-        return n
+        n = [0]
+        self.send_commands(self.latest_row_commands(view, rows, n))
+        return n[0]
 
     def write_latest_columns(self, view: str, batches) -> int:
         """The vectorized `write_latest`: batches of (entity key strings, event_time_us (int64),
         rows: each the msgpack [event_time, arrival, [values]]), equally long arrays; consumed
         while the previous batch is being sent."""
+        n = [0]
+        self.send_commands(self.latest_commands(view, batches, n))
+        return n[0]
+
+    def bulk_set_slots(self, items) -> int:
+        """items: (hash key, expire_at_ms, slot code, block), any number."""
+        n = [0]
+        self.send_commands(self.slot_item_commands(items, n))
+        return n[0]
+
+    def set_slot_blocks(self, entity: str, code: str, batches) -> int:
+        """The vectorized `bulk_set_slots` for one entity type and slot: batches of (entity key
+        strings, expire_at_ms (int64), blocks (binary)), equally long arrays."""
+        n, pending = [0], []
+        self.send_commands(self.slot_block_commands(entity, code, batches, pending, n))
+        self.extend_expiries(pending)
+        return n[0]
+
+    def tile_items(self, layout: TileLayout, rows, count: list[int]):
+        """write_tiles' rows -> bulk_set_slots' items; counts the tiles in count[0]."""
+        for ent, tiles in _by_entity(rows):
+            count[0] += len(tiles)
+            expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
+            yield hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles)
+
+    def latest_row_commands(self, view: str, rows, count: list[int] | None = None):
+        v = self.plan.views[view]
+        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
+
+        def cmds():
+            for ent, et, arrival, vals in rows:
+                if count is not None:
+                    count[0] += 1
+                yield _command(b"SET", (head + ent + tail).encode(), _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
+
+        return _pack(cmds(), 1, SET_REPLY)
+
+    def latest_commands(self, view: str, batches, count: list[int] | None = None):
         import numpy as np
 
         v = self.plan.views[view]
         head, tail = f"{self.prefix}:{v.entity}:".encode(), f":{latest_code(v)}".encode()
-        n = 0
+        for ents, event_time, rows in batches:
+            if len(ents) == 0:
+                continue
+            if count is not None:
+                count[0] += len(ents)
+            expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
+            yield from _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
 
-        def chunks():
-            nonlocal n
-            for ents, event_time, rows in batches:
-                if len(ents) == 0:
-                    continue
-                n += len(ents)
-                expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
-                yield from _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
-
-        self.send_commands(chunks())
-        return n
-
-    def bulk_set_slots(self, items) -> int:
-        """items: (hash key, expire_at_ms, slot code, block), any number."""
-        n = 0
-
+    def slot_item_commands(self, items, count: list[int] | None = None):
         def cmds():
-            nonlocal n
             for key, at, code, block in items:
-                n += 1
+                if count is not None:
+                    count[0] += 1
                 k = key.encode()
                 yield _command(b"HSET", k, code.encode(), block) + _command(b"PEXPIREAT", k, at, b"NX") + _command(b"PEXPIREAT", k, at, b"GT")
 
-        self.send_commands(_pack(cmds(), 3, 3 * INT_REPLY))
-        return n
+        return _pack(cmds(), 3, 3 * INT_REPLY)
 
-    def set_slot_blocks(self, entity: str, code: str, batches) -> int:
-        """The vectorized `bulk_set_slots` for one entity type and slot: batches of (entity key
-        strings, expire_at_ms (int64), blocks (binary)), equally long arrays. The PEXPIREAT GT
-        is sent afterwards, only for the hashes whose PEXPIREAT NX found an expiry (none when
-        bootstrapping an empty Redis)."""
+    def slot_block_commands(self, entity: str, code: str, batches, pending: list, count: list[int] | None = None):
+        """HSET + PEXPIREAT NX per entity; the PEXPIREAT GT is left to `extend_expiries(pending)`,
+        after these replies are in, for the hashes whose NX found an expiry (none when
+        bootstrapping an empty Redis): one command less per entity."""
+        head, c = f"{self.prefix}:{entity}:".encode(), code.encode()
+        for ents, expire_ms, blocks in batches:
+            if len(ents) == 0:
+                continue
+            if count is not None:
+                count[0] += len(ents)
+            keys = _join([head, ents])
+            sink: list[bytes] = []
+            pending.append((keys, expire_ms, sink))
+            for buf, ncmd, nreply in _chunks(resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]]), 2, 2 * INT_REPLY):
+                yield buf, ncmd, nreply, sink
+
+    def extend_expiries(self, pending: list) -> None:
+        """PEXPIREAT GT for the hashes of `slot_block_commands` whose PEXPIREAT NX found an
+        expiry (their replies, in `pending`, are in: call after `send_commands`)."""
         import numpy as np
         import pyarrow as pa
 
-        head, c = f"{self.prefix}:{entity}:".encode(), code.encode()
-        sent: list[tuple] = []
+        keys, expire = [], []
+        for k, e, sink in pending:
+            # per entity 8 reply bytes, ":h\r\n:x\r\n": x is 0 where NX found an expiry
+            nx = np.frombuffer(b"".join(sink), dtype=np.uint8).reshape(-1, 2 * INT_REPLY)[:, INT_REPLY + 1] == ord("0")
+            if nx.any():
+                keys.append(k.filter(pa.array(nx)))
+                expire.append(np.asarray(e, dtype=np.int64)[nx])
+        if keys:
+            self.send_commands(_chunks(resp([[b"PEXPIREAT", pa.concat_arrays(keys), np.concatenate(expire), b"GT"]]), 1, INT_REPLY))
 
-        def chunks():
-            for ents, expire_ms, blocks in batches:
-                if len(ents) == 0:
-                    continue
-                keys = _join([head, ents])
-                sent.append((keys, expire_ms))
-                yield from _chunks(resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]]), 2, 2 * INT_REPLY)
-
-        replies = self.send_commands(chunks(), replies=True)
-        if not sent:
-            return 0
-        # per entity 8 reply bytes, ":h\r\n:x\r\n": x is 0 where NX found an expiry
-        extend = np.frombuffer(b"".join(replies), dtype=np.uint8).reshape(-1, 2 * INT_REPLY)[:, INT_REPLY + 1] == ord("0")
-        if extend.any():
-            keys = pa.concat_arrays([k for k, _ in sent]).filter(pa.array(extend))
-            expire = np.concatenate([np.asarray(e, dtype=np.int64) for _, e in sent])[extend]
-            self.send_commands(_chunks(resp([[b"PEXPIREAT", keys, expire, b"GT"]]), 1, INT_REPLY))
-        return len(extend)
-
-    def send_commands(self, chunks, *, replies: bool = False) -> list[bytes] | None:
+    def send_commands(self, chunks) -> None:
         """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
-        replies when all succeed). A thread sends them pipelined on one pooled connection while
-        the caller's iterator builds the next ones (DuckDB and pyarrow release the GIL), keeping
-        one chunk in flight; raises the first error Redis replies (later commands still ran).
-        With `replies`, returns each chunk's reply bytes."""
+        replies when all succeed[, a list the reply bytes are appended to]). A thread sends them
+        pipelined on one pooled connection while the caller's iterator builds the next ones
+        (DuckDB and pyarrow release the GIL), keeping one chunk in flight; raises the first error
+        Redis replies (the commands sent before it ran)."""
         import queue
         import threading
 
@@ -246,38 +261,36 @@ class OnlineStore:
         sock = getattr(conn, "_sock", None)
         todo: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
         errors: list[BaseException] = []
-        got: list[bytes] = []
 
-        def read(ncmd: int, nreply: int) -> None:
+        def read(ncmd: int, nreply: int, sink: list | None) -> None:
             if sock is None:  # not a socket redis-py lets us use: it reads the replies
                 buf = b"".join(_reply_bytes(conn.read_response()) for _ in range(ncmd))
             else:
                 buf = _read_replies(sock, nreply)
-            if replies:
-                got.append(buf)
+            if sink is not None:
+                sink.append(buf)
 
         def sender() -> None:
-            inflight: list[tuple[int, int]] = []
+            inflight: list[tuple] = []
             while True:
                 item = todo.get()
                 if item is None:
                     break
                 if errors:
                     continue  # drain: the caller stops at its next chunk
-                buf, ncmd, nreply = item
                 try:
                     if sock is None:
-                        conn.send_packed_command(bytes(buf), check_health=False)
+                        conn.send_packed_command(bytes(item[0]), check_health=False)
                     else:
-                        sock.sendall(buf)
-                    inflight.append((ncmd, nreply))
+                        sock.sendall(item[0])
+                    inflight.append((item[1], item[2], item[3] if len(item) > 3 else None))
                     if len(inflight) > 1:
                         read(*inflight.pop(0))
                 except BaseException as e:  # noqa: BLE001 - handed to the caller
                     errors.append(e)
             try:
-                for ncmd, nreply in inflight if not errors else ():
-                    read(ncmd, nreply)
+                for pending in inflight if not errors else ():
+                    read(*pending)
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
@@ -296,7 +309,6 @@ class OnlineStore:
             pool.release(conn)
         if errors:
             raise errors[0]
-        return got if replies else None
 
     # -- writes (merged: the stream) -------------------------------------------------
     def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
