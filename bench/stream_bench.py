@@ -89,7 +89,7 @@ def bare_consumer(topic: str, partitions: int, n: int) -> float:
     return secs
 
 
-def events(n: int, *, end_us: int, users: int = 20_000, merchants: int = 300, bad_share: float = 0.02):
+def events(n: int, *, end_us: int, users: int = 2_000, merchants: int = 300, bad_share: float = 0.02):
     from featureline.generator import live_events
 
     minutes = 50
