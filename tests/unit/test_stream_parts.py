@@ -1,0 +1,54 @@
+"""Pure parts of the stream: what ships to Beam workers, dead-letter headers, the counters' invariant."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from featureline.compiler import compile_project
+from featureline.contracts.result import Reason
+from featureline.stream.apply import DeadLetter, Outcome
+from featureline.stream.metrics import StreamMetrics
+from featureline.stream.pipeline import stream_sources
+from featureline.stream.sinks import HEADER, dead_letter_headers, dlq_topic
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_compiled_plan_pickles_for_the_workers():
+    plan = compile_project(REPO)
+    again = pickle.loads(pickle.dumps(plan))
+    assert again == plan
+    assert again.views["user_transactions"].features == plan.views["user_transactions"].features
+    assert stream_sources(again) == {"transactions": "transactions"}
+
+
+def test_dead_letter_headers_name_contract_rule_field_and_source():
+    plan = compile_project(REPO)
+    contract = plan.contracts["transactions"]
+    why = (Reason("amount", "minimum", -3.0, "-3.0 is below the minimum 0"), Reason("currency", "enum", "XXX", "'XXX' is not one of ..."))
+    out = Outcome("transactions", 2, 100, 199)
+    dl = DeadLetter(150, b"42", b'{"amount": -3}', 1_700_000_000_000, why)
+    h = {k.removeprefix(HEADER): v.decode() for k, v in dead_letter_headers(contract, out, dl)}
+    assert (h["topic"], h["partition"], h["offset"]) == ("transactions", "2", "150")
+    assert (h["contract"], h["contract.version"]) == ("transactions", contract.version)
+    assert (h["rule"], h["field"], h["message"]) == ("minimum", "amount", "-3.0 is below the minimum 0")
+    assert [(r["field"], r["rule"]) for r in json.loads(h["reasons"])] == [("amount", "minimum"), ("currency", "enum")]
+    assert dlq_topic("transactions") == "transactions.dlq"
+
+
+def test_metrics_count_every_record_once():
+    m = StreamMetrics()
+    a = Outcome("t", 0, 0, 99, consumed=100, applied=90, dead_lettered=7, filtered=3, late=2)
+    a.timestamps_ms, a.written_ms = np.array([1000, 1500]), 2000
+    m.record(a)
+    m.record(Outcome("t", 1, 0, 9, consumed=10, applied=10))
+    assert m.balanced()
+    assert m.next_offset == {("t", 0): 100, ("t", 1): 10}
+    assert m.freshness() == (750.0, 995.0)
+    assert "consumed 110 = applied 100 + dead-lettered 7 + filtered 3 | late 2" in m.line()
+    m.record(Outcome("t", 0, 100, 100, consumed=1))  # a record not accounted for
+    assert not m.balanced()
