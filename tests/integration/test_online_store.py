@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 import pyarrow as pa
 import pytest
 
@@ -163,3 +164,55 @@ def test_msgpack_tiles_last_first_variance(tmp_path, services):
         keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
         if keys:
             store.client.delete(*keys)
+
+
+def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
+    """The backfill's pipelined writes: a hash lives until its newest slot expires (a block with an
+    earlier expiry never shortens it, a later one extends it); the vectorized builders write the same
+    bytes as the per-row ones, key values escaped; an error reply is raised and the pool stays usable."""
+    import numpy as np
+    from redis.exceptions import ResponseError
+
+    from featureline.batch.online_backfill import _entity_keys
+    from featureline.online.layout import latest_code, tile_layouts
+
+    plan, engine, store, T, _, prefix = online
+    r = store.client
+    lay = tile_layouts(plan.views["user_transactions"])[0]
+    now_ms = time.time_ns() // 1_000_000
+    far, near = now_ms + 3_600_000, now_ms + 600_000
+    ents = pa.array(["x1", "x2", "x3"])
+    keys = [f"{prefix}:user:x{i}" for i in (1, 2, 3)]
+    r.hset(keys[1], "other", b"1")
+    r.pexpireat(keys[1], far)  # longer-lived than what is written below: kept
+    r.hset(keys[2], "other", b"1")
+    r.pexpireat(keys[2], now_ms + 60_000)  # shorter: extended
+    n = store.set_slot_blocks("user", lay.code, [(ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
+    assert n == 3
+    assert [r.hget(k, lay.code) for k in keys] == [b"a", b"b", b"c"]
+    assert abs(r.pexpiretime(keys[0]) - near) <= 1 and r.pexpiretime(keys[1]) == far and abs(r.pexpiretime(keys[2]) - near) <= 1
+    # the Python path (3 commands per hash) agrees
+    store.bulk_set_slots([(keys[0], far, lay.code, b"A")])
+    assert r.hget(keys[0], lay.code) == b"A" and r.pexpiretime(keys[0]) == far
+
+    # latest rows: vectorized == per row, composite/escaped key values
+    view = plan.views["user_profile"]
+    code = latest_code(view)
+    raw = [["a|b", 1], ["c\\d", 2], ["plain", 3]]
+    ent = _entity_keys([pa.array([v for v, _ in raw]), pa.array([k for _, k in raw])])
+    assert ent.to_pylist() == ["a\\|b|1", "c\\\\d|2", "plain|3"]
+    et = T - 1000
+    vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None]]
+    store.write_latest_columns("user_profile", [(ent, np.array([et] * 3), pa.array([msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)], pa.binary()))])
+    got = [r.get(f"{prefix}:user:{e}:{code}") for e in ent.to_pylist()]
+    store.write_latest("user_profile", [(e, et, i, v) for i, (e, v) in enumerate(zip(ent.to_pylist(), vals, strict=True))])
+    assert got == [r.get(f"{prefix}:user:{e}:{code}") for e in ent.to_pylist()]
+    assert all(g is not None for g in got) and abs(r.pexpiretime(f"{prefix}:user:plain|3:{code}") - ((et + view.ttl_us) // 1000 + 1)) <= 1
+
+    # an error reply (a string where a hash is written) is raised; the store still works
+    r.set(f"{prefix}:user:bad", b"x", px=600_000)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        store.set_slot_blocks("user", lay.code, [(pa.array(["x1", "bad", "x3"]), np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
+    assert r.hget(keys[2], lay.code) == b"c"  # the commands around it ran
+    store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}], at_us=T)
+    r.delete(*keys, f"{prefix}:user:bad", *(f"{prefix}:user:{e}:{code}" for e in ent.to_pylist()))

@@ -10,6 +10,7 @@ twice or missed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -27,7 +28,8 @@ from .engine import ORD_SHIFT, BatchEngine, floor_sql
 _enc = msgspec.msgpack.Encoder()
 PIECE_BYTES = 1 << 20  # tile blocks encoded at a time (then sent while the next is encoded)
 LATEST_BATCH = 16_384  # latest-value rows encoded at a time
-PART_ROWS = 750_000  # source rows per partition of a view's entities (see _partitions)
+PART_ROWS = 750_000  # source rows per part of a windowed view's entities (see _partitions)
+LATEST_PART_ROWS = 4_000_000  # the same for a latest-value view (each part costs a full scan)
 MAX_PARTS = 16
 
 
@@ -64,31 +66,49 @@ def _acc_sql(kind: str, col: str | None, f_type: str | None) -> str:
 def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
     """Write every (view, slot) in one pipelined stream of commands (`OnlineStore.send_commands`):
     DuckDB computes the next part (or view) while Redis writes the one before. Returns the
-    counts per slot once Redis has applied everything."""
+    counts per slot, in the order of `views`, once Redis has applied everything."""
     plan = engine.plan
     names = views or [v.name for v in plan.views.values() if v.online]
     for name in names:
         if name not in plan.views:
             raise ValueError(f"no feature view `{name}`")
-    out: list[OnlineWritten] = []
+    out: dict[str, list[OnlineWritten]] = {name: [] for name in names}
     pending: list = []  # hashes whose expiry may need moving later (see OnlineStore.extend_expiries)
+    # latest-value views first: a quick query each, then many writes that overlap the windowed
+    # views' longer queries; the windowed views' parts keep the writes' tail short
+    # (smaller sources first: the first query is the only one nothing overlaps). Sources are
+    # loaded and checked here, before any write.
+    for n in names:
+        engine.source(plan.views[n].source)
+    size = {n: engine.reports[plan.views[n].source].valid for n in names}
+    order = sorted((n for n in names if plan.views[n].kind == "latest"), key=size.get) + [n for n in names if plan.views[n].kind != "latest"]
 
     def commands():
-        for name in names:
+        for name in order:
             view = plan.views[name]
             if view.kind == "latest":
                 w = OnlineWritten(view.name, "latest", 0, 0)
-                out.append(w)
+                out[name].append(w)
                 yield from _latest(engine, store, view, end_us, w)
             else:
                 for lay in tile_layouts(view):
                     w = OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)
-                    out.append(w)
+                    out[name].append(w)
                     yield from _tiles(engine, store, view, lay, end_us, w, pending)
 
-    store.send_commands(commands())
+    # DuckDB on all cores but one: Redis and the sender thread need about one core, and DuckDB's
+    # second thread on two cores costs ~30% more CPU for the same wall time
+    threads = engine.con.execute("SELECT current_setting('threads')").fetchone()[0]
+    spare = max(1, (os.cpu_count() or 2) - 1)
+    if spare < threads:
+        engine.con.execute(f"SET threads = {spare}")
+    try:
+        store.send_commands(commands())
+    finally:
+        if spare < threads:
+            engine.con.execute(f"SET threads = {threads}")
     store.extend_expiries(pending)
-    return out
+    return [w for name in names for w in out[name]]
 
 
 def _inputs(view: ViewPlan) -> dict[str, tuple[str, str | None]]:
@@ -115,7 +135,7 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
     sqls = [
         f"SELECT {keys}, {floor_sql('__t', lay.hop_us)} AS __tile, {', '.join(accs)} FROM {ev} "
         f"WHERE __t < {end_us} AND __t >= {lo}{part} GROUP BY ALL ORDER BY {keys}, __tile"
-        for part in _partitions(engine, view)
+        for part in _partitions(engine, view, PART_ROWS)
     ]
     if lay.numeric and len(view.join_keys) == 1:
         yield from _tiles_packed(engine, store, view, lay, sqls, w, pending)
@@ -180,12 +200,13 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
     yield from store.slot_block_commands(view.entity, lay.code, pieces(), pending)
 
 
-def _partitions(engine: BatchEngine, view: ViewPlan) -> list[str]:
-    """SQL conditions splitting a view's entities into parts of about PART_ROWS source rows, so
-    that Redis writes the first part's rows while DuckDB computes the next (splitting costs
-    DuckDB little: each part's aggregate and sort are smaller)."""
+def _partitions(engine: BatchEngine, view: ViewPlan, rows: int) -> list[str]:
+    """SQL conditions splitting a view's entities into parts of about `rows` source rows, so
+    that Redis writes the first part's rows while DuckDB computes the next. For tiles this costs
+    DuckDB little (each part's aggregate and sort are smaller); a latest-value view's parts each
+    scan the whole source again, so they are larger."""
     rep = engine.reports.get(view.source)
-    k = max(1, min(MAX_PARTS, (rep.valid if rep else 0) // PART_ROWS))
+    k = max(1, min(MAX_PARTS, (rep.valid if rep else 0) // rows))
     if k == 1:
         return [""]
     keys = ", ".join(q(c) for c in view.join_keys)
@@ -227,27 +248,25 @@ def _state(kind: str, v):
 
 def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int, w: OnlineWritten):
     """Each entity's newest row before T within the ttl (by event time, then arrival: `__ord`).
-    Found as max(__ord) per entity joined back to its row (`__arrival` is unique per source row,
-    so exactly one row matches): about half of DuckDB's time for arg_max over a struct."""
+    Found as the row whose __ord is its entity's max(__ord) (`__arrival` is unique per source
+    row, so __ord is too): under half of DuckDB's time for arg_max over a struct."""
     src = engine.source(view.source)
     keys = ", ".join(q(k) for k in view.join_keys)
     vals = [f"{'epoch_us(' + q(f.column) + ')' if f.dtype == 'timestamp' else q(f.column)} AS __v{i}" for i, f in enumerate(view.features)]
     where = f" AND ({view.where})" if view.where else ""
-    on = " AND ".join(f"__s.{q(k)} IS NOT DISTINCT FROM __m.{q(k)}" for k in view.join_keys)
-    out = ", ".join([*(f"__s.{q(k)}" for k in view.join_keys), "__s.__t", "__s.__arrival", *(f"__s.__v{i}" for i in range(len(vals)))])
+    out = ", ".join([keys, "__t", "__arrival", *(f"__v{i}" for i in range(len(vals)))])
     sqls = [
-        f"WITH __s AS (SELECT {keys}, __t, __arrival, {', '.join(vals)}, __t::HUGEINT * {ORD_SHIFT} + __arrival AS __o "
-        f"FROM {src} WHERE __t < {end_us} AND __t >= {end_us - view.ttl_us}{where}{part}), "
-        f"__m AS (SELECT {keys}, max(__o) AS __o FROM __s GROUP BY ALL) "
-        f"SELECT {out} FROM __s JOIN __m ON {on} AND __s.__o = __m.__o"
-        for part in _partitions(engine, view)
+        f"WITH __s AS NOT MATERIALIZED (SELECT {keys}, __t, __arrival, {', '.join(vals)}, __t::HUGEINT * {ORD_SHIFT} + __arrival AS __o "
+        f"FROM {src} WHERE __t < {end_us} AND __t >= {end_us - view.ttl_us}{where}{part}) "
+        f"SELECT {out} FROM __s WHERE __o IN (SELECT max(__o) FROM __s GROUP BY {keys})"
+        for part in _partitions(engine, view, LATEST_PART_ROWS)
     ]
     nkeys = len(view.join_keys)
     enc = _enc.encode
 
     def batches():
-        # per batch: entity keys vectorized; each row [t, a, [values]] packed by msgspec in
-        # one C loop over tuples (the same bytes as a list per row)
+        # per batch: entity keys vectorized; each row [t, a, [values]] packed by msgspec in one
+        # C loop over tuples (the same bytes as a list per row; as fast as packing with numpy)
         for sql in sqls:
             for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
                 t = batch.column(nkeys)

@@ -38,7 +38,7 @@ _enc = msgspec.msgpack.Encoder()
 SET_REPLY = len(b"+OK\r\n")
 INT_REPLY = len(b":1\r\n")
 PIPELINE_BYTES = 1 << 20  # bytes of commands per write to the socket
-QUEUED_CHUNKS = 32  # encoded chunks waiting for the sender, at most
+QUEUED_CHUNKS = 64  # encoded chunks waiting for the sender, at most
 BULK = 1000  # entities per bulk call
 
 
@@ -203,7 +203,7 @@ class OnlineStore:
             if count is not None:
                 count[0] += len(ents)
             expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
-            yield from _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
+            yield lambda ents=ents, rows=rows, expire=expire: _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
 
     def slot_item_commands(self, items, count: list[int] | None = None):
         def cmds():
@@ -225,11 +225,15 @@ class OnlineStore:
                 continue
             if count is not None:
                 count[0] += len(ents)
-            keys = _join([head, ents])
             sink: list[bytes] = []
-            pending.append((keys, expire_ms, sink))
-            for buf, ncmd, nreply in _chunks(resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]]), 2, 2 * INT_REPLY):
-                yield buf, ncmd, nreply, sink
+            pending.append((head, ents, expire_ms, sink))
+
+            def encode(ents=ents, expire_ms=expire_ms, blocks=blocks, sink=sink):
+                keys = _join([head, ents])
+                body = resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]])
+                return ((buf, ncmd, nreply, sink) for buf, ncmd, nreply in _chunks(body, 2, 2 * INT_REPLY))
+
+            yield encode
 
     def extend_expiries(self, pending: list) -> None:
         """PEXPIREAT GT for the hashes of `slot_block_commands` whose PEXPIREAT NX found an
@@ -238,21 +242,22 @@ class OnlineStore:
         import pyarrow as pa
 
         keys, expire = [], []
-        for k, e, sink in pending:
+        for head, ents, e, sink in pending:
             # per entity 8 reply bytes, ":h\r\n:x\r\n": x is 0 where NX found an expiry
             nx = np.frombuffer(b"".join(sink), dtype=np.uint8).reshape(-1, 2 * INT_REPLY)[:, INT_REPLY + 1] == ord("0")
             if nx.any():
-                keys.append(k.filter(pa.array(nx)))
+                keys.append(_join([head, ents.filter(pa.array(nx))]))
                 expire.append(np.asarray(e, dtype=np.int64)[nx])
         if keys:
             self.send_commands(_chunks(resp([[b"PEXPIREAT", pa.concat_arrays(keys), np.concatenate(expire), b"GT"]]), 1, INT_REPLY))
 
     def send_commands(self, chunks) -> None:
         """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
-        replies when all succeed[, a list the reply bytes are appended to]). A thread sends them
-        pipelined on one pooled connection while the caller's iterator builds the next ones
-        (DuckDB and pyarrow release the GIL), keeping one chunk in flight; raises the first error
-        Redis replies (the commands sent before it ran)."""
+        replies when all succeed[, a list the reply bytes are appended to]), or of functions
+        returning such chunks (encoded by the sender thread: pyarrow releases the GIL, so the
+        caller's next DuckDB query runs meanwhile). A thread sends them pipelined on one pooled
+        connection while the caller's iterator makes the next ones, keeping one chunk in flight;
+        raises the first error Redis replies (the commands sent before it ran)."""
         import queue
         import threading
 
@@ -279,13 +284,14 @@ class OnlineStore:
                 if errors:
                     continue  # drain: the caller stops at its next chunk
                 try:
-                    if sock is None:
-                        conn.send_packed_command(bytes(item[0]), check_health=False)
-                    else:
-                        sock.sendall(item[0])
-                    inflight.append((item[1], item[2], item[3] if len(item) > 3 else None))
-                    if len(inflight) > 1:
-                        read(*inflight.pop(0))
+                    for chunk in item() if callable(item) else (item,):
+                        if sock is None:
+                            conn.send_packed_command(bytes(chunk[0]), check_health=False)
+                        else:
+                            sock.sendall(chunk[0])
+                        inflight.append((chunk[1], chunk[2], chunk[3] if len(chunk) > 3 else None))
+                        if len(inflight) > 1:
+                            read(*inflight.pop(0))
                 except BaseException as e:  # noqa: BLE001 - handed to the caller
                     errors.append(e)
             try:
