@@ -94,8 +94,8 @@ def read_script(groups: list[Group], prefix: str) -> str:
                 lay = s.layout
                 L.append(f"local hi_{s.code} = fl(t, {lay.hop_us})")
                 L.append(f"local lo_{s.code} = fl(t - {max(f.window_us for f in s.features)}, {lay.hop_us})")
-                for j, f in enumerate(s.features):
-                    L.append(f"local lo_{s.code}_{j} = fl(t - {f.window_us}, {lay.hop_us})")
+                for k, w in enumerate(_windows(s)):
+                    L.append(f"local lo_{s.code}_{k} = fl(t - {w}, {lay.hop_us})")
     pos = 0
     for gi, g in enumerate(groups):
         L.append(f"local function read_{gi}(ent, base)")
@@ -109,14 +109,26 @@ def read_script(groups: list[Group], prefix: str) -> str:
                 pos += 1
                 continue
             lay = s.layout
-            upd = []
-            for j, f in enumerate(s.features):
-                v = f"{s.code}_{j}"
-                init, step, final = _feature(f, lay, v, f"lo_{s.code}_{j}")
-                inits += init
-                upd += [f"if st >= lo_{s.code}_{j} then", *("  " + x for x in step), "end"]
+            # features over the same window share one test per tile, and features that keep the
+            # same running state (sum and mean of one input, say) share that state
+            wins = _windows(s)
+            inputs = {inp: n for n, inp in enumerate(dict.fromkeys(input_name(f) for f in s.features))}
+            steps: dict[int, list[str]] = {k: [] for k in range(len(wins))}
+            seen: set[str] = set()
+            for f in s.features:
+                k = wins.index(f.window_us)
+                v = f"{s.code}_{k}_{_STATE[f.function]}{inputs[input_name(f)]}"
+                init, step, final = _feature(f, lay, v, f"lo_{s.code}_{k}")
+                if v not in seen:
+                    seen.add(v)
+                    inits += init
+                    steps[k] += step
                 finals.append(f"out[base + {pos + 1}] = {final}")
                 pos += 1
+            upd = []
+            for k, st_lines in steps.items():
+                if st_lines:
+                    upd += [f"if st >= lo_{s.code}_{k} then", *("  " + x for x in st_lines), "end"]
             slots.append((s, upd))
         body += ["  " + x for x in inits]
         if slots:
@@ -162,6 +174,15 @@ def read_script(groups: list[Group], prefix: str) -> str:
         L += [f"  read_{gi}(ARGV[3 + r * {ng} + {gi}], base)"]
     L += ["end", "return cmsgpack.pack(out)"]
     return "\n".join(L)
+
+
+# features whose running state is the same, given the window and the input
+_STATE = {"count": "c", "sum": "s", "mean": "s", "min": "mi", "max": "ma", "last": "l", "first": "f", "variance": "v", "stddev": "v"}
+
+
+def _windows(s: Slot) -> list[int]:
+    """The distinct windows of a slot's features, widest first."""
+    return sorted({f.window_us for f in s.features}, reverse=True)
 
 
 def _feature(f: FeaturePlan, lay: TileLayout, v: str, lo: str) -> tuple[list[str], list[str], str]:
