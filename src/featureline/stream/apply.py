@@ -265,7 +265,7 @@ class StreamApplier:
             late &= t_us < now - v.ttl_us
         return int(late.sum())
 
-    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None, entities: list[str] | None = None) -> str:
+    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None) -> str:
         from ..batch.engine import floor_sql
         from ..batch.online_backfill import _acc_sql, _inputs
         from ..contracts.sql_eval import q
@@ -280,9 +280,6 @@ class StreamApplier:
         cond = f"{tile} + {lay.reach_us} > {now}"
         if after is not None:
             cond += f" AND __arrival > {after}"
-        if entities is not None:
-            k = view.join_keys[0]
-            cond += f" AND {q(k)}::VARCHAR IN ({', '.join(_lit(e) for e in entities)})" if len(view.join_keys) == 1 else ""
         return f"SELECT {keys}, {tile} AS __tile, {', '.join(accs)} FROM {self._events[view.name]} WHERE {cond} GROUP BY ALL ORDER BY {keys}, __tile"
 
     def _group_items(self, group: list[tuple[ViewPlan, TileLayout]], now: int) -> list:
@@ -299,15 +296,17 @@ class StreamApplier:
 
     def _replays(self, group, items, left, out: Outcome, now: int) -> None:
         """Slots that had part of this batch already (a replay cut at other batch boundaries):
-        re-send only the records after the stored offset."""
+        re-send only the records after the stored offset. Entities left at the same offset (the
+        usual case: the previous try's batch end) share one query per slot."""
         tp = out.tp + self.epoch
+        todo: dict[tuple[int, int], set[str]] = {}
         for i, j, stored in left:
-            if stored >= out.hi:
-                continue  # applied before (a re-delivery)
+            if stored < out.hi:  # else: applied before (a re-delivery)
+                todo.setdefault((j, stored), set()).add(items[i][0])
+        for (j, stored), ents in todo.items():
             view, lay = group[j]
-            ent = items[i][0]
-            part = self.con.sql(self._tile_sql(view, lay, now, after=stored, entities=[ent])).to_arrow_table()
-            again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e == ent]
+            part = self.con.sql(self._tile_sql(view, lay, now, after=stored)).to_arrow_table()
+            again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e in ents]
             if again:
                 self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
 
@@ -340,10 +339,6 @@ class StreamApplier:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self.con.close()
-
-
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _blocks(view: ViewPlan, lay: TileLayout, table: pa.Table) -> list[tuple[str, int, bytes]]:
