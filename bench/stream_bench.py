@@ -121,7 +121,7 @@ def throughput(partitions: int, n: int, evs, max_poll: int) -> dict:
         "produce_s": produce_s,
         "bare_s": base_s,
         "ours_s": ours_s,
-        "ours_steady_s": m.steady_seconds(),
+        "ours_steady_rate": m.steady_rate(),
         "batches": m.batches,
         "dead": m.totals["dead_lettered"],
         "applied": m.totals["applied"],
@@ -151,7 +151,7 @@ def freshness(rate: int, seconds: float, partitions: int) -> dict:
     plan = compile_project(d)
     store = OnlineStore(plan)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "featureline", "stream", "-p", str(d), "--report-every", "2", "--max-poll-records", "5000"],
+        [sys.executable, "-m", "featureline", "stream", "-p", str(d), "--report-every", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -228,7 +228,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--partitions", default="1,4")
-    ap.add_argument("--max-poll-records", type=int, default=10_000)
+    ap.add_argument("--max-poll-records", type=int, default=50_000)
     ap.add_argument("--freshness-rate", type=int, default=5000)
     ap.add_argument("--freshness-seconds", type=float, default=30)
     ap.add_argument("--no-freshness", action="store_true")
@@ -247,12 +247,13 @@ def main() -> None:
         rows.append(r)
         print(json.dumps(r), flush=True)
     print()
-    print(f"{'partitions':>10} {'events':>9} {'bare consumer rec/s':>20} {'ours rec/s (launch->done)':>26} {'ours rec/s (steady)':>20} {'ours/bare':>10} {'batches':>8}")
+    print(f"{'partitions':>10} {'events':>9} {'bare consumer rec/s':>20} {'ours rec/s (launch->done)':>26} {'ours rec/s (steady)':>20} {'ratio launch/steady':>20} {'batches':>8}")
     for r in rows:
         bare = r["events"] / r["bare_s"]
         ours = r["events"] / r["ours_s"]
-        steady = r["events"] / r["ours_steady_s"] if r["ours_steady_s"] else float("nan")
-        print(f"{r['partitions']:>10} {r['events']:>9,} {bare:>20,.0f} {ours:>26,.0f} {steady:>20,.0f} {ours / bare:>10.2f} {r['batches']:>8}")
+        steady = r["ours_steady_rate"] or float("nan")
+        ratios = f"{ours / bare:.2f} / {steady / bare:.2f}"
+        print(f"{r['partitions']:>10} {r['events']:>9,} {bare:>20,.0f} {ours:>26,.0f} {steady:>20,.0f} {ratios:>20} {r['batches']:>8}")
     if not a.no_freshness:
         f = freshness(a.freshness_rate, a.freshness_seconds, 4)
         print()
@@ -263,8 +264,11 @@ def main() -> None:
     print("targets:")
     for r in rows:
         ours, bare = r["events"] / r["ours_s"], r["events"] / r["bare_s"]
-        print(f"  {'PASS' if ours >= 30_000 else 'FAIL'}  {r['partitions']} partition(s): >= 30k events/s end to end: {ours:,.0f}")
-        print(f"  {'PASS' if ours >= bare / 2 else 'FAIL'}  {r['partitions']} partition(s): >= half the bare consumer: {ours / bare:.2f}")
+        steady = r["ours_steady_rate"] or 0.0
+        print(f"  {'PASS' if ours >= 30_000 else 'FAIL'}  {r['partitions']} partition(s): >= 30k events/s end to end, launch to caught up: {ours:,.0f}")
+        print(f"  {'PASS' if steady >= 30_000 else 'FAIL'}  {r['partitions']} partition(s): >= 30k events/s end to end, steady (after the first batch): {steady:,.0f}")
+        print(f"  {'PASS' if ours >= bare / 2 else 'FAIL'}  {r['partitions']} partition(s): >= half the bare consumer, launch to caught up: {ours / bare:.2f}")
+        print(f"  {'PASS' if steady >= bare / 2 else 'FAIL'}  {r['partitions']} partition(s): >= half the bare consumer, steady: {steady / bare:.2f}")
     if not a.no_freshness:
         print(f"  {'PASS' if f['p99_ms'] < 2000 else 'FAIL'}  freshness p99 < 2 s at {f['rate']:,}/s: {f['p99_ms']:.0f} ms")
 

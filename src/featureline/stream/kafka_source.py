@@ -68,7 +68,7 @@ DEFAULT_SKEW_S = 5.0
 # dependency) the check costs nothing measurable; without it kafka-python's pure-Python CRC
 # cuts its throughput by ~3x (then consider check_crcs=False in consumer_config).
 DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
-    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    "max_partition_fetch_bytes": 16 * 1024 * 1024,
     "fetch_max_bytes": 64 * 1024 * 1024,
     "receive_buffer_bytes": 4 * 1024 * 1024,
     "fetch_max_wait_ms": 100,

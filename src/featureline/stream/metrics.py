@@ -30,6 +30,7 @@ class StreamMetrics:
         self.fresh_ms: deque = deque(maxlen=window)  # recent freshness samples
         self.started = time.monotonic()
         self.first_batch: float | None = None
+        self.first_consumed = 0  # records of the first batch (before the steady clock starts)
         self.last_batch: float | None = None
         self._prom = None
 
@@ -38,6 +39,7 @@ class StreamMetrics:
         with self.lock:
             if self.first_batch is None:
                 self.first_batch = t
+                self.first_consumed = out.consumed
             self.last_batch = t
             for k in COUNTERS:
                 self.totals[k] += getattr(out, k)
@@ -58,11 +60,12 @@ class StreamMetrics:
             a = np.fromiter(self.fresh_ms, dtype=np.float64)
         return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
-    def steady_seconds(self) -> float | None:
-        """Seconds from the first micro-batch applied to the last (the rate without start-up)."""
+    def steady_rate(self) -> float | None:
+        """Records per second after the first micro-batch (the records of the batches after it,
+        over the time from its end to the last one's): the rate without start-up."""
         if self.first_batch is None or self.last_batch is None or self.last_batch <= self.first_batch:
             return None
-        return self.last_batch - self.first_batch
+        return (self.totals["consumed"] - self.first_consumed) / (self.last_batch - self.first_batch)
 
     def balanced(self) -> bool:
         t = self.totals

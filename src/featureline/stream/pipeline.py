@@ -33,7 +33,7 @@ class StreamOptions:
     beam_args: list[str] = field(default_factory=list)
     from_us: int | None = None  # boundary override; default: what `backfill --to online` recorded
     start: str = "earliest"  # where a partition without a committed offset starts
-    max_poll_records: int = 10_000
+    max_poll_records: int = 50_000  # a poll returns what was fetched, up to this: catch-up runs get big batches, live ones small
     poll_timeout_ms: int = 200
     report_every_s: float = 5.0
     metrics_port: int | None = None
