@@ -228,7 +228,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--partitions", default="1,4")
-    ap.add_argument("--max-poll-records", type=int, default=50_000)
+    ap.add_argument("--max-poll-records", type=int, default=None, help="default: the stream's own (50,000 catching up)")
     ap.add_argument("--freshness-rate", type=int, default=5000)
     ap.add_argument("--freshness-seconds", type=float, default=30)
     ap.add_argument("--no-freshness", action="store_true")

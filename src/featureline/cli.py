@@ -228,7 +228,9 @@ def stream(
     source: list[str] | None = typer.Option(None, "--source", help="Only these stream sources (repeatable)."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
     report_every: float = typer.Option(5.0, "--report-every", help="Seconds between progress lines."),
-    max_poll_records: int = typer.Option(50_000, "--max-poll-records", min=1, help="Records per poll of a partition (one micro-batch)."),
+    max_poll_records: int | None = typer.Option(
+        None, "--max-poll-records", min=1, help="Records per poll of a partition at most (one micro-batch); default 50,000 with --until-caught-up, else 5,000."
+    ),
     project: Path = ProjectOpt,
 ) -> None:
     """Run the streaming job: Kafka -> contract check -> tiles in Redis, bad records to <topic>.dlq.

@@ -33,7 +33,15 @@ class StreamOptions:
     beam_args: list[str] = field(default_factory=list)
     from_us: int | None = None  # boundary override; default: what `backfill --to online` recorded
     start: str = "earliest"  # where a partition without a committed offset starts
-    max_poll_records: int = 50_000  # a poll returns what was fetched, up to this: catch-up runs get big batches, live ones small
+    # records per micro-batch at most (a poll returns what was fetched, up to this); default: 50,000
+    # when catching up (big batches amortize merges and transactions), 5,000 live (freshness)
+    max_poll_records: int | None = None
+
+    @property
+    def batch_limit(self) -> int:
+        if self.max_poll_records is not None:
+            return self.max_poll_records
+        return 50_000 if self.until_caught_up else 5_000
     poll_timeout_ms: int = 200
     report_every_s: float = 5.0
     metrics_port: int | None = None
@@ -275,7 +283,7 @@ def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | Non
             group_id=plan.project.kafka_consumer_group,
             bounded=opts.until_caught_up,
             start=opts.start,
-            max_poll_records=opts.max_poll_records,
+            max_poll_records=opts.batch_limit,
             poll_timeout_ms=opts.poll_timeout_ms,
             consumer_config=cfg,
         )
