@@ -347,3 +347,45 @@ def test_backfill_then_stream_counts_each_event_once(tmp_path, services):
         assert mismatches(store, engine, entity_rows(events), t) == {}
     finally:
         cleanup(plan)
+
+
+def test_live_stream_applies_new_events_and_stops_on_sigterm(tmp_path, services):
+    """`featureline stream` without --until-caught-up: events produced while it runs become
+    readable within seconds; SIGTERM stops it with its counts; a restart loses nothing."""
+    d, plan, topic, events, where = setup_world(tmp_path, services, partitions=2, n=1500, seed=55)
+    store = OnlineStore(plan)
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "featureline", "stream", "-p", str(d), "--report-every", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=d,
+        )
+        # a user with no history: its count shows when the live events arrive
+        now = time.time_ns() // 1000
+        late = live_events(200, seed=56, start=dt.datetime.fromtimestamp((now - 60_000_000) / 1e6, dt.UTC), rate_per_s=200 / 55, bad_share=0.0, users=USERS, merchants=MERCHANTS)
+        probe = [e for e in late if e.key == late[0].key]
+        deadline = time.monotonic() + 90
+        time.sleep(3)
+        produce(services.kafka_bootstrap, topic, late)
+        uid = int(late[0].key)
+        want_total = sum(1 for e in events + late if e.bad_kind is None and e.key == late[0].key and e.event_time_us >= time.time_ns() // 1000 - HOUR)
+        seen = None
+        while time.monotonic() < deadline:
+            seen = store.get("fraud_detection", [{"user_id": uid, "merchant_id": 1}])["count_1h"][0]
+            if seen >= want_total:
+                break
+            time.sleep(0.2)
+        assert seen is not None and seen >= want_total >= len(probe), (seen, want_total)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 143 and "stopped by SIGTERM" in err, err[-2000:]
+        # a restart catches up; the values equal the batch engine over everything produced
+        r = run_stream(d)
+        assert r.returncode == 0, r.stderr[-3000:]
+        at = time.time_ns() // 1000
+        engine = reference(d, plan, events + late, now=at)
+        assert mismatches(store, engine, entity_rows(events + late), at) == {}
+    finally:
+        cleanup(plan)
