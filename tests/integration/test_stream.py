@@ -389,3 +389,48 @@ def test_live_stream_applies_new_events_and_stops_on_sigterm(tmp_path, services)
         assert mismatches(store, engine, entity_rows(events + late), at) == {}
     finally:
         cleanup(plan)
+
+
+def test_backfill_again_after_streaming_replaces_and_the_stream_rereads(tmp_path, services):
+    """The quickstart run twice: backfill at T1, stream, then backfill at a later T2 (which clears
+    what the stream applied and starts a new epoch) and stream again: the topic is re-read, events
+    from T2 on applied once, the earlier ones not twice, no bad record dead-lettered twice."""
+    topic = f"txn_{uuid.uuid4().hex[:10]}"
+    d = make_project(tmp_path, services, topic=topic)
+    now = time.time_ns() // 1000
+    write_history(d, events=200, users=USERS, merchants=MERCHANTS, days=3, end=dt.datetime.fromtimestamp((now - 3 * HOUR) / 1e6, dt.UTC))
+    plan = compile_project(d)
+    events = events_for(3000, seed=66, minutes=50, end_us=now - 2_000_000)
+    T1, T2 = now - 40 * MINUTE, now - 15 * MINUTE - 1_234_567
+
+    def backfill(T):
+        reference(d, plan, [e for e in events if e.event_time_us < T], now=now)
+        r = subprocess.run(
+            [sys.executable, "-m", "featureline", "backfill", "--to", "online", "--end", dt.datetime.fromtimestamp(T / 1e6, dt.UTC).isoformat(), "-p", str(d)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=d,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    try:
+        create_topic(services.kafka_bootstrap, topic, 2)
+        produce(services.kafka_bootstrap, topic, events)
+        backfill(T1)
+        r = run_stream(d)
+        assert r.returncode == 0, r.stderr[-3000:]
+        n_bad = sum(1 for e in events if e.bad_kind)
+        backfill(T2)
+        r = run_stream(d)
+        assert r.returncode == 0, r.stderr[-3000:]
+        c = counts(r.stdout)
+        assert c["consumed"] == len(events)  # re-read from the beginning
+        assert c["filtered"] == sum(1 for e in events if e.bad_kind is None and e.event_time_us < T2)
+        store = OnlineStore(plan)
+        t = time.time_ns() // 1000
+        engine = reference(d, plan, events, now=t)
+        assert mismatches(store, engine, entity_rows(events), t) == {}
+        assert len(read_dlq(services.kafka_bootstrap, topic, n_bad)) == n_bad  # not sent again
+    finally:
+        cleanup(plan)
