@@ -30,13 +30,9 @@ def _reachable(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def bootstrap(request) -> str:
-    try:
-        services = request.getfixturevalue("services")
-    except pytest.fail.Exception as e:  # scripts/services could not start Kafka here
-        pytest.skip(f"Kafka not available: {e}")
-    if not _reachable(services.kafka_host, services.kafka_port):
-        pytest.skip(f"Kafka not reachable at {services.kafka_bootstrap}")
+def bootstrap(services) -> str:
+    """The broker scripts/services started (the fixture fails, never skips, if it cannot)."""
+    assert _reachable(services.kafka_host, services.kafka_port), f"Kafka not reachable at {services.kafka_bootstrap}"
     return services.kafka_bootstrap
 
 
