@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests import oracle
 from tests.bad_kinds import EXPECTED_BAD
+from tests.projects import make_project, same
 
 from featureline.batch.engine import BatchEngine
 from featureline.batch.online_backfill import backfill_online
@@ -43,21 +43,6 @@ STREAMED = ("user_transactions", "user_declines", "user_last_merchant", "merchan
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def make_project(tmp: Path, services, *, topic: str) -> Path:
-    tag = uuid.uuid4().hex[:8]
-    text = (REPO / "featureline.yaml").read_text()
-    text = text.replace("key_prefix: fl", f"key_prefix: s{tag}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
-    text = text.replace("${FEATURELINE_KAFKA_PORT:-9092}", str(services.kafka_port)).replace("consumer_group: featureline-payments", f"consumer_group: g{tag}")
-    (tmp / "featureline.yaml").write_text(text)
-    shutil.copytree(REPO / "features", tmp / "features")
-    shutil.copytree(REPO / "contracts", tmp / "contracts")
-    ent = tmp / "features" / "entities.yaml"
-    src = ent.read_text()
-    assert "    stream:\n      format: json" in src
-    ent.write_text(src.replace("    stream:\n      format: json", f"    stream:\n      topic: {topic}\n      format: json"))
-    return tmp
-
-
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -93,6 +78,13 @@ def run_stream(d: Path, *args: str, env: dict | None = None, timeout: float = 30
     )
 
 
+def backfill_online_cli(d: Path, T: int) -> None:
+    """`featureline backfill --to online --end T`, as a user runs it."""
+    end = dt.datetime.fromtimestamp(T / 1e6, dt.UTC).isoformat()
+    r = subprocess.run([sys.executable, "-m", "featureline", "backfill", "--to", "online", "--end", end, "-p", str(d)], capture_output=True, text=True, timeout=300, cwd=d)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def counts(stdout: str) -> dict[str, int]:
     m = re.search(r"consumed ([\d,]+) = applied ([\d,]+) \+ dead-lettered ([\d,]+) \+ filtered ([\d,]+) \| late ([\d,]+)", stdout)
     assert m, stdout
@@ -117,14 +109,6 @@ def entity_rows(events, n: int = 80, seed: int = 1) -> list[dict]:
     users = sorted({int(e.key) for e in events if e.key and e.key.isdigit()})
     rows = [{"user_id": u, "merchant_id": rnd.randint(1, MERCHANTS)} for u in rnd.sample(users, min(n, len(users)))]
     return rows + [{"user_id": 10_000 + i, "merchant_id": MERCHANTS + 5} for i in range(3)]  # never seen
-
-
-def same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(b))
-    return a == b
 
 
 def mismatches(store: OnlineStore, engine: BatchEngine, rows: list[dict], at: int) -> dict:
@@ -325,14 +309,7 @@ def test_backfill_then_stream_counts_each_event_once(tmp_path, services):
     try:
         # the batch side has the events before T; the topic has all of them
         engine = reference(d, plan, [e for e in events if e.event_time_us < T], now=now)
-        r = subprocess.run(
-            [sys.executable, "-m", "featureline", "backfill", "--to", "online", "--end", dt.datetime.fromtimestamp(T / 1e6, dt.UTC).isoformat(), "-p", str(d)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=d,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
+        backfill_online_cli(d, T)
         create_topic(services.kafka_bootstrap, topic, 2)
         produce(services.kafka_bootstrap, topic, events)
         r = run_stream(d, "--max-poll-records", "500")
@@ -405,14 +382,7 @@ def test_backfill_again_after_streaming_replaces_and_the_stream_rereads(tmp_path
 
     def backfill(T):
         reference(d, plan, [e for e in events if e.event_time_us < T], now=now)
-        r = subprocess.run(
-            [sys.executable, "-m", "featureline", "backfill", "--to", "online", "--end", dt.datetime.fromtimestamp(T / 1e6, dt.UTC).isoformat(), "-p", str(d)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=d,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
+        backfill_online_cli(d, T)
 
     try:
         create_topic(services.kafka_bootstrap, topic, 2)

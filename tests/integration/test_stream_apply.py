@@ -5,14 +5,13 @@ and replaying the same records cut at other batch boundaries changes nothing."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.projects import make_project, same
 
 from featureline.batch.engine import BatchEngine
 from featureline.compiler import compile_project
@@ -38,21 +37,8 @@ def _batch(events, lo: int, hi: int, ts_ms: int) -> pa.RecordBatch:
     )
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(b))
-    return a == b
-
-
 def test_every_aggregation_and_replays_at_other_cuts(tmp_path, services):
-    prefix = f"a{uuid.uuid4().hex[:8]}"
-    (tmp_path / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
-    )
-    shutil.copytree(REPO / "features", tmp_path / "features")
-    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
+    make_project(tmp_path, services)
     f = tmp_path / "features/user_features.yaml"
     f.write_text(f.read_text().replace("functions: [sum, mean, max]", "functions: [sum, mean, max, min, last, first, variance, stddev]"))
     now = time.time_ns() // 1000
@@ -89,11 +75,11 @@ def test_every_aggregation_and_replays_at_other_cuts(tmp_path, services):
         streamed = {f.name for v in ("user_transactions", "user_declines", "user_last_merchant", "merchant_transactions") for f in plan.views[v].features}
         assert {"amount_last_7d", "amount_first_10m", "amount_variance_24h", "amount_stddev_1h", "amount_min_7d"} <= streamed
         for name in streamed & set(got):
-            bad = [(rows[i], a, b) for i, (a, b) in enumerate(zip(got[name], want[name], strict=True)) if not _same(a, b)]
+            bad = [(rows[i], a, b) for i, (a, b) in enumerate(zip(got[name], want[name], strict=True)) if not same(a, b)]
             assert not bad, (name, bad[:3])
         assert any(v is not None for v in got["amount_last_7d"]) and any(v is not None for v in got["amount_variance_24h"])
     finally:
         app.close()
-        keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+        keys = list(store.client.scan_iter(f"{plan.project.redis_key_prefix}:*", count=1000))
         if keys:
             store.client.delete(*keys)

@@ -158,6 +158,23 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
     w.entities, w.tiles = len(entities), count[0]
 
 
+def tile_matrix(lay: TileLayout, table) -> np.ndarray:
+    """Tile rows (`__tile`, `__a0`...) of a numeric layout -> a little-endian float64 matrix,
+    one row per tile: start, then the states as `TileLayout.pack_block` lays them out (var as
+    mean, M2; nulls as 0, never read: the tile's `nn` is 0). Shared by the backfill and the stream."""
+    cols = [table.column("__tile")]
+    for a in lay.accs:
+        c = table.column(f"__a{a.index}")
+        if a.kind == "var":
+            cols += [pc.struct_field(c, "m"), pc.struct_field(c, "m2")]
+        else:
+            cols.append(c)
+    mat = np.empty((table.num_rows, len(cols)), dtype="<f8")
+    for j, c in enumerate(cols):
+        mat[:, j] = pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    return mat
+
+
 def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten, pending: list):
     """The common case, vectorized: numeric tiles of a single-key entity. The tile rows come
     ordered by entity and start; each entity's block is a slice of one float64 matrix
@@ -169,16 +186,7 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
             table = engine.con.sql(sql).to_arrow_table()
             if table.num_rows == 0:
                 continue
-            cols = [table.column("__tile")]
-            for a in lay.accs:
-                c = table.column(f"__a{a.index}")
-                if a.kind == "var":
-                    cols += [pc.struct_field(c, "m"), pc.struct_field(c, "m2")]
-                else:
-                    cols.append(c)
-            mat = np.empty((table.num_rows, len(cols)), dtype="<f8")
-            for j, c in enumerate(cols):
-                mat[:, j] = pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+            mat = tile_matrix(lay, table)
             stride = mat.shape[1] * 8
             key = table.column(0).combine_chunks()
             n = len(key)

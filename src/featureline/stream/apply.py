@@ -362,15 +362,10 @@ def _blocks(view: ViewPlan, lay: TileLayout, table: pa.Table) -> list[tuple[str,
     starts = table.column("__tile").to_numpy()
     reach = lay.reach_us
     if lay.numeric:
-        cols = [table.column("__tile")]
-        for a in lay.accs:
-            c = table.column(f"__a{a.index}")
-            if a.kind == "var":
-                cols += [pc.struct_field(c, "m"), pc.struct_field(c, "m2")]
-            else:
-                cols.append(c)
-        mat = np.column_stack([pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False) for c in cols])
-        buf = np.ascontiguousarray(mat, dtype="<f8").tobytes()
+        from ..batch.online_backfill import tile_matrix
+
+        mat = tile_matrix(lay, table)
+        buf = mat.tobytes()
         stride = mat.shape[1] * 8
         return [
             (ent, (int(starts[hi - 1]) + reach) // 1000 + 1, buf[lo * stride : hi * stride])
