@@ -31,6 +31,7 @@ from ..contracts.validator import ContractValidator
 from ..online.layout import TileLayout, entity_key, esc, tile_layouts
 from ..online.store import OnlineStore
 from ..plan import Plan, ViewPlan
+from .check import Checked, ContractCheck
 
 UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
 
@@ -105,6 +106,8 @@ class StreamApplier:
         self.source = plan.sources[source]
         self.contract = plan.contracts[self.source.contract]
         self.validator = ContractValidator(self.contract)
+        self.check = ContractCheck(self.contract)  # for batches the reader did not check
+        self.check._validator = self.validator
         self.store = store
         self.boundary_us = boundary_us
         # offsets applied to a slot are remembered per partition *and backfill epoch*: after a
@@ -135,34 +138,35 @@ class StreamApplier:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="featureline-redis")
 
     # -- one micro-batch ---------------------------------------------------------------
-    def apply(self, topic: str, partition: int, records: pa.RecordBatch, *, now_us: int | None = None) -> Outcome:
+    def apply(
+        self, topic: str, partition: int, records: pa.RecordBatch, *, now_us: int | None = None, checked: Checked | None = None
+    ) -> Outcome:
         """records: columns offset, key, value, timestamp_ms (one poll of one partition, offsets
-        increasing). Writes the effects to Redis; returns what happened."""
+        increasing); `checked`: their contract check, if the reader made it (else it is made
+        here). Writes the effects to Redis; returns what happened."""
         now = time.time_ns() // 1000 if now_us is None else now_us
         offsets = records.column("offset").to_numpy()
         n = len(offsets)
         out = Outcome(topic, partition, int(offsets[0]) if n else -1, int(offsets[-1]) if n else -1, consumed=n)
         if n == 0:
             return out
-        values = records.column("value").to_pylist()
-        raws = [b"" if v is None else v for v in values]
-        res = self.validator.validate_json(raws, now=now)
-        dead = {row.index: row.reasons for row in res.invalid}
-        valid_idx = np.asarray(res.valid_index, dtype=np.int64)
-        table = res.valid
+        if checked is None:
+            checked = self.check(records, now_us=now)
+        dead = dict(checked.invalid)
+        valid_idx = checked.valid_index
+        table = checked.valid
         if self._unique and len(valid_idx):
             keep = self._claim_unique(out.tp, table, offsets[valid_idx], dead, valid_idx, now)
             if keep is not None:
                 table = table.filter(pa.array(keep))
                 valid_idx = valid_idx[keep]
         if dead:
-            keys = records.column("key").to_pylist()
-            ts = records.column("timestamp_ms").to_pylist()
+            keys, values, ts = records.column("key"), records.column("value"), records.column("timestamp_ms")
             sent_before = self.dlq_from.get(partition, -1)
             for i in sorted(dead):
                 why = dead[i]
                 if offsets[i] >= sent_before:
-                    out.dead.append(DeadLetter(int(offsets[i]), keys[i], values[i], ts[i], why))
+                    out.dead.append(DeadLetter(int(offsets[i]), keys[i].as_py(), values[i].as_py(), ts[i].as_py(), why))
                 for r in why:
                     out.by_rule[(r.field, r.rule)] += 1
         out.dead_lettered = len(dead)
@@ -188,7 +192,9 @@ class StreamApplier:
                     items = self._group_items(group, now)
                     if items:
                         lays = [lay for _, lay in group]
-                        pending.append((group, items, self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now)))
+                        pending.append(
+                            (group, items, self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now))
+                        )
                 for view in self.latest:
                     rows = self._latest_rows(view, now)
                     if rows:

@@ -46,7 +46,6 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import apache_beam as beam
@@ -56,6 +55,8 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+
+from .reader_proc import SCHEMA, records_to_batch  # noqa: F401 - SCHEMA: the batches' layout, part of this module's interface
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +77,6 @@ DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
 }
 START_POLICIES = ("earliest", "latest")
 
-SCHEMA = pa.schema(
-    [
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("key", pa.binary()),
-        pa.field("value", pa.binary()),
-        pa.field("timestamp_ms", pa.int64(), nullable=False),
-    ]
-)
-
-_offset = attrgetter("offset")
-_key = attrgetter("key")
-_value = attrgetter("value")
-_timestamp = attrgetter("timestamp")
-
 
 @dataclass
 class PolledBatch:
@@ -98,6 +85,7 @@ class PolledBatch:
     topic: str
     partition: int
     records: pa.RecordBatch
+    decoded: Any = None  # what the source's decoder for this topic made of `records`, if it has one
 
     @property
     def lo(self) -> int:
@@ -115,19 +103,6 @@ class PolledBatch:
         return self.records.num_rows
 
 
-def records_to_batch(records: Sequence[Any]) -> pa.RecordBatch:
-    """kafka-python ConsumerRecords -> an Arrow batch in SCHEMA (one list per column, no per-record objects)."""
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array(list(map(_offset, records)), pa.int64()),
-            pa.array(list(map(_key, records)), pa.binary()),
-            pa.array(list(map(_value, records)), pa.binary()),
-            pa.array(list(map(_timestamp, records)), pa.int64()),
-        ],
-        schema=SCHEMA,
-    )
-
-
 @dataclass(frozen=True)
 class KafkaSourceConfig:
     """Everything the DoFn needs (picklable; clients are made on the workers)."""
@@ -141,6 +116,11 @@ class KafkaSourceConfig:
     poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS
     skew_s: float = DEFAULT_SKEW_S
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
+    # decode records in a child process per partition (reader_proc.py); False: in this process
+    reader_processes: bool = True
+    # per topic: a picklable callable run on each polled Arrow batch where it is read (in the
+    # reader process); its result travels with the batch as PolledBatch.decoded
+    decoders: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.start not in START_POLICIES:
@@ -273,9 +253,10 @@ class _Reader:
     ever returns records of the partition being read, so nothing is buffered on the side,
     paused or resumed (a shared consumer with paused partitions lost fetches under load)."""
 
-    def __init__(self, config: dict, max_records: int):
+    def __init__(self, config: dict, max_records: int, decoders: Mapping[str, Any] | None = None):
         self.config = config
         self.max_records = max_records
+        self.decoders = dict(decoders or {})
         self.consumers: dict[Any, Any] = {}  # TopicPartition -> KafkaConsumer
         self.next: dict[Any, int] = {}  # TopicPartition -> the offset the consumer's next poll starts at
         self.idle: set = set()  # partitions caught up at their last read
@@ -288,19 +269,30 @@ class _Reader:
             c.assign([tp])
         return c
 
-    def read(self, tp, start: int, stop: int, timeout_ms: int) -> tuple[list, int, bool]:
-        """Records of tp in [start, stop) (at most max_records), the offset reading continues
-        from (>= last record + 1; gaps included), and whether tp is caught up (nothing more
-        fetched and the position is at the broker's high watermark)."""
-        c = self._consumer_for(tp)
-        if self.next.get(tp) != start:
-            c.seek(tp, start)
+    def _timeout(self, tp, timeout_ms: int) -> int:
         if tp in self.idle and time.monotonic() - self.data_at < max(1.0, 5 * timeout_ms / 1000):
             # Partitions are read in turn (one bundle steps each once): an idle partition must not
             # block its whole timeout while others have data. Its consumer keeps fetching in the
             # background, so what arrives meanwhile comes with its next turn.
-            timeout_ms = 0
-        records = c.poll(timeout_ms=timeout_ms, max_records=self.max_records).get(tp, [])
+            return 0
+        return timeout_ms
+
+    def _seen(self, tp, got_records: bool, caught_up: bool) -> None:
+        if got_records:
+            self.data_at = time.monotonic()
+        if caught_up:
+            self.idle.add(tp)
+        else:
+            self.idle.discard(tp)
+
+    def read(self, tp, start: int, stop: int, timeout_ms: int) -> tuple[pa.RecordBatch | None, Any, int, bool]:
+        """Records of tp in [start, stop) (at most max_records) as an Arrow batch (None: none),
+        what the topic's decoder made of them, the offset reading continues from (>= last record + 1; gaps included), and whether tp is
+        caught up (nothing more fetched and the position is at the broker's high watermark)."""
+        c = self._consumer_for(tp)
+        if self.next.get(tp) != start:
+            c.seek(tp, start)
+        records = c.poll(timeout_ms=self._timeout(tp, timeout_ms), max_records=self.max_records).get(tp, [])
         records = [r for r in records if r.offset >= start]
         position = c.position(tp)
         if records and records[-1].offset >= stop:
@@ -311,13 +303,12 @@ class _Reader:
         self.next[tp] = position
         highwater = c.highwater(tp)
         caught_up = not records and highwater is not None and position >= highwater
-        if records:
-            self.data_at = time.monotonic()
-        if caught_up:
-            self.idle.add(tp)
-        else:
-            self.idle.discard(tp)
-        return records, position, caught_up
+        self._seen(tp, bool(records), caught_up)
+        if not records:
+            return None, None, position, caught_up
+        batch = records_to_batch(records)
+        decode = self.decoders.get(tp.topic)
+        return batch, (decode(batch) if decode is not None else None), position, caught_up
 
     def served(self, tp, next_offset: int) -> None:
         """The records before next_offset are claimed and emitted."""
@@ -336,6 +327,44 @@ class _Reader:
         for c in self.consumers.values():
             c.close()
         self.consumers.clear()
+
+
+class _ProcessReader(_Reader):
+    """_Reader with each partition's consumer in a child process (reader_proc.py): kafka-python's
+    record decoding, the bare consumer's whole cost, runs on another core, one poll ahead."""
+
+    def __init__(self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None):
+        super().__init__(config, max_records, decoders)
+        self.poll_timeout_ms = poll_timeout_ms
+        self.stops: dict[Any, int] = {}
+
+    def _consumer_for(self, tp):
+        from .reader_proc import PartitionReader
+
+        r = self.consumers.get(tp)
+        if r is None:
+            r = self.consumers[tp] = PartitionReader(
+                self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic)
+            )
+        return r
+
+    def read(self, tp, start: int, stop: int, timeout_ms: int):
+        r = self._consumer_for(tp)
+        if self.next.get(tp) != start or self.stops.get(tp) != stop:
+            r.start(start, stop)
+            self.stops[tp] = stop
+        got = r.take(self._timeout(tp, timeout_ms) / 1000)
+        if got is None:  # nothing new in time: where the frames so far ended
+            self.next[tp] = start
+            return None, None, start, r.caught_up
+        batch, decoded, position, caught_up = got
+        self.next[tp] = position
+        self._seen(tp, batch is not None, caught_up)
+        return batch, decoded, position, caught_up
+
+    def release(self, tp) -> None:
+        self.stops.pop(tp, None)
+        super().release(tp)
 
 
 class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
@@ -371,7 +400,11 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
     # DoFn
     def setup(self):
         # group_id None: the reader only assigns and seeks; starts come from the restriction.
-        self.reader = _Reader(self.config.kafka_config(group_id=None), self.config.max_poll_records)
+        cfg = self.config.kafka_config(group_id=None)
+        if self.config.reader_processes:
+            self.reader = _ProcessReader(cfg, self.config.max_poll_records, self.config.poll_timeout_ms, self.config.decoders)
+        else:
+            self.reader = _Reader(cfg, self.config.max_poll_records, self.config.decoders)
         self.skew = Duration(seconds=self.config.skew_s)
 
     def teardown(self):
@@ -400,7 +433,7 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
         if start >= stop:
             return None
         tp = TopicPartition(topic, partition)
-        records, position, caught_up = self.reader.read(tp, start, stop, self.config.poll_timeout_ms)
+        records, decoded, position, caught_up = self.reader.read(tp, start, stop, self.config.poll_timeout_ms)
         # Everything before `position` was read: records and gaps (compaction, transaction markers).
         claim_to = min(position, stop) - 1
         if claim_to >= start:
@@ -409,10 +442,12 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
             self.reader.served(tp, claim_to + 1)
         wm = watermark_estimator.current_watermark()
         out = new_wm = None
-        if records:
-            batch = records_to_batch(records)
+        if records is not None:
+            batch = records
             lo_ms, hi_ms = pc.min_max(batch.column(3)).values()
-            out = beam.window.TimestampedValue(PolledBatch(topic, partition, batch), max(Timestamp(micros=lo_ms.as_py() * 1000), wm))
+            out = beam.window.TimestampedValue(
+                PolledBatch(topic, partition, batch, decoded), max(Timestamp(micros=lo_ms.as_py() * 1000), wm)
+            )
             new_wm = Timestamp(micros=hi_ms.as_py() * 1000) - self.skew
         elif caught_up:
             new_wm = Timestamp.now() - self.skew  # idle partition: event time follows the clock
@@ -421,7 +456,7 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
         if claim_to >= stop - 1:
             self.reader.release(tp)  # bounded and at its end: done
         else:
-            tracker.defer_remainder(None if records or not caught_up else Duration(seconds=self.config.poll_timeout_ms / 1000))
+            tracker.defer_remainder(None if records is not None or not caught_up else Duration(seconds=self.config.poll_timeout_ms / 1000))
         return out
 
 
@@ -458,6 +493,8 @@ class ReadFromKafkaPartitions(beam.PTransform):
         poll_timeout_ms: int = DEFAULT_POLL_TIMEOUT_MS,
         skew_s: float = DEFAULT_SKEW_S,
         consumer_config: Mapping[str, Any] | None = None,
+        reader_processes: bool = True,
+        decoders: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.topics = list(topics)
@@ -471,6 +508,8 @@ class ReadFromKafkaPartitions(beam.PTransform):
             poll_timeout_ms=poll_timeout_ms,
             skew_s=skew_s,
             consumer_config=dict(consumer_config or {}),
+            reader_processes=reader_processes,
+            decoders=dict(decoders or {}),
         )
 
     def expand(self, pbegin):

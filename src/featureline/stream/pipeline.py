@@ -42,6 +42,7 @@ class StreamOptions:
         if self.max_poll_records is not None:
             return self.max_poll_records
         return 50_000 if self.until_caught_up else 5_000
+
     poll_timeout_ms: int = 200
     report_every_s: float = 5.0
     metrics_port: int | None = None
@@ -109,7 +110,9 @@ def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, st
                 continue
             if consumer is None:
                 cfg = kafka_config(plan)
-                consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **{k: v for k, v in cfg.items() if k in KafkaConsumer.DEFAULT_CONFIG})
+                consumer = KafkaConsumer(
+                    group_id=group, enable_auto_commit=False, **{k: v for k, v in cfg.items() if k in KafkaConsumer.DEFAULT_CONFIG}
+                )
             parts = sorted(consumer.partitions_for_topic(topic) or ())
             tps = [TopicPartition(topic, p) for p in parts]
             begin = consumer.beginning_offsets(tps) if tps else {}
@@ -199,7 +202,9 @@ def _dofns():
     from apache_beam.metrics import Metrics
 
     class ApplyBatch(beam.DoFn):
-        def __init__(self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None], epochs: dict[str, str], dlq_from: dict[str, dict]):
+        def __init__(
+            self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None], epochs: dict[str, str], dlq_from: dict[str, dict]
+        ):
             self.plan, self.topics, self.boundaries, self.epochs, self.dlq_from = plan, topics, boundaries, epochs, dlq_from
 
         def setup(self):
@@ -207,12 +212,22 @@ def _dofns():
             from .apply import StreamApplier
 
             self.store = OnlineStore(self.plan)
-            self.appliers = {t: StreamApplier(self.plan, s, self.store, boundary_us=self.boundaries.get(s), epoch=self.epochs.get(s, ""), dlq_from=self.dlq_from.get(s)) for t, s in self.topics.items()}
+            self.appliers = {
+                t: StreamApplier(
+                    self.plan,
+                    s,
+                    self.store,
+                    boundary_us=self.boundaries.get(s),
+                    epoch=self.epochs.get(s, ""),
+                    dlq_from=self.dlq_from.get(s),
+                )
+                for t, s in self.topics.items()
+            }
             for a in self.appliers.values():
                 a.on_merged = lambda: crash_point("mid_merge")
 
         def process(self, batch):
-            yield self.appliers[batch.topic].apply(batch.topic, batch.partition, batch.records)
+            yield self.appliers[batch.topic].apply(batch.topic, batch.partition, batch.records, checked=batch.decoded)
 
         def teardown(self):
             for a in getattr(self, "appliers", {}).values():
@@ -261,10 +276,19 @@ def _dofns():
     return ApplyBatch, Commit
 
 
-def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | None], epochs: dict[str, str] | None = None, dlq_from: dict[str, dict] | None = None):
+def build(
+    p,
+    plan: Plan,
+    opts: StreamOptions,
+    *,
+    boundaries: dict[str, int | None],
+    epochs: dict[str, str] | None = None,
+    dlq_from: dict[str, dict] | None = None,
+):
     """Add the stream to pipeline `p`."""
     import apache_beam as beam
 
+    from .check import ContractCheck
     from .kafka_source import ReadFromKafkaPartitions
     from .sinks import kafka_config
 
@@ -286,6 +310,8 @@ def build(p, plan: Plan, opts: StreamOptions, *, boundaries: dict[str, int | Non
             max_poll_records=opts.batch_limit,
             poll_timeout_ms=opts.poll_timeout_ms,
             consumer_config=cfg,
+            # each record's contract check runs in its partition's reader process
+            decoders={t: ContractCheck(plan.contracts[plan.sources[s].contract]) for t, s in topics.items()},
         )
         | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries, epochs or {}, dlq_from or {}))
         | "Commit" >> beam.ParDo(Commit(plan, topics, opts))
