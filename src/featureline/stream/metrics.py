@@ -102,8 +102,12 @@ class _Prometheus:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.counters = {k: Counter(f"featureline_stream_{k}", f"records {k.replace('_', ' ')}", ["topic"], registry=self.registry) for k in COUNTERS}
-        self.dead_by_rule = Counter("featureline_stream_dead_lettered_by_rule", "dead-lettered records by field and rule", ["field", "rule"], registry=self.registry)
+        self.counters = {
+            k: Counter(f"featureline_stream_{k}", f"records {k.replace('_', ' ')}", ["topic"], registry=self.registry) for k in COUNTERS
+        }
+        self.dead_by_rule = Counter(
+            "featureline_stream_dead_lettered_by_rule", "dead-lettered records by field and rule", ["field", "rule"], registry=self.registry
+        )
         self.lag = Gauge("featureline_stream_lag", "records not yet applied, per partition", ["topic", "partition"], registry=self.registry)
         self.fresh = Histogram(
             "featureline_stream_freshness_seconds",

@@ -24,6 +24,8 @@ META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boun
 
 # the metrics of the job running in this process (FnApiRunner runs the DoFns in-process)
 _METRICS: dict[str, object] = {}
+# its Kafka transaction processes: run() waits for their last commits when the pipeline is done
+_DELIVERS: dict[str, list] = {}
 
 
 @dataclass
@@ -234,17 +236,21 @@ def _dofns():
                 a.close()
 
     class Commit(beam.DoFn):
-        """Dead letters + offsets in one Kafka transaction per batch (sinks.Deliver), then metrics."""
+        """Dead letters + offsets in one Kafka transaction per batch (sinks.Deliver, run by a child
+        process: deliver_proc.py), then metrics."""
 
         def __init__(self, plan: Plan, topics: dict[str, str], opts: StreamOptions):
             self.plan, self.topics, self.opts = plan, topics, opts
             self.counters = {k: Metrics.counter("featureline", k) for k in ("consumed", "applied", "dead_lettered", "filtered", "late")}
 
         def setup(self):
-            from .sinks import Deliver, kafka_config
+            from .deliver_proc import DeliverProcess
+            from .sinks import LagProbe, kafka_config
 
             contracts = {t: self.plan.contracts[self.plan.sources[s].contract] for t, s in self.topics.items()}
-            self.deliver = Deliver(kafka_config(self.plan), self.plan.project.kafka_consumer_group, contracts)
+            self.deliver = DeliverProcess(kafka_config(self.plan), self.plan.project.kafka_consumer_group, contracts)
+            _DELIVERS.setdefault(self.opts.run_id, []).append(self.deliver)
+            self.lag = LagProbe(kafka_config(self.plan))
             self.metrics = metrics(self.opts.run_id)
             if self.opts.metrics_port and self.metrics._prom is None:
                 self.metrics.serve(self.opts.metrics_port)
@@ -261,7 +267,7 @@ def _dofns():
             if now - self.last_report >= self.opts.report_every_s:
                 self.last_report = now
                 try:
-                    self.metrics.set_lag(self.deliver.lag(dict(self.metrics.next_offset)))
+                    self.metrics.set_lag(self.lag.lag(dict(self.metrics.next_offset)))
                 except Exception as e:  # lag is informative; a broker hiccup must not stop the stream
                     print(f"[stream] lag unavailable: {e}", file=sys.stderr)
                 if not self.opts.quiet:
@@ -272,6 +278,7 @@ def _dofns():
             d = getattr(self, "deliver", None)
             if d is not None:
                 d.close()
+                self.lag.close()
 
     return ApplyBatch, Commit
 
@@ -336,6 +343,12 @@ def run(plan: Plan, opts: StreamOptions):
     from ..online.store import OnlineStore
 
     topics = stream_sources(plan, opts.sources)
+    if opts.runner == DEFAULT_RUNNER:
+        # the DoFns run in this process: start their helper processes while Beam starts
+        from .reader_proc import prewarm
+
+        prewarm("featureline.stream.reader_proc", _partition_count(plan, topics))
+        prewarm("featureline.stream.deliver_proc", 1)
     store = OnlineStore(plan)
     boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
     if opts.from_us is not None:
@@ -350,6 +363,25 @@ def run(plan: Plan, opts: StreamOptions):
         runner = FnApiRunner()
     else:
         runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
-    with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
-        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
+    try:
+        with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
+            build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
+    finally:
+        from .reader_proc import release_pool
+
+        for d in _DELIVERS.pop(opts.run_id, []):
+            d.close()  # every batch handed over is committed when run() returns
+        release_pool()
     return m, boundaries
+
+
+def _partition_count(plan: Plan, topics) -> int:
+    from kafka import KafkaConsumer
+
+    from .sinks import kafka_config
+
+    c = KafkaConsumer(**{k: v for k, v in kafka_config(plan).items() if k in KafkaConsumer.DEFAULT_CONFIG})
+    try:
+        return sum(len(c.partitions_for_topic(t) or ()) for t in topics)
+    finally:
+        c.close()

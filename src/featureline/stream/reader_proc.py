@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 HEADER = struct.Struct("<qqqBI")
+FIRST_POLL_RECORDS = 2_000
 LEN = struct.Struct("<I")
 
 
@@ -96,18 +97,48 @@ class ReaderGone(RuntimeError):
     pass
 
 
+_POOL: dict[str, list[subprocess.Popen]] = {}
+
+
+def spawn(module: str) -> subprocess.Popen:
+    """A child `python -m <module>` with pipes on stdin/stdout: a prewarmed one if there is one."""
+    pool = _POOL.get(module)
+    while pool:
+        proc = pool.pop()
+        if proc.poll() is None:
+            return proc
+    return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+
+
+def prewarm(module: str, n: int) -> None:
+    """Start n children of `module` now (they import what they need and wait for their first
+    command), so a job's start-up overlaps theirs. `release_pool` ends the unused ones."""
+    pool = _POOL.setdefault(module, [])
+    for _ in range(n - len(pool)):
+        pool.append(
+            subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+        )
+
+
+def release_pool() -> None:
+    for pool in _POOL.values():
+        while pool:
+            proc = pool.pop()
+            proc.stdin.close()
+            proc.stdout.close()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 class PartitionReader:
     """The parent's handle on one child reader of one partition."""
 
     def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None):
         self.topic, self.partition = topic, partition
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "featureline.stream.reader_proc"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            close_fds=True,
-        )
+        self.proc = spawn("featureline.stream.reader_proc")
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         self.gen = 0
         self.position: int | None = None  # where the frames taken so far end
@@ -189,17 +220,22 @@ def child_main() -> int:
     # Ctrl-C reaches the whole process group: the parent decides; this child ends with its pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    from .check import ContractCheck  # noqa: F401 - imported before the first command (prewarm)
+
     cmd = _read_cmd(fin)
     if cmd is None:
         return 0
     _, config, topic, partition, max_records, timeout_ms, decode = cmd
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
 
     tp = TopicPartition(topic, partition)
     consumer = KafkaConsumer(**config)
     consumer.assign([tp])
     gen, start, stop, reading = 0, 0, 0, False
+    # the first polls are small, so the job's first micro-batch comes soon; then they double
+    limit = min(max_records, FIRST_POLL_RECORDS)
     last: tuple[int, bool] | None = None
     try:
         while True:
@@ -215,7 +251,9 @@ def child_main() -> int:
                 if not reading:
                     _write_all(fout, HEADER.pack(gen, start, -1, 0, 0))
                 continue
-            records = consumer.poll(timeout_ms=timeout_ms, max_records=max_records).get(tp, [])
+            records = consumer.poll(timeout_ms=timeout_ms, max_records=limit).get(tp, [])
+            if records:
+                limit = min(max_records, 2 * limit)
             records = [r for r in records if start <= r.offset < stop]
             position = consumer.position(tp)
             if position is None:

@@ -79,7 +79,6 @@ class Deliver:
         self.contracts = contracts  # topic -> contract
         self.producers: dict[tuple[str, int], object] = {}
         self.errors: list[BaseException] = []
-        self._lag_consumer = None
 
     def _producer(self, topic: str, partition: int):
         p = self.producers.get((topic, partition))
@@ -103,7 +102,9 @@ class Deliver:
             if out.dead:
                 topic, contract = dlq_topic(out.topic), self.contracts[out.topic]
                 for dl in out.dead:
-                    p.send(topic, key=dl.key, value=dl.value, headers=dead_letter_headers(contract, out, dl)).add_errback(self.errors.append)
+                    p.send(topic, key=dl.key, value=dl.value, headers=dead_letter_headers(contract, out, dl)).add_errback(
+                        self.errors.append
+                    )
             p.send_offsets_to_transaction({TopicPartition(out.topic, out.partition): OffsetAndMetadata(out.hi + 1, "", -1)}, self.group_id)
             p.commit_transaction()
         except BaseException:
@@ -116,24 +117,33 @@ class Deliver:
             err, self.errors = self.errors[0], []
             raise RuntimeError(f"dead-letter produce failed: {err!r}")
 
+    def close(self) -> None:
+        for p in self.producers.values():
+            p.close()
+
+
+class LagProbe:
+    """Per partition: end offset - next offset to apply (for the metrics)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self._consumer = None
+
     def lag(self, next_offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Per partition: end offset - next offset to apply."""
         from kafka import KafkaConsumer
         from kafka.structs import TopicPartition
 
         if not next_offsets:
             return {}
-        if self._lag_consumer is None:
-            self._lag_consumer = KafkaConsumer(**{k: v for k, v in self.config.items() if k in KafkaConsumer.DEFAULT_CONFIG})
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(**{k: v for k, v in self.config.items() if k in KafkaConsumer.DEFAULT_CONFIG})
         tps = [TopicPartition(t, p) for t, p in next_offsets]
-        ends = self._lag_consumer.end_offsets(tps)
+        ends = self._consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): max(0, ends[tp] - next_offsets[(tp.topic, tp.partition)]) for tp in tps}
 
     def close(self) -> None:
-        for p in self.producers.values():
-            p.close()
-        if self._lag_consumer is not None:
-            self._lag_consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
 
 
 def read_dead_letters(config: dict, topic: str, *, timeout_s: float = 10.0) -> list[dict]:
