@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 
@@ -36,15 +37,36 @@ from .check import Checked, ContractCheck
 UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
 
 # Claim unique values: KEYS = [this period's bucket, the previous one] (hashes value -> claim);
-# ARGV = [ttl_ms, (value, claim) * n]; answers [index, holder, ...] for the values another record
-# claimed first. A record's own claim (a replay) is not a duplicate.
+# ARGV = [ttl_ms, msgpack list of values, msgpack list of offsets, "<topic>:<partition>"]; a
+# record's claim is "<topic>:<partition>:<offset>". Answers [index (0-based), holder, ...] for
+# the values another record claimed first (a record's own claim, a replay, is not a duplicate).
+# Values are looked up with one HMGET per chunk and claimed with one HSET: a redis.call per
+# record cost ~5 us of Redis time, this ~1.
 CLAIM = """
 local cur, prev, out = KEYS[1], KEYS[2], {}
-for i = 2, #ARGV, 2 do
-  local v, me = ARGV[i], ARGV[i + 1]
-  local holder = redis.call('HGET', prev, v)
-  if not holder and redis.call('HSETNX', cur, v, me) == 0 then holder = redis.call('HGET', cur, v) end
-  if holder and holder ~= me then out[#out + 1] = (i - 2) / 2; out[#out + 1] = holder end
+local vals, offs, tp = cmsgpack.unpack(ARGV[2]), cmsgpack.unpack(ARGV[3]), ARGV[4]
+local n, mine = #vals, {}
+for s = 1, n, 3000 do
+  local e = math.min(n, s + 2999)
+  local chunk = {}
+  for i = s, e do chunk[#chunk + 1] = vals[i] end
+  local hp = redis.call('HMGET', prev, unpack(chunk))
+  local hc = redis.call('HMGET', cur, unpack(chunk))
+  local sets = {}
+  for k = 1, #chunk do
+    local i, v = s + k - 1, chunk[k]
+    local me = tp .. ':' .. string.format('%d', offs[s + k - 1])
+    local holder = hp[k] or hc[k] or mine[v]
+    if not holder then
+      mine[v] = me
+      sets[#sets + 1] = v
+      sets[#sets + 1] = me
+    elseif holder ~= me then
+      out[#out + 1] = i - 1
+      out[#out + 1] = holder
+    end
+  end
+  if #sets > 0 then redis.call('HSET', cur, unpack(sets)) end
 end
 if redis.call('PTTL', cur) < 0 then redis.call('PEXPIRE', cur, ARGV[1]) end
 return out
@@ -223,15 +245,18 @@ class StreamApplier:
         period = max(1, self.unique_horizon_us)
         bucket = now // period
         for c in self._unique:
-            col = table.column(c.field).to_pylist()
+            raw = table.column(c.field)
+            col = (raw if pa.types.is_string(raw.type) else raw.cast(pa.string())).to_pylist()
             idx = [i for i, v in enumerate(col) if v is not None]
             if not idx:
                 continue
             head = f"{self.store.prefix}:_uniq:{self.contract.id}:{c.field}:"
-            args: list = [None] * (2 * len(idx) + 1)
-            args[0] = 2 * period // 1000 + 1
-            args[1::2] = [col[i] for i in idx]
-            args[2::2] = [f"{tp}:{o}" for o in offs[idx].tolist()]
+            args = (
+                2 * period // 1000 + 1,
+                msgspec.msgpack.encode([col[i] for i in idx]),
+                msgspec.msgpack.encode(offs[idx].tolist()),
+                tp,
+            )
             keys = (f"{head}{bucket}", f"{head}{bucket - 1}")
             if self._claim_sha is None:
                 self._claim_sha = self.store.client.script_load(CLAIM)
@@ -244,7 +269,7 @@ class StreamApplier:
                 i = idx[int(got[k])]
                 if keep[i]:
                     keep[i] = False
-                    value = col[i]
+                    value = raw[i].as_py()
                     dead[int(valid_idx[i])] = (Reason(c.field, c.rule, value, c.message(value)),)
         return None if keep.all() else keep
 

@@ -15,7 +15,8 @@ idempotent and whose dead letters were never committed. `close()` waits for all.
 
 Pipe protocol: 4-byte little-endian length + pickle, both ways.
     parent -> child: ("init", kafka_config, group_id, contracts) first, then
-                     ("deliver", seq, Outcome without its arrays), ("close",)
+                     ("fence", seq, [(topic, partition)]), ("deliver", seq, Outcome without
+                     its arrays), ("close",)
     child -> parent: ("ok", seq) | ("error", seq, message)
 """
 
@@ -99,6 +100,16 @@ class DeliverProcess:
         self.pending.discard(msg[1])
         return True
 
+    def fence(self, partitions, *, wait: bool = True) -> None:
+        """Start the transactional producers of these (topic, partition)s now and wait: a job that
+        died is fenced (its open transaction aborted, or its last commit finished) before this one
+        reads where the consumer group stands."""
+        self.seq += 1
+        self.pending.add(self.seq)
+        self._put(("fence", self.seq, list(partitions)))
+        if wait:
+            self.flush()
+
     def deliver(self, out) -> None:
         while self._take(0):  # answers already there (errors surface here)
             pass
@@ -157,9 +168,13 @@ def child_main() -> int:
                 return 0
             if os.getppid() != parent:
                 return 0  # the job died: leave the rest to its restart (nothing of it is committed)
-            _, seq, out = cmd
+            _, seq, arg = cmd
             try:
-                d.deliver(out)
+                if cmd[0] == "fence":
+                    for topic, partition in arg:
+                        d._producer(topic, partition)
+                else:
+                    d.deliver(arg)
                 _send(fout, ("ok", seq))
             except Exception as e:  # reported to the parent, which stops the job
                 _send(fout, ("error", seq, f"{type(e).__name__}: {e}"))

@@ -247,9 +247,11 @@ def _dofns():
             from .deliver_proc import DeliverProcess
             from .sinks import LagProbe, kafka_config
 
-            contracts = {t: self.plan.contracts[self.plan.sources[s].contract] for t, s in self.topics.items()}
-            self.deliver = DeliverProcess(kafka_config(self.plan), self.plan.project.kafka_consumer_group, contracts)
-            _DELIVERS.setdefault(self.opts.run_id, []).append(self.deliver)
+            self.deliver = _take_deliver(self.opts.run_id)  # run() started and fenced it (in-process runner)
+            if self.deliver is None:
+                cfg = kafka_config(self.plan)
+                self.deliver = DeliverProcess(cfg, self.plan.project.kafka_consumer_group, _contracts(self.plan, self.topics))
+                _keep_deliver(self.opts.run_id, self.deliver)
             self.lag = LagProbe(kafka_config(self.plan))
             self.metrics = metrics(self.opts.run_id)
             if self.opts.metrics_port and self.metrics._prom is None:
@@ -281,6 +283,24 @@ def _dofns():
                 self.lag.close()
 
     return ApplyBatch, Commit
+
+
+def _take_deliver(run_id: str):
+    """The transaction process run() started for this job, if no DoFn has it yet."""
+    for d in _DELIVERS.get(run_id, []):
+        if not getattr(d, "taken", False):
+            d.taken = True
+            return d
+    return None
+
+
+def _keep_deliver(run_id: str, d) -> None:
+    d.taken = True
+    _DELIVERS.setdefault(run_id, []).append(d)
+
+
+def _contracts(plan: Plan, topics: dict[str, str]) -> dict:
+    return {t: plan.contracts[plan.sources[s].contract] for t, s in topics.items()}
 
 
 def build(
@@ -338,17 +358,38 @@ def pipeline_options(opts: StreamOptions):
 
 def run(plan: Plan, opts: StreamOptions):
     """Build and run the stream; returns this process's metrics (complete on FnApiRunner)."""
-    import apache_beam as beam
+    from .reader_proc import release_pool
 
+    try:
+        return _run(plan, opts)
+    finally:
+        for d in _DELIVERS.pop(opts.run_id, []):
+            d.close()  # every batch handed over is committed when run() returns
+        release_pool()
+
+
+def _run(plan: Plan, opts: StreamOptions):
     from ..online.store import OnlineStore
 
     topics = stream_sources(plan, opts.sources)
+    deliver = None
     if opts.runner == DEFAULT_RUNNER:
-        # the DoFns run in this process: start their helper processes while Beam starts
+        # The DoFns run in this process: their helper processes start while Beam is imported.
+        # The transaction process fences the producers of a job that died before this one reads
+        # the group's offsets: a commit still on its way from there cannot land afterwards.
+        from .deliver_proc import DeliverProcess
         from .reader_proc import prewarm
+        from .sinks import kafka_config
 
-        prewarm("featureline.stream.reader_proc", _partition_count(plan, topics))
-        prewarm("featureline.stream.deliver_proc", 1)
+        partitions = _partitions(plan, topics)
+        prewarm("featureline.stream.reader_proc", len(partitions))
+        deliver = DeliverProcess(kafka_config(plan), plan.project.kafka_consumer_group, _contracts(plan, topics))
+        _DELIVERS[opts.run_id] = [deliver]
+        deliver.fence(partitions, wait=False)
+    import apache_beam as beam
+
+    if deliver is not None:
+        deliver.flush()
     store = OnlineStore(plan)
     boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
     if opts.from_us is not None:
@@ -363,25 +404,18 @@ def run(plan: Plan, opts: StreamOptions):
         runner = FnApiRunner()
     else:
         runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
-    try:
-        with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
-            build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
-    finally:
-        from .reader_proc import release_pool
-
-        for d in _DELIVERS.pop(opts.run_id, []):
-            d.close()  # every batch handed over is committed when run() returns
-        release_pool()
+    with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
+        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
     return m, boundaries
 
 
-def _partition_count(plan: Plan, topics) -> int:
+def _partitions(plan: Plan, topics) -> list[tuple[str, int]]:
     from kafka import KafkaConsumer
 
     from .sinks import kafka_config
 
     c = KafkaConsumer(**{k: v for k, v in kafka_config(plan).items() if k in KafkaConsumer.DEFAULT_CONFIG})
     try:
-        return sum(len(c.partitions_for_topic(t) or ()) for t in topics)
+        return [(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
     finally:
         c.close()
