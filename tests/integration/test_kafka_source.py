@@ -123,7 +123,10 @@ def by_partition(results) -> dict[int, list]:
     return out
 
 
-def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topics, tmp_path):
+@pytest.mark.parametrize("reader_processes", [True, False], ids=["reader-processes", "in-process"])
+def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topics, tmp_path, reader_processes):
+    import operator
+
     import pyarrow as pa
 
     from featureline.stream.kafka_source import SCHEMA, PolledBatch
@@ -131,7 +134,15 @@ def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topi
     topic = topics(4)
     sent = produce(bootstrap, topic, {0: 1500, 1: 700, 2: 1, 3: 2000})
     t_before_ms = int(time.time() * 1000) - 60_000
-    results = run_source(tmp_path, bootstrap_servers=bootstrap, topics=[topic], group_id=None, max_poll_records=400)
+    results = run_source(
+        tmp_path,
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        group_id=None,
+        max_poll_records=400,
+        reader_processes=reader_processes,
+        decoders={topic: operator.attrgetter("num_rows")},  # runs where the batch is read
+    )
     parts = by_partition(results)
     assert sorted(parts) == [0, 1, 2, 3]
     for part, batches in parts.items():
@@ -145,6 +156,7 @@ def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topi
         for b in batches:
             assert b.tp == f"{topic}:{part}" and len(b) == b.records.num_rows and b.hi - b.lo + 1 == len(b)
             assert len(b) <= 400
+            assert b.decoded == len(b)  # the topic's decoder's result travels with its batch
             ts = b.records.column("timestamp_ms")
             assert ts.type == pa.int64() and pa.compute.min(ts).as_py() > t_before_ms
     # micro-batches, not one element per record: every batch but a partition's last is full-ish
@@ -241,14 +253,18 @@ def test_unbounded_step_defers_and_moves_the_watermark(bootstrap, topics):
     try:
         wm = ThreadsafeWatermarkEstimator(ManualWatermarkEstimator(MIN_TIMESTAMP))
         got = []
-        for _ in range(10):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             tracker = ThreadsafeRestrictionTracker(fn.create_tracker(rng))
             out = fn._step((topic, 0), tracker, wm)
             residual = tracker.deferred_status()
             assert residual is not None, "unbounded: every step defers"
             rng = residual[0]
             if out is None:
-                break
+                # nothing yet (the reader process's first poll is on its way) or caught up
+                if sum(len(b) for b in got) == 30 and fn.reader.idle:
+                    break
+                continue
             got.append(out.value)
             assert out.timestamp >= Timestamp(micros=out.value.records.column("timestamp_ms")[0].as_py() * 1000)
         assert [len(b) for b in got] == [20, 10] and rng.start == 30 and rng.stop == sys.maxsize
@@ -334,3 +350,80 @@ def bench(n: int = 200_000, bootstrap: str = "127.0.0.1:9092") -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["bench"]:
         bench(int(sys.argv[2]) if len(sys.argv) > 2 else 200_000, os.environ.get("FEATURELINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+
+
+def test_reader_process_seeks_and_skips_what_it_read_ahead(bootstrap, topics):
+    from featureline.stream.reader_proc import PartitionReader
+
+    topic = topics(1)
+    sent = produce(bootstrap, topic, {0: 300})[0]
+    r = PartitionReader({"bootstrap_servers": bootstrap, "enable_auto_commit": False}, topic, 0, max_records=100, poll_timeout_ms=200)
+    try:
+
+        def take_all(stop):
+            out = []
+            deadline = time.monotonic() + 20
+            while r.position < stop and time.monotonic() < deadline:
+                got = r.take(1.0)
+                if got is not None and got[0] is not None:
+                    out.extend(got[0].column("value").to_pylist())
+            return out
+
+        r.start(0, 300)
+        assert take_all(150)[:150] == sent[:150]  # the child reads ahead meanwhile
+        r.start(20, 60)  # a seek: frames of the earlier start are dropped
+        assert take_all(60) == sent[20:60]
+        got = r.take(0.5)  # bounded: nothing after the stop
+        assert got is None or (got[0] is None and got[2] == 60)
+    finally:
+        r.close()
+    assert r.proc.returncode == 0
+
+
+@pytest.mark.parametrize("module", ["featureline.stream.reader_proc", "featureline.stream.deliver_proc"])
+def test_helper_processes_end_when_the_job_is_killed(bootstrap, topics, module):
+    """kill -9 of the stream leaves no reader or transaction process behind."""
+    import signal
+    import subprocess
+
+    topic = topics(1)  # empty: the reader polls and has nothing to write, only its parent's end can stop it
+    if module.endswith("reader_proc"):
+        body = (
+            "from featureline.stream.reader_proc import PartitionReader\n"
+            f"r = PartitionReader({{'bootstrap_servers': {bootstrap!r}}}, {topic!r}, 0, 10, 200)\n"
+            "r.start(0, 2**62)\n"
+            "import time\n"
+            "t = time.monotonic()\n"
+            "while (g := r.take(1)) is None or not g[3]:\n"
+            "    assert time.monotonic() - t < 20, 'never caught up'\n"
+            "child = r.proc\n"
+        )
+    else:
+        body = (
+            "from featureline.stream.deliver_proc import DeliverProcess\n"
+            f"d = DeliverProcess({{'bootstrap_servers': {bootstrap!r}}}, 'fl-test-orphan', {{}})\n"
+            f"d.fence([({topic!r}, 0)])\n"
+            "child = d.proc\n"
+        )
+    job = subprocess.Popen([sys.executable, "-c", body + "print(child.pid, flush=True)\nimport time\ntime.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(job.stdout.readline())
+        os.kill(pid, 0)  # the helper runs
+        job.send_signal(signal.SIGKILL)
+        job.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    break  # exited; a zombie until the test runner reaps it
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"{module} (pid {pid}) outlived its killed parent")
+    finally:
+        if job.poll() is None:
+            job.kill()

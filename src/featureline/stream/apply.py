@@ -20,8 +20,6 @@ partition offset (DESIGN.md section 3, last/first ties).
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -33,6 +31,7 @@ from ..online.layout import TileLayout, entity_key, esc, tile_layouts
 from ..online.store import OnlineStore
 from ..plan import Plan, ViewPlan
 from .check import Checked, ContractCheck
+from .outcome import DeadLetter, Outcome
 
 UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
 
@@ -71,39 +70,6 @@ end
 if redis.call('PTTL', cur) < 0 then redis.call('PEXPIRE', cur, ARGV[1]) end
 return out
 """
-
-
-@dataclass
-class DeadLetter:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-    reasons: tuple[Reason, ...]
-
-
-@dataclass
-class Outcome:
-    """The effect of one micro-batch, for the sinks and the metrics."""
-
-    topic: str
-    partition: int
-    lo: int
-    hi: int
-    consumed: int = 0
-    applied: int = 0
-    dead_lettered: int = 0
-    filtered: int = 0
-    late: int = 0
-    before_boundary: int = 0
-    dead: list[DeadLetter] = field(default_factory=list)
-    by_rule: Counter = field(default_factory=Counter)
-    timestamps_ms: np.ndarray | None = None  # Kafka record timestamps of the applied records
-    written_ms: int = 0  # when Redis acknowledged the batch's effects
-
-    @property
-    def tp(self) -> str:
-        return f"{self.topic}:{self.partition}"
 
 
 class StreamApplier:

@@ -23,7 +23,6 @@ Pipe protocol: 4-byte little-endian length + pickle, both ways.
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import select
 import subprocess
@@ -31,24 +30,13 @@ import sys
 import threading
 from dataclasses import replace
 
-from .reader_proc import LEN, _read_exact, _write_all, spawn
+from .pipe import recv as _recv
+from .pipe import send as _send
+from .pipe import spawn
 
 
 class DeliverError(RuntimeError):
     pass
-
-
-def _send(fd: int, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, LEN.pack(len(data)) + data)
-
-
-def _recv(fd: int):
-    head = _read_exact(fd, LEN.size)
-    if head is None:
-        return None
-    body = _read_exact(fd, LEN.unpack(head)[0])
-    return None if body is None else pickle.loads(body)  # noqa: S301 - parent and child are ours
 
 
 class DeliverProcess:
@@ -171,8 +159,7 @@ def child_main() -> int:
             _, seq, arg = cmd
             try:
                 if cmd[0] == "fence":
-                    for topic, partition in arg:
-                        d._producer(topic, partition)
+                    d.start(arg)
                 else:
                     d.deliver(arg)
                 _send(fout, ("ok", seq))

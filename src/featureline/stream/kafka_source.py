@@ -353,7 +353,10 @@ class _ProcessReader(_Reader):
         if self.next.get(tp) != start or self.stops.get(tp) != stop:
             r.start(start, stop)
             self.stops[tp] = stop
-        got = r.take(self._timeout(tp, timeout_ms) / 1000)
+        timeout = self._timeout(tp, timeout_ms)
+        if not r.frames:
+            timeout = min(timeout, 20)  # its first poll is on its way: do not hold up the other partitions' first reads
+        got = r.take(timeout / 1000)
         if got is None:  # nothing new in time: where the frames so far ended
             self.next[tp] = start
             return None, None, start, r.caught_up

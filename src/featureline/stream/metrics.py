@@ -14,7 +14,7 @@ from collections import Counter, deque
 
 import numpy as np
 
-from .apply import Outcome
+from .outcome import Outcome
 
 COUNTERS = ("consumed", "applied", "dead_lettered", "filtered", "late")
 

@@ -358,7 +358,7 @@ def pipeline_options(opts: StreamOptions):
 
 def run(plan: Plan, opts: StreamOptions):
     """Build and run the stream; returns this process's metrics (complete on FnApiRunner)."""
-    from .reader_proc import release_pool
+    from .pipe import release_pool
 
     try:
         return _run(plan, opts)
@@ -378,7 +378,7 @@ def _run(plan: Plan, opts: StreamOptions):
         # The transaction process fences the producers of a job that died before this one reads
         # the group's offsets: a commit still on its way from there cannot land afterwards.
         from .deliver_proc import DeliverProcess
-        from .reader_proc import prewarm
+        from .pipe import prewarm
         from .sinks import kafka_config
 
         partitions = _partitions(plan, topics)
@@ -388,14 +388,14 @@ def _run(plan: Plan, opts: StreamOptions):
         deliver.fence(partitions, wait=False)
     import apache_beam as beam
 
-    if deliver is not None:
-        deliver.flush()
     store = OnlineStore(plan)
     boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
     if opts.from_us is not None:
         boundaries = {s: opts.from_us for s in boundaries}
-    dlq_from = start_epochs(plan, store, topics, epochs)
     ensure_dlq_topics(plan, topics)
+    if deliver is not None:
+        deliver.flush()  # fenced: from here on the group's offsets are final
+    dlq_from = start_epochs(plan, store, topics, epochs)
     _METRICS.pop(opts.run_id, None)
     m = metrics(opts.run_id)
     if opts.runner == DEFAULT_RUNNER:

@@ -25,7 +25,6 @@ died (kill -9 included), so no reader outlives the job.
 
 from __future__ import annotations
 
-import os
 import pickle
 import select
 import struct
@@ -38,28 +37,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from .pipe import LEN, _read_exact, _write_all, recv, spawn
+
 HEADER = struct.Struct("<qqqBI")
-FIRST_POLL_RECORDS = 2_000
-LEN = struct.Struct("<I")
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _read_exact(fd: int, n: int) -> bytearray | None:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = os.readv(fd, [view[got:]])
-        if k == 0:
-            return None
-        got += k
-    return buf
+FIRST_POLL_RECORDS = 10_000
 
 
 SCHEMA = pa.schema(
@@ -97,42 +78,6 @@ class ReaderGone(RuntimeError):
     pass
 
 
-_POOL: dict[str, list[subprocess.Popen]] = {}
-
-
-def spawn(module: str) -> subprocess.Popen:
-    """A child `python -m <module>` with pipes on stdin/stdout: a prewarmed one if there is one."""
-    pool = _POOL.get(module)
-    while pool:
-        proc = pool.pop()
-        if proc.poll() is None:
-            return proc
-    return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-
-
-def prewarm(module: str, n: int) -> None:
-    """Start n children of `module` now (they import what they need and wait for their first
-    command), so a job's start-up overlaps theirs. `release_pool` ends the unused ones."""
-    pool = _POOL.setdefault(module, [])
-    for _ in range(n - len(pool)):
-        pool.append(
-            subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-        )
-
-
-def release_pool() -> None:
-    for pool in _POOL.values():
-        while pool:
-            proc = pool.pop()
-            proc.stdin.close()
-            proc.stdout.close()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 class PartitionReader:
     """The parent's handle on one child reader of one partition."""
 
@@ -144,6 +89,7 @@ class PartitionReader:
         self.position: int | None = None  # where the frames taken so far end
         self.highwater: int | None = None
         self.caught_up = False
+        self.frames = 0  # frames taken
         self._send(("config", config, topic, partition, max_records, poll_timeout_ms, decode))
 
     def _send(self, cmd) -> None:
@@ -181,6 +127,7 @@ class PartitionReader:
                 raise ReaderGone(self._why())
             if gen != self.gen:
                 continue  # read ahead before a seek
+            self.frames += 1
             batch, decoded = pickle.loads(body) if nbytes else (None, None)  # noqa: S301 - our own child
             self.position, self.highwater, self.caught_up = position, (highwater if highwater >= 0 else None), bool(caught_up)
             return batch, decoded, position, bool(caught_up)
@@ -201,14 +148,6 @@ class PartitionReader:
 # -- child side ----------------------------------------------------------------------------
 
 
-def _read_cmd(fd: int):
-    head = _read_exact(fd, LEN.size)
-    if head is None:
-        return None
-    body = _read_exact(fd, LEN.unpack(head)[0])
-    return None if body is None else pickle.loads(body)  # noqa: S301 - our own parent
-
-
 def _frame(records, decode) -> bytes:
     batch = records_to_batch(records)
     return pickle.dumps((batch, decode(batch) if decode is not None else None), protocol=5)
@@ -225,7 +164,7 @@ def child_main() -> int:
 
     from .check import ContractCheck  # noqa: F401 - imported before the first command (prewarm)
 
-    cmd = _read_cmd(fin)
+    cmd = recv(fin)
     if cmd is None:
         return 0
     _, config, topic, partition, max_records, timeout_ms, decode = cmd
@@ -242,7 +181,7 @@ def child_main() -> int:
             # a new command? (blocking when there is nothing to read)
             ready, _, _ = select.select([fin], [], [], 0 if reading else None)
             if ready:
-                cmd = _read_cmd(fin)
+                cmd = recv(fin)
                 if cmd is None:
                     return 0  # parent closed or died
                 _, gen, start, stop = cmd

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from ..plan import ContractPlan
-from .apply import Outcome
+from .outcome import Outcome
 
 HEADER = "featureline.errors."
 
@@ -83,14 +83,31 @@ class Deliver:
     def _producer(self, topic: str, partition: int):
         p = self.producers.get((topic, partition))
         if p is None:
-            from kafka import KafkaProducer
+            p = self.producers[(topic, partition)] = self._new_producer(topic, partition)
+        return p
 
-            cfg = {k: v for k, v in self.config.items() if k in KafkaProducer.DEFAULT_CONFIG}
-            cfg.setdefault("retry_backoff_ms", 5)  # the transaction calls retry while the coordinator finishes the last one
-            cfg.setdefault("linger_ms", 2)
-            p = KafkaProducer(acks="all", transactional_id=f"featureline.{self.group_id}.{topic}.{partition}", **cfg)
-            p.init_transactions()
-            self.producers[(topic, partition)] = p
+    def start(self, partitions) -> None:
+        """Start (init_transactions) the producers of these (topic, partition)s, in parallel: each
+        waits on the broker (coordinator lookup, fencing an earlier producer with its id)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [tp for tp in partitions if tuple(tp) not in self.producers]
+        if len(todo) <= 1:
+            for topic, partition in todo:
+                self._producer(topic, partition)
+            return
+        with ThreadPoolExecutor(min(8, len(todo))) as ex:
+            made = list(ex.map(lambda tp: (tuple(tp), self._new_producer(*tp)), todo))
+        self.producers.update(made)
+
+    def _new_producer(self, topic: str, partition: int):
+        from kafka import KafkaProducer
+
+        cfg = {k: v for k, v in self.config.items() if k in KafkaProducer.DEFAULT_CONFIG}
+        cfg.setdefault("retry_backoff_ms", 5)  # the transaction calls retry while the coordinator finishes the last one
+        cfg.setdefault("linger_ms", 2)
+        p = KafkaProducer(acks="all", transactional_id=f"featureline.{self.group_id}.{topic}.{partition}", **cfg)
+        p.init_transactions()
         return p
 
     def deliver(self, out: Outcome) -> None:
