@@ -25,14 +25,13 @@ from __future__ import annotations
 import os
 import queue
 import select
-import subprocess
 import sys
 import threading
 from dataclasses import replace
 
+from .pipe import finish, spawn
 from .pipe import recv as _recv
 from .pipe import send as _send
-from .pipe import spawn
 
 
 class DeliverError(RuntimeError):
@@ -122,16 +121,7 @@ class DeliverProcess:
         finally:
             self._queue.put(None)
             self._writer.join(30)
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            finish(self.proc, 30)
 
 
 def child_main() -> int:

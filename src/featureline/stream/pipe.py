@@ -73,14 +73,22 @@ def prewarm(module: str, n: int) -> None:
         )
 
 
+def finish(proc: subprocess.Popen, timeout_s: float = 5) -> None:
+    """Close a helper's pipes (it ends at EOF) and reap it; kill it if it does not end in time."""
+    for f in (proc.stdin, proc.stdout):
+        try:
+            f.close()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def release_pool() -> None:
+    """End the prewarmed helpers nobody took."""
     for pool in _POOL.values():
         while pool:
-            proc = pool.pop()
-            proc.stdin.close()
-            proc.stdout.close()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            finish(pool.pop())

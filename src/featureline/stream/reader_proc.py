@@ -28,7 +28,6 @@ from __future__ import annotations
 import pickle
 import select
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .pipe import LEN, _read_exact, _write_all, recv, spawn
+from .pipe import LEN, _read_exact, _write_all, finish, recv, spawn
 
 HEADER = struct.Struct("<qqqBI")
 FIRST_POLL_RECORDS = 10_000
@@ -133,16 +132,7 @@ class PartitionReader:
             return batch, decoded, position, bool(caught_up)
 
     def close(self) -> None:
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        finish(self.proc)
 
 
 # -- child side ----------------------------------------------------------------------------
