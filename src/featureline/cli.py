@@ -231,6 +231,9 @@ def stream(
     max_poll_records: int | None = typer.Option(
         None, "--max-poll-records", min=1, help="Records per poll of a partition at most (one micro-batch); default 50,000 with --until-caught-up, else 5,000."
     ),
+    discover_every: float = typer.Option(
+        30.0, "--discover-every", min=0, help="Live: look for partitions added to the topics every S seconds and restart the job to read them (0: never)."
+    ),
     project: Path = ProjectOpt,
 ) -> None:
     """Run the streaming job: Kafka -> contract check -> tiles in Redis, bad records to <topic>.dlq.
@@ -261,11 +264,12 @@ def stream(
         max_poll_records=max_poll_records,
         metrics_port=metrics_port,
         sources=tuple(source or ()),
+        discover_every_s=discover_every,
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)
     try:
-        m, bounds = run(plan, opts)
+        m, bounds = run(plan, opts, on_new_partitions=_restart_for(opts.run_id))
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -281,6 +285,24 @@ def stream(
     if not m.balanced():
         _err("error: counts do not add up (consumed != applied + dead-lettered + filtered)")
         raise typer.Exit(1)
+
+
+def _restart_for(run_id: str):
+    """New partitions in live mode: the job is started again (the same command, in place), so
+    it reads every partition. What was applied is in Redis; what was not committed is read
+    again from the committed offsets (at-least-once in, idempotent merges): nothing is lost."""
+
+    def restart(new) -> None:
+        import os
+
+        from .stream.pipeline import metrics
+
+        names = ", ".join(f"{t}:{p}" for t, p in new)
+        print(f"[stream] new partitions {names}: restarting the job to read them ({metrics(run_id).line()})", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "featureline", *sys.argv[1:]])
+
+    return restart
 
 
 def _stop_on_signals(run_id: str) -> None:

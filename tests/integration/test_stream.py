@@ -404,3 +404,55 @@ def test_backfill_again_after_streaming_replaces_and_the_stream_rereads(tmp_path
         assert len(read_dlq(services.kafka_bootstrap, topic, n_bad)) == n_bad  # not sent again
     finally:
         cleanup(plan)
+
+
+def test_live_stream_reads_partitions_added_while_it_runs(tmp_path, services):
+    """Partitions added to the topic while a live job runs are found (--discover-every) and read:
+    the job restarts itself, loses nothing, and the values equal the batch engine's."""
+    from kafka.admin import KafkaAdminClient, NewPartitions
+
+    d, plan, topic, events, where = setup_world(tmp_path, services, partitions=1, n=400, seed=57)
+    group = plan.project.kafka_consumer_group
+    store = OnlineStore(plan)
+
+    def wait_committed(ends: dict[int, int], timeout_s: float = 90) -> dict:
+        deadline = time.monotonic() + timeout_s
+        got = {}
+        while time.monotonic() < deadline:
+            got = committed(services.kafka_bootstrap, group, topic, len(ends))
+            if all(got.get(p) == o for p, o in ends.items()):
+                break
+            time.sleep(0.5)
+        return got
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "featureline", "stream", "-p", str(d), "--report-every", "1", "--discover-every", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=d,
+    )
+    try:
+        first = {0: max(o for _, o in where) + 1}
+        assert wait_committed(first) == first
+        admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
+        try:
+            admin.create_partitions({topic: NewPartitions(total_count=3)})
+        finally:
+            admin.close()
+        time.sleep(1)
+        now = time.time_ns() // 1000
+        late = live_events(300, seed=58, start=dt.datetime.fromtimestamp((now - 60_000_000) / 1e6, dt.UTC), rate_per_s=300 / 55, bad_share=0.0, users=USERS, merchants=MERCHANTS)
+        where2 = produce(services.kafka_bootstrap, topic, late)
+        assert {q for q, _ in where2} == {0, 1, 2}, "the producer spreads keys over the new partitions"
+        ends = {q: max(o for pp, o in where + where2 if pp == q) + 1 for q in range(3)}
+        assert wait_committed(ends) == ends
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err[-3000:]
+    assert f"new partitions {topic}:1, {topic}:2: restarting" in err, err[-3000:]
+    at = time.time_ns() // 1000
+    engine = reference(d, plan, events + late, now=at)
+    assert mismatches(store, engine, entity_rows(events + late), at) == {}
+    cleanup(plan)

@@ -35,8 +35,8 @@ partition caught up at its last read polls without waiting while another partiti
 in the last second(s); otherwise an idle partition would block its whole poll timeout per turn
 (measured: 1 busy + 3 idle partitions, 12k records/s instead of the busy partition's full rate).
 
-Not done: re-discovery of partitions added after launch (the partitions are discovered once,
-when the pipeline is built). Restarting the pipeline picks them up from the committed offsets.
+Partitions are discovered once, when the pipeline is built; partitions added later are found
+by the job (pipeline.run's watcher, live mode), which restarts to read them.
 
 On ``FnApiRunner`` (Beam 2.77) ``defer_remainder(delay)``'s delay is ignored: the residuals of a
 bundle go straight back into the queue as the next bundle, so every poll costs one bundle

@@ -51,6 +51,8 @@ class StreamOptions:
     report_every_s: float = 5.0
     metrics_port: int | None = None
     sources: tuple[str, ...] = ()  # default: every source with a stream side
+    # live mode: look for partitions added to the topics every this many seconds (0: never)
+    discover_every_s: float = 30.0
     run_id: str = "main"
     quiet: bool = False
 
@@ -358,22 +360,29 @@ def pipeline_options(opts: StreamOptions):
     return PipelineOptions(args)
 
 
-def run(plan: Plan, opts: StreamOptions):
-    """Build and run the stream; returns this process's metrics (complete on FnApiRunner)."""
+def run(plan: Plan, opts: StreamOptions, *, on_new_partitions=None):
+    """Build and run the stream; returns this process's metrics (complete on FnApiRunner).
+
+    Live (not until_caught_up), the topics' partitions are looked up every
+    `opts.discover_every_s`; when some were added, `on_new_partitions(new)` is called once
+    (the CLI restarts the job, which then reads them from the start policy; nothing is lost:
+    what was not committed is read again). Without a callback a warning is printed."""
     from .pipe import release_pool
 
     try:
-        return _run(plan, opts)
+        return _run(plan, opts, on_new_partitions)
     finally:
         for d in _DELIVERS.pop(opts.run_id, []):
             d.close()  # every batch handed over is committed when run() returns
         release_pool()
 
 
-def _run(plan: Plan, opts: StreamOptions):
+def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     from ..online.store import OnlineStore
 
     topics = stream_sources(plan, opts.sources)
+    if not opts.until_caught_up and opts.discover_every_s > 0:
+        _watch_partitions(plan, topics, opts.discover_every_s, on_new_partitions)
     deliver = None
     if opts.runner == DEFAULT_RUNNER:
         # The DoFns run in this process: their helper processes start while Beam is imported.
@@ -409,6 +418,30 @@ def _run(plan: Plan, opts: StreamOptions):
     with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
         build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
     return m, boundaries
+
+
+def _watch_partitions(plan: Plan, topics, every_s: float, on_new) -> None:
+    """A daemon thread comparing the topics' partitions with those at launch, every every_s."""
+    import threading
+
+    def watch() -> None:
+        known = set(_partitions(plan, topics))
+        while True:
+            time.sleep(every_s)
+            try:
+                new = sorted(set(_partitions(plan, topics)) - known)
+            except Exception as e:  # a broker hiccup: try again next period
+                print(f"[stream] partition discovery failed: {e}", file=sys.stderr, flush=True)
+                continue
+            if new:
+                names = ", ".join(f"{t}:{p}" for t, p in new)
+                if on_new is None:
+                    print(f"[stream] new partitions {names}: restart the job to read them", file=sys.stderr, flush=True)
+                else:
+                    on_new(new)
+                return
+
+    threading.Thread(target=watch, name="featureline-discover", daemon=True).start()
 
 
 def _partitions(plan: Plan, topics) -> list[tuple[str, int]]:
