@@ -94,8 +94,7 @@ class StreamApplier:
         self.source = plan.sources[source]
         self.contract = plan.contracts[self.source.contract]
         self.validator = ContractValidator(self.contract)
-        self.check = ContractCheck(self.contract)  # for batches the reader did not check
-        self.check._validator = self.validator
+        self.check = ContractCheck(self.contract, self.validator)  # for batches the reader did not check
         self.store = store
         self.boundary_us = boundary_us
         # offsets applied to a slot are remembered per partition *and backfill epoch*: after a

@@ -25,13 +25,12 @@ class Checked:
     valid: pa.Table
     valid_index: np.ndarray
     invalid: dict[int, tuple[Reason, ...]]
-    now_us: int
 
 
 class ContractCheck:
-    def __init__(self, contract: ContractPlan):
+    def __init__(self, contract: ContractPlan, validator=None):
         self.contract = contract
-        self._validator = None
+        self._validator = validator  # made where it runs (not pickled)
 
     def __getstate__(self):
         return {"contract": self.contract, "_validator": None}
@@ -46,4 +45,4 @@ class ContractCheck:
         now = time.time_ns() // 1000 if now_us is None else now_us
         raws = [b"" if v is None else v for v in records.column("value").to_pylist()]
         res = self._validator.validate_json(raws, now=now)
-        return Checked(res.valid, np.asarray(res.valid_index, dtype=np.int64), {row.index: row.reasons for row in res.invalid}, now)
+        return Checked(res.valid, np.asarray(res.valid_index, dtype=np.int64), {row.index: row.reasons for row in res.invalid})

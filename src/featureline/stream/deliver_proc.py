@@ -29,7 +29,7 @@ import sys
 import threading
 from dataclasses import replace
 
-from .pipe import finish, spawn
+from .pipe import child_fds, finish, spawn
 from .pipe import recv as _recv
 from .pipe import send as _send
 
@@ -125,14 +125,11 @@ class DeliverProcess:
 
 
 def child_main() -> int:
-    import signal
-
     from kafka import KafkaProducer  # noqa: F401 - imported before the first command (prewarm)
 
     from .sinks import Deliver
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; this child ends with its pipe
-    fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
+    fin, fout = child_fds()
     parent = os.getppid()
     cmd = _recv(fin)
     if cmd is None:

@@ -440,7 +440,7 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
         if start >= stop:
             return None
         tp = TopicPartition(topic, partition)
-        records, decoded, position, caught_up = self.reader.read(tp, start, stop, self.config.poll_timeout_ms)
+        batch, decoded, position, caught_up = self.reader.read(tp, start, stop, self.config.poll_timeout_ms)
         # Everything before `position` was read: records and gaps (compaction, transaction markers).
         claim_to = min(position, stop) - 1
         if claim_to >= start:
@@ -449,8 +449,7 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
             self.reader.served(tp, claim_to + 1)
         wm = watermark_estimator.current_watermark()
         out = new_wm = None
-        if records is not None:
-            batch = records
+        if batch is not None:
             lo_ms, hi_ms = pc.min_max(batch.column(3)).values()
             out = beam.window.TimestampedValue(
                 PolledBatch(topic, partition, batch, decoded), max(Timestamp(micros=lo_ms.as_py() * 1000), wm)
@@ -463,7 +462,7 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
         if claim_to >= stop - 1:
             self.reader.release(tp)  # bounded and at its end: done
         else:
-            tracker.defer_remainder(None if records is not None or not caught_up else Duration(seconds=self.config.poll_timeout_ms / 1000))
+            tracker.defer_remainder(None if batch is not None or not caught_up else Duration(seconds=self.config.poll_timeout_ms / 1000))
         return out
 
 

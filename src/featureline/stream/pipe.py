@@ -17,14 +17,14 @@ import sys
 LEN = struct.Struct("<I")
 
 
-def _write_all(fd: int, data) -> None:
+def write_all(fd: int, data) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
 
 
-def _read_exact(fd: int, n: int) -> bytearray | None:
+def read_exact(fd: int, n: int) -> bytearray | None:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
@@ -38,19 +38,32 @@ def _read_exact(fd: int, n: int) -> bytearray | None:
 
 def send(fd: int, obj) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, LEN.pack(len(data)) + data)
+    write_all(fd, LEN.pack(len(data)) + data)
 
 
 def recv(fd: int):
     """The next pickled object, or None at EOF (the other side closed or died)."""
-    head = _read_exact(fd, LEN.size)
+    head = read_exact(fd, LEN.size)
     if head is None:
         return None
-    body = _read_exact(fd, LEN.unpack(head)[0])
+    body = read_exact(fd, LEN.unpack(head)[0])
     return None if body is None else pickle.loads(body)  # noqa: S301 - both sides are ours
 
 
+def child_fds() -> tuple[int, int]:
+    """A helper's start: Ctrl-C reaches the whole process group, but the parent decides, and the
+    helper ends with its pipe. Returns its (stdin, stdout) descriptors."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return sys.stdin.fileno(), sys.stdout.fileno()
+
+
 _POOL: dict[str, list[subprocess.Popen]] = {}
+
+
+def _start(module: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
 
 
 def spawn(module: str) -> subprocess.Popen:
@@ -60,17 +73,14 @@ def spawn(module: str) -> subprocess.Popen:
         proc = pool.pop()
         if proc.poll() is None:
             return proc
-    return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+    return _start(module)
 
 
 def prewarm(module: str, n: int) -> None:
     """Start n children of `module` now (they import what they need and wait for their first
     command), so a job's start-up overlaps theirs. `release_pool` ends the unused ones."""
     pool = _POOL.setdefault(module, [])
-    for _ in range(n - len(pool)):
-        pool.append(
-            subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-        )
+    pool.extend(_start(module) for _ in range(n - len(pool)))
 
 
 def finish(proc: subprocess.Popen, timeout_s: float = 5) -> None:

@@ -28,6 +28,8 @@ META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boun
 _METRICS: dict[str, object] = {}
 # its Kafka transaction processes: run() waits for their last commits when the pipeline is done
 _DELIVERS: dict[str, list] = {}
+# the one run() started and fenced, until the Commit DoFn takes it (in-process runner)
+_FENCED: dict[str, object] = {}
 
 
 @dataclass
@@ -251,7 +253,7 @@ def _dofns():
             from .deliver_proc import DeliverProcess
             from .sinks import LagProbe, kafka_config
 
-            self.deliver = _take_deliver(self.opts.run_id)  # run() started and fenced it (in-process runner)
+            self.deliver = _take_fenced(self.opts.run_id)
             if self.deliver is None:
                 cfg = kafka_config(self.plan)
                 self.deliver = DeliverProcess(cfg, self.plan.project.kafka_consumer_group, _contracts(self.plan, self.topics))
@@ -289,17 +291,14 @@ def _dofns():
     return ApplyBatch, Commit
 
 
-def _take_deliver(run_id: str):
-    """The transaction process run() started for this job, if no DoFn has it yet."""
-    for d in _DELIVERS.get(run_id, []):
-        if not getattr(d, "taken", False):
-            d.taken = True
-            return d
-    return None
+# The DoFns above reach the registries through these module functions: cloudpickle ships the
+# DoFn classes by value, and a registry named in their methods would be pickled with them.
+def _take_fenced(run_id: str):
+    """The transaction process run() started and fenced for this job, once (in-process runner)."""
+    return _FENCED.pop(run_id, None)
 
 
 def _keep_deliver(run_id: str, d) -> None:
-    d.taken = True
     _DELIVERS.setdefault(run_id, []).append(d)
 
 
@@ -372,6 +371,7 @@ def run(plan: Plan, opts: StreamOptions, *, on_new_partitions=None):
     try:
         return _run(plan, opts, on_new_partitions)
     finally:
+        _FENCED.pop(opts.run_id, None)
         for d in _DELIVERS.pop(opts.run_id, []):
             d.close()  # every batch handed over is committed when run() returns
         release_pool()
@@ -381,8 +381,10 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     from ..online.store import OnlineStore
 
     topics = stream_sources(plan, opts.sources)
-    if not opts.until_caught_up and opts.discover_every_s > 0:
-        _watch_partitions(plan, topics, opts.discover_every_s, on_new_partitions)
+    watch = not opts.until_caught_up and opts.discover_every_s > 0
+    partitions = _partitions(plan, topics) if watch or opts.runner == DEFAULT_RUNNER else []
+    if watch:
+        _watch_partitions(plan, topics, set(partitions), opts.discover_every_s, on_new_partitions)
     deliver = None
     if opts.runner == DEFAULT_RUNNER:
         # The DoFns run in this process: their helper processes start while Beam is imported.
@@ -392,10 +394,10 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
         from .pipe import prewarm
         from .sinks import kafka_config
 
-        partitions = _partitions(plan, topics)
         prewarm("featureline.stream.reader_proc", len(partitions))
         deliver = DeliverProcess(kafka_config(plan), plan.project.kafka_consumer_group, _contracts(plan, topics))
         _DELIVERS[opts.run_id] = [deliver]
+        _FENCED[opts.run_id] = deliver
         deliver.fence(partitions, wait=False)
     import apache_beam as beam
 
@@ -420,12 +422,11 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     return m, boundaries
 
 
-def _watch_partitions(plan: Plan, topics, every_s: float, on_new) -> None:
-    """A daemon thread comparing the topics' partitions with those at launch, every every_s."""
+def _watch_partitions(plan: Plan, topics, known: set, every_s: float, on_new) -> None:
+    """A daemon thread comparing the topics' partitions with those at launch (`known`), every every_s."""
     import threading
 
     def watch() -> None:
-        known = set(_partitions(plan, topics))
         while True:
             time.sleep(every_s)
             try:

@@ -13,8 +13,7 @@ Pipe protocol (all integers little-endian):
     parent -> child: 4-byte length + pickled command
         ("config", kafka_config, topic, partition, max_records, poll_timeout_ms, decode)   first
         ("start", generation, start_offset, stop_offset)   seek and read [start, stop)
-    child -> parent: header (generation i64, position i64, highwater i64, caught_up u8,
-        nbytes u32) + nbytes of pickled (Arrow batch, decode(batch) or None) (0: no records)
+    child -> parent: header (generation i64, position i64, caught_up u8, nbytes u32) + nbytes of pickled (Arrow batch, decode(batch) or None) (0: no records)
 A frame is sent for every poll that returned records, moved the position (gaps, transaction
 markers) or found the partition caught up; frames of an older generation (before a seek)
 are skipped by the parent.
@@ -36,9 +35,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from .pipe import LEN, _read_exact, _write_all, finish, recv, spawn
+from .pipe import child_fds, finish, read_exact, recv, send, spawn, write_all
 
-HEADER = struct.Struct("<qqqBI")
+HEADER = struct.Struct("<qqBI")
 FIRST_POLL_RECORDS = 10_000
 
 
@@ -86,16 +85,14 @@ class PartitionReader:
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         self.gen = 0
         self.position: int | None = None  # where the frames taken so far end
-        self.highwater: int | None = None
         self.caught_up = False
         self.frames = 0  # frames taken
         self._send(("config", config, topic, partition, max_records, poll_timeout_ms, decode))
 
     def _send(self, cmd) -> None:
-        data = pickle.dumps(cmd, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            _write_all(self._in, LEN.pack(len(data)) + data)
-        except (BrokenPipeError, OSError) as e:
+            send(self._in, cmd)
+        except OSError as e:
             raise ReaderGone(self._why()) from e
 
     def _why(self) -> str:
@@ -117,18 +114,18 @@ class PartitionReader:
             ready, _, _ = select.select([self._out], [], [], left)
             if not ready:
                 return None
-            head = _read_exact(self._out, HEADER.size)
+            head = read_exact(self._out, HEADER.size)
             if head is None:
                 raise ReaderGone(self._why())
-            gen, position, highwater, caught_up, nbytes = HEADER.unpack(head)
-            body = _read_exact(self._out, nbytes) if nbytes else b""
+            gen, position, caught_up, nbytes = HEADER.unpack(head)
+            body = read_exact(self._out, nbytes) if nbytes else b""
             if body is None:
                 raise ReaderGone(self._why())
             if gen != self.gen:
                 continue  # read ahead before a seek
             self.frames += 1
             batch, decoded = pickle.loads(body) if nbytes else (None, None)  # noqa: S301 - our own child
-            self.position, self.highwater, self.caught_up = position, (highwater if highwater >= 0 else None), bool(caught_up)
+            self.position, self.caught_up = position, bool(caught_up)
             return batch, decoded, position, bool(caught_up)
 
     def close(self) -> None:
@@ -144,11 +141,7 @@ def _frame(records, decode) -> bytes:
 
 
 def child_main() -> int:
-    import signal
-
-    # Ctrl-C reaches the whole process group: the parent decides; this child ends with its pipe
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
+    fin, fout = child_fds()
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
 
@@ -178,7 +171,7 @@ def child_main() -> int:
                 consumer.seek(tp, start)
                 reading, last = start < stop, None
                 if not reading:
-                    _write_all(fout, HEADER.pack(gen, start, -1, 0, 0))
+                    write_all(fout, HEADER.pack(gen, start, 0, 0))
                 continue
             records = consumer.poll(timeout_ms=timeout_ms, max_records=limit).get(tp, [])
             if records:
@@ -192,9 +185,9 @@ def child_main() -> int:
             caught_up = not records and hw is not None and position >= hw
             if records or last != (position, caught_up):
                 body = _frame(records, decode) if records else b""
-                _write_all(fout, HEADER.pack(gen, position, -1 if hw is None else hw, caught_up, len(body)))
+                write_all(fout, HEADER.pack(gen, position, caught_up, len(body)))
                 if body:
-                    _write_all(fout, body)
+                    write_all(fout, body)
                 last = (position, caught_up)
             if position >= stop:
                 reading = False  # bounded and done: wait for a command (or EOF)

@@ -91,13 +91,11 @@ class Deliver:
         waits on the broker (coordinator lookup, fencing an earlier producer with its id)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        todo = [tp for tp in partitions if tuple(tp) not in self.producers]
-        if len(todo) <= 1:
-            for topic, partition in todo:
-                self._producer(topic, partition)
+        todo = [tuple(tp) for tp in partitions if tuple(tp) not in self.producers]
+        if not todo:
             return
         with ThreadPoolExecutor(min(8, len(todo))) as ex:
-            made = list(ex.map(lambda tp: (tuple(tp), self._new_producer(*tp)), todo))
+            made = list(ex.map(lambda tp: (tp, self._new_producer(*tp)), todo))
         self.producers.update(made)
 
     def _new_producer(self, topic: str, partition: int):
