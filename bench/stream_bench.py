@@ -97,9 +97,9 @@ def events(n: int, *, end_us: int, users: int = 2_000, merchants: int = 300, bad
     return live_events(n, seed=3, start=start, rate_per_s=n / (minutes * 60), bad_share=bad_share, users=users, merchants=merchants)
 
 
-def throughput(partitions: int, n: int, evs, max_poll: int) -> dict:
+def throughput(partitions: int, n: int, evs, max_poll: int, readers: int | None = None) -> dict:
     from featureline.compiler import compile_project
-    from featureline.stream.pipeline import StreamOptions, run
+    from featureline.stream.pipeline import StreamOptions, auto_readers_per_partition, run
 
     topic = f"bench_{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="flstream"))
@@ -109,7 +109,8 @@ def throughput(partitions: int, n: int, evs, max_poll: int) -> dict:
     base_s = bare_consumer(topic, partitions, n)
     plan = compile_project(d)
     t0 = time.perf_counter()
-    m, _ = run(plan, StreamOptions(until_caught_up=True, max_poll_records=max_poll, quiet=True, run_id=topic))
+    readers = readers or auto_readers_per_partition(partitions)
+    m, _ = run(plan, StreamOptions(until_caught_up=True, max_poll_records=max_poll, quiet=True, run_id=topic, readers_per_partition=readers))
     ours_s = time.perf_counter() - t0
     assert m.totals["consumed"] == n, m.line()
     assert m.balanced(), m.line()
@@ -117,6 +118,7 @@ def throughput(partitions: int, n: int, evs, max_poll: int) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "partitions": partitions,
+        "readers_per_partition": readers,
         "events": n,
         "produce_s": produce_s,
         "bare_s": base_s,
@@ -229,6 +231,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--partitions", default="1,4")
     ap.add_argument("--max-poll-records", type=int, default=None, help="default: the stream's own (50,000 catching up)")
+    ap.add_argument("--readers-per-partition", type=int, default=None, help="default: the stream's own (2 with fewer partitions than cores)")
     ap.add_argument("--freshness-rate", type=int, default=5000)
     ap.add_argument("--freshness-seconds", type=float, default=30)
     ap.add_argument("--no-freshness", action="store_true")
@@ -243,17 +246,17 @@ def main() -> None:
     print(f"generated {len(evs):,} events ({sum(1 for e in evs if e.bad_kind):,} bad) in {time.perf_counter() - t0:.1f}s")
     rows = []
     for p in [int(x) for x in a.partitions.split(",")]:
-        r = throughput(p, a.events, evs, a.max_poll_records)
+        r = throughput(p, a.events, evs, a.max_poll_records, a.readers_per_partition)
         rows.append(r)
         print(json.dumps(r), flush=True)
     print()
-    print(f"{'partitions':>10} {'events':>9} {'bare consumer rec/s':>20} {'ours rec/s (launch->done)':>26} {'ours rec/s (steady)':>20} {'ratio launch/steady':>20} {'batches':>8}")
+    print(f"{'partitions':>10} {'readers/p':>9} {'events':>9} {'bare consumer rec/s':>20} {'ours rec/s (launch->done)':>26} {'ours rec/s (steady)':>20} {'ratio launch/steady':>20} {'batches':>8}")
     for r in rows:
         bare = r["events"] / r["bare_s"]
         ours = r["events"] / r["ours_s"]
         steady = r["ours_steady_rate"] or float("nan")
         ratios = f"{ours / bare:.2f} / {steady / bare:.2f}"
-        print(f"{r['partitions']:>10} {r['events']:>9,} {bare:>20,.0f} {ours:>26,.0f} {steady:>20,.0f} {ratios:>20} {r['batches']:>8}")
+        print(f"{r['partitions']:>10} {r['readers_per_partition']:>9} {r['events']:>9,} {bare:>20,.0f} {ours:>26,.0f} {steady:>20,.0f} {ratios:>20} {r['batches']:>8}")
     if not a.no_freshness:
         f = freshness(a.freshness_rate, a.freshness_seconds, 4)
         print()

@@ -234,6 +234,9 @@ def stream(
     discover_every: float = typer.Option(
         30.0, "--discover-every", min=0, help="Live: look for partitions added to the topics every S seconds and restart the job to read them (0: never)."
     ),
+    readers_per_partition: int | None = typer.Option(
+        None, "--readers-per-partition", min=1, help="Reader processes per partition (decoding + contract check); default 2 with fewer partitions than cores, else 1."
+    ),
     project: Path = ProjectOpt,
 ) -> None:
     """Run the streaming job: Kafka -> contract check -> tiles in Redis, bad records to <topic>.dlq.
@@ -265,6 +268,7 @@ def stream(
         metrics_port=metrics_port,
         sources=tuple(source or ()),
         discover_every_s=discover_every,
+        readers_per_partition=readers_per_partition,
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)

@@ -123,8 +123,10 @@ def by_partition(results) -> dict[int, list]:
     return out
 
 
-@pytest.mark.parametrize("reader_processes", [True, False], ids=["reader-processes", "in-process"])
-def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topics, tmp_path, reader_processes):
+@pytest.mark.parametrize(
+    ("reader_processes", "per_partition"), [(True, 1), (True, 2), (False, 1)], ids=["reader-processes", "striped-2-per-partition", "in-process"]
+)
+def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topics, tmp_path, reader_processes, per_partition):
     import operator
 
     import pyarrow as pa
@@ -141,6 +143,7 @@ def test_bounded_read_returns_every_record_once_in_micro_batches(bootstrap, topi
         group_id=None,
         max_poll_records=400,
         reader_processes=reader_processes,
+        readers_per_partition=per_partition,
         decoders={topic: operator.attrgetter("num_rows")},  # runs where the batch is read
     )
     parts = by_partition(results)
@@ -378,6 +381,73 @@ def test_reader_process_seeks_and_skips_what_it_read_ahead(bootstrap, topics):
     finally:
         r.close()
     assert r.proc.returncode == 0
+
+
+def _transactions(bootstrap: str, topic: str, n: int, size: int, first: int = 0) -> list[bytes]:
+    """n transactions of `size` records each to partition 0 (each ends with a commit marker, an offset without a record)."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, transactional_id=f"fl-test-{uuid.uuid4().hex[:8]}")
+    p.init_transactions()
+    sent = []
+    for t in range(n):
+        p.begin_transaction()
+        for i in range(size):
+            v = json.dumps({"t": first + t, "i": i}).encode()
+            p.send(topic, value=v, partition=0)
+            sent.append(v)
+        p.commit_transaction()
+    p.close()
+    return sent
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_striped_reader_reads_a_partition_in_order_with_processes_in_turns(bootstrap, topics, n):
+    """One partition read by n processes in chunks: the frames come back in offset order, every
+    record once, across commit markers at chunk ends; live, it goes on past the end offset."""
+    from featureline.stream.reader_proc import RESPLIT_BEHIND, StripedReader
+
+    topic = topics(1)
+    # 49 records + a marker per transaction: with 50-record chunks every chunk ends on a marker
+    sent = _transactions(bootstrap, topic, 30, 49)
+    cfg = {"bootstrap_servers": bootstrap, "enable_auto_commit": False, "isolation_level": "read_committed"}
+    r = StripedReader(cfg, topic, 0, max_records=50, poll_timeout_ms=200, n=n)
+
+    def take_until(stop: int, values: list, offsets: list) -> None:
+        deadline = time.monotonic() + 30
+        while r.position < stop:
+            assert time.monotonic() < deadline, f"stuck at {r.position} (< {stop})"
+            got = r.take(1.0)
+            if got is not None and got[0] is not None:
+                values.extend(got[0].column("value").to_pylist())
+                offsets.extend(got[0].column("offset").to_pylist())
+
+    try:
+        # bounded: chunks from the start
+        values, offsets = [], []
+        r.start(0, 1500)
+        take_until(1500, values, offsets)
+        assert values == sent and offsets == [t * 50 + i for t in range(30) for i in range(49)]
+        assert all(p.frames > 0 for p in r.readers), "every process served chunks"
+        # live, 1,000 offsets behind: one process from the start, then chunks again
+        assert 1000 >= RESPLIT_BEHIND * 50
+        before = [p.frames for p in r.readers]
+        values, offsets = [], []
+        r.start(500, sys.maxsize)
+        take_until(1500, values, offsets)
+        assert values == sent[490:]
+        assert all(p.frames > b for p, b in zip(r.readers, before, strict=True)), "live backlog read in turns"
+        # at the end: records produced now come (one process reads on past the end offset)
+        more = _transactions(bootstrap, topic, 3, 10, first=30)
+        take_until(1533, values, offsets)
+        assert values == sent[490:] + more
+        deadline = time.monotonic() + 10
+        while not r.caught_up and time.monotonic() < deadline:
+            r.take(0.5)
+        assert r.caught_up and r.position == 1533
+    finally:
+        r.close()
+    assert all(p.proc.returncode == 0 for p in r.readers)
 
 
 @pytest.mark.parametrize("module", ["featureline.stream.reader_proc", "featureline.stream.deliver_proc"])

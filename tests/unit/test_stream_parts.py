@@ -52,3 +52,13 @@ def test_metrics_count_every_record_once():
     assert "consumed 110 = applied 100 + dead-lettered 7 + filtered 3 | late 2" in m.line()
     m.record(Outcome("t", 0, 100, 100, consumed=1))  # a record not accounted for
     assert not m.balanced()
+
+
+def test_two_readers_per_partition_only_when_cores_are_left_over():
+    from featureline.stream.pipeline import auto_readers_per_partition
+
+    assert auto_readers_per_partition(1, cores=2) == 2  # one partition on this machine: two readers take turns
+    assert auto_readers_per_partition(2, cores=2) == 1
+    assert auto_readers_per_partition(4, cores=2) == 1
+    assert auto_readers_per_partition(3, cores=8) == 2
+    assert auto_readers_per_partition(0, cores=8) == 1

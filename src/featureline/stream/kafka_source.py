@@ -122,6 +122,10 @@ class KafkaSourceConfig:
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     # decode records in a child process per partition (reader_proc.py); False: in this process
     reader_processes: bool = True
+    # reader processes per partition (reader_proc.StripedReader when > 1): one process decodes
+    # and checks ~45k records/s here at best, so a job with fewer partitions than cores reads
+    # each partition with more
+    readers_per_partition: int = 1
     # per topic: a picklable callable run on each polled Arrow batch where it is read (in the
     # reader process); its result travels with the batch as PolledBatch.decoded
     decoders: Mapping[str, Any] = field(default_factory=dict)
@@ -131,6 +135,8 @@ class KafkaSourceConfig:
             raise ValueError(f"start must be one of {START_POLICIES}, not {self.start!r}")
         if self.max_poll_records < 1 or self.poll_timeout_ms < 0 or self.skew_s < 0:
             raise ValueError("max_poll_records must be >= 1, poll_timeout_ms and skew_s >= 0")
+        if self.readers_per_partition < 1:
+            raise ValueError("readers_per_partition must be >= 1")
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         cfg = dict(DEFAULT_CONSUMER_CONFIG)
@@ -337,19 +343,20 @@ class _ProcessReader(_Reader):
     """_Reader with each partition's consumer in a child process (reader_proc.py): kafka-python's
     record decoding, the bare consumer's whole cost, runs on another core, one poll ahead."""
 
-    def __init__(self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None):
+    def __init__(self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None, per_partition: int = 1):
         super().__init__(config, max_records, decoders)
         self.poll_timeout_ms = poll_timeout_ms
+        self.per_partition = per_partition
         self.stops: dict[Any, int] = {}
 
     def _consumer_for(self, tp):
-        from .reader_proc import PartitionReader
+        from .reader_proc import PartitionReader, StripedReader
 
         r = self.consumers.get(tp)
         if r is None:
-            r = self.consumers[tp] = PartitionReader(
-                self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic)
-            )
+            args = (self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic))
+            r = StripedReader(*args, n=self.per_partition) if self.per_partition > 1 else PartitionReader(*args)
+            self.consumers[tp] = r
         return r
 
     def read(self, tp, start: int, stop: int, timeout_ms: int):
@@ -409,7 +416,8 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
         # group_id None: the reader only assigns and seeks; starts come from the restriction.
         cfg = self.config.kafka_config(group_id=None)
         if self.config.reader_processes:
-            self.reader = _ProcessReader(cfg, self.config.max_poll_records, self.config.poll_timeout_ms, self.config.decoders)
+            c = self.config
+            self.reader = _ProcessReader(cfg, c.max_poll_records, c.poll_timeout_ms, c.decoders, c.readers_per_partition)
         else:
             self.reader = _Reader(cfg, self.config.max_poll_records, self.config.decoders)
         self.skew = Duration(seconds=self.config.skew_s)
@@ -500,6 +508,7 @@ class ReadFromKafkaPartitions(beam.PTransform):
         skew_s: float = DEFAULT_SKEW_S,
         consumer_config: Mapping[str, Any] | None = None,
         reader_processes: bool = True,
+        readers_per_partition: int = 1,
         decoders: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -515,6 +524,7 @@ class ReadFromKafkaPartitions(beam.PTransform):
             skew_s=skew_s,
             consumer_config=dict(consumer_config or {}),
             reader_processes=reader_processes,
+            readers_per_partition=readers_per_partition,
             decoders=dict(decoders or {}),
         )
 
