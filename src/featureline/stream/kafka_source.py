@@ -29,7 +29,9 @@ under load): a poll only returns the partition being read, nothing is buffered o
 By default each partition's consumer runs in a reader process (reader_proc.py): kafka-python
 parses records in pure Python (~15 us each), which there uses another core, one poll ahead;
 the config's `decoders` (per topic) run there on each batch too (the stream's contract
-check). `reader_processes=False` reads in the DoFn's own process.
+check). `readers_per_partition=2` reads each partition with two such processes taking turns
+(reader_proc.StripedReader; the DoFn sees the same frames in the same order).
+`reader_processes=False` reads in the DoFn's own process.
 Partitions are stepped in turn (FnApiRunner runs one bundle that steps each once), so a
 partition caught up at its last read polls without waiting while another partition had data
 in the last second(s); otherwise an idle partition would block its whole poll timeout per turn
