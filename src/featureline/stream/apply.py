@@ -282,7 +282,7 @@ class StreamApplier:
         """Partial tiles of every slot of one entity type: (entity, expire_at_ms, [block per slot])."""
         per_slot = []
         for view, lay in group:
-            table = self.con.execute(self._tile_sql(view, lay, now)).to_arrow_table()
+            table = self.con.sql(self._tile_sql(view, lay, now)).to_arrow_table()
             per_slot.append({ent: (exp, blob) for ent, exp, blob in _blocks(view, lay, table)})
         items = []
         for ent in sorted(set().union(*per_slot)):
@@ -301,7 +301,7 @@ class StreamApplier:
                 todo.setdefault((j, stored), set()).add(items[i][0])
         for (j, stored), ents in todo.items():
             view, lay = group[j]
-            part = self.con.execute(self._tile_sql(view, lay, now, after=stored)).to_arrow_table()
+            part = self.con.sql(self._tile_sql(view, lay, now, after=stored)).to_arrow_table()
             again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e in ents]
             if again:
                 self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
@@ -320,7 +320,7 @@ class StreamApplier:
             f"FROM {self._events[view.name]} WHERE __t >= {now - view.ttl_us} GROUP BY ALL"
         )
         nkeys = len(view.join_keys)
-        table = self.con.execute(sql).to_arrow_table()
+        table = self.con.sql(sql).to_arrow_table()
         if table.num_rows == 0:
             return []
         import pyarrow.compute as pc
