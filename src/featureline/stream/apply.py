@@ -116,6 +116,7 @@ class StreamApplier:
         self.engine = BatchEngine(plan, con=self.con, cache=False)
         self.engine._valid[source] = "__mb"  # the view SQL reads the micro-batch, registered per batch
         self._events = {v.name: self.engine.events_sql(v) for v in self.views}
+        self._macros: set[str] = set()  # table macros made on this connection (see _macro)
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
         self._claim_sha: str | None = None
         self._et = self.source.event_time
@@ -261,7 +262,7 @@ class StreamApplier:
             late &= t_us < now - v.ttl_us
         return int(late.sum())
 
-    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None) -> str:
+    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None, acc: str = "__a", order: bool = True) -> str:
         from ..batch.engine import floor_sql
         from ..batch.online_backfill import _acc_sql, _inputs
         from ..contracts.sql_eval import q
@@ -271,18 +272,52 @@ class StreamApplier:
         accs = []
         for a in lay.accs:
             col, typ = inputs.get(a.input, (None, None)) if a.input else (None, None)
-            accs.append(f"{_acc_sql(a.kind, col, typ)} AS __a{a.index}")
+            accs.append(f"{_acc_sql(a.kind, col, typ)} AS {acc}{a.index}")
         tile = floor_sql("__t", lay.hop_us)
         cond = f"{tile} + {lay.reach_us} > {now}"
         if after is not None:
             cond += f" AND __arrival > {after}"
-        return f"SELECT {keys}, {tile} AS __tile, {', '.join(accs)} FROM {self._events[view.name]} WHERE {cond} GROUP BY ALL ORDER BY {keys}, __tile"
+        sql = f"SELECT {keys}, {tile} AS __tile, {', '.join(accs)} FROM {self._events[view.name]} WHERE {cond} GROUP BY ALL"
+        return sql + f" ORDER BY {keys}, __tile" if order else sql
+
+    def _macro(self, name: str, make) -> str:
+        """A table macro of the applier's connection taking `__now`, made once from make("__now"):
+        a micro-batch's query then costs no parsing of its (long) SQL."""
+        from ..contracts.sql_eval import q
+
+        if name not in self._macros:
+            self.con.execute(f"CREATE TEMP MACRO {q(name)}(__now) AS TABLE {make('__now')}")
+            self._macros.add(name)
+        return q(name)
+
+    def _slot_tables(self, group: list[tuple[ViewPlan, TileLayout]], now: int) -> list[pa.Table]:
+        """The partial tiles of each slot of one entity type (keys, __tile, __a0...), ordered by
+        entity and tile: one query for all the slots (a query's fixed cost is most of a small
+        micro-batch's), cut apart by slot."""
+        from ..contracts.sql_eval import q
+
+        keys = group[0][0].join_keys
+        if any(v.join_keys != keys for v, _ in group):
+            return [self.con.sql(self._tile_sql(v, lay, now)).to_arrow_table() for v, lay in group]
+
+        def union(t) -> str:
+            selects = [f"SELECT {k} AS __slot, * FROM ({self._tile_sql(v, lay, t, acc=f'__s{k}_a', order=False)})" for k, (v, lay) in enumerate(group)]
+            return " UNION ALL BY NAME ".join(selects) + f" ORDER BY __slot, {', '.join(q(k) for k in keys)}, __tile"
+
+        macro = self._macro(f"__tiles_{group[0][0].entity}", union)
+        table = self.con.sql(f"SELECT * FROM {macro}({int(now)})").to_arrow_table()
+        bounds = np.searchsorted(table.column("__slot").to_numpy(), np.arange(len(group) + 1))
+        out = []
+        for k, (_, lay) in enumerate(group):
+            names = [f"__a{a.index}" for a in lay.accs]
+            part = table.slice(bounds[k], bounds[k + 1] - bounds[k]).select([*keys, "__tile", *(f"__s{k}_a{a.index}" for a in lay.accs)])
+            out.append(part.rename_columns([*keys, "__tile", *names]))
+        return out
 
     def _group_items(self, group: list[tuple[ViewPlan, TileLayout]], now: int) -> list:
         """Partial tiles of every slot of one entity type: (entity, expire_at_ms, [block per slot])."""
         per_slot = []
-        for view, lay in group:
-            table = self.con.sql(self._tile_sql(view, lay, now)).to_arrow_table()
+        for (view, lay), table in zip(group, self._slot_tables(group, now), strict=True):
             per_slot.append({ent: (exp, blob) for ent, exp, blob in _blocks(view, lay, table)})
         items = []
         for ent in sorted(set().union(*per_slot)):
@@ -315,12 +350,14 @@ class StreamApplier:
             f"v{i} := {'epoch_us(' + q('__in_' + f.name) + ')' if f.dtype == 'timestamp' else q('__in_' + f.name)}"
             for i, f in enumerate(view.features)
         ]
-        sql = (
-            f"SELECT {keys}, arg_max(struct_pack(t := __t, a := __arrival, {', '.join(vals)}), __t::HUGEINT * {ORD_SHIFT} + __arrival) AS r "
-            f"FROM {self._events[view.name]} WHERE __t >= {now - view.ttl_us} GROUP BY ALL"
-        )
+        def latest(t) -> str:
+            return (
+                f"SELECT {keys}, arg_max(struct_pack(t := __t, a := __arrival, {', '.join(vals)}), __t::HUGEINT * {ORD_SHIFT} + __arrival) AS r "
+                f"FROM {self._events[view.name]} WHERE __t >= {t} - {view.ttl_us} GROUP BY ALL"
+            )
+
         nkeys = len(view.join_keys)
-        table = self.con.sql(sql).to_arrow_table()
+        table = self.con.sql(f"SELECT * FROM {self._macro(f'__latest_{view.name}', latest)}({int(now)})").to_arrow_table()
         if table.num_rows == 0:
             return []
         import pyarrow.compute as pc
