@@ -262,7 +262,8 @@ class StreamApplier:
             late &= t_us < now - v.ttl_us
         return int(late.sum())
 
-    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int, after: int | None = None, acc: str = "__a", order: bool = True) -> str:
+    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int | str, after: int | None = None, acc: str = "__a", order: bool = True) -> str:
+        """One slot's partial tiles; `now` is a number or a SQL name (a macro's parameter)."""
         from ..batch.engine import floor_sql
         from ..batch.online_backfill import _acc_sql, _inputs
         from ..contracts.sql_eval import q

@@ -192,6 +192,8 @@ class StripedReader:
 
     def take(self, timeout_s: float):
         """The next frame in offset order within timeout_s (see PartitionReader.take)."""
+        if not self._queue:
+            return None, None, self.position, self.caught_up  # an empty range: nothing to read
         r, end = self._queue[0]
         got = r.take(timeout_s)
         if got is None:
