@@ -27,16 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stream_bench as sb  # noqa: E402 - next to this file
 
-from featureline.stream.kafka_source import DEFAULT_CONSUMER_CONFIG  # noqa: E402
+from featureline.stream.kafka_source import KafkaSourceConfig  # noqa: E402
 
 
 def read_all(topic: str, n: int, readers: int, decode) -> tuple[float, float]:
     """(records/s, child CPU us per record) of reading offsets [0, n) with `readers` processes."""
     from featureline.stream.reader_proc import PartitionReader, StripedReader
 
-    cfg = {**DEFAULT_CONSUMER_CONFIG, "bootstrap_servers": sb.bootstrap(), "enable_auto_commit": False}
+    src = KafkaSourceConfig(sb.bootstrap(), max_poll_records=50_000)  # the stream's catch-up batch limit
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    args = (cfg, topic, 0, 50_000, 200, decode)
+    args = (src.kafka_config(group_id=None), topic, 0, src.max_poll_records, src.poll_timeout_ms, decode)
     r = PartitionReader(*args) if readers == 1 else StripedReader(*args, n=readers)
     r.start(0, n)
     got, t0, first = 0, None, 0

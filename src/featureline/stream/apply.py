@@ -343,15 +343,15 @@ class StreamApplier:
                 self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
 
     def _latest_rows(self, view: ViewPlan, now: int) -> list:
-        from ..batch.engine import ORD_SHIFT
-        from ..contracts.sql_eval import q
+        def latest(t) -> str:  # the macro's SQL, made once
+            from ..batch.engine import ORD_SHIFT
+            from ..contracts.sql_eval import q
 
-        keys = ", ".join(q(k) for k in view.join_keys)
-        vals = [
-            f"v{i} := {'epoch_us(' + q('__in_' + f.name) + ')' if f.dtype == 'timestamp' else q('__in_' + f.name)}"
-            for i, f in enumerate(view.features)
-        ]
-        def latest(t) -> str:
+            keys = ", ".join(q(k) for k in view.join_keys)
+            vals = [
+                f"v{i} := {'epoch_us(' + q('__in_' + f.name) + ')' if f.dtype == 'timestamp' else q('__in_' + f.name)}"
+                for i, f in enumerate(view.features)
+            ]
             return (
                 f"SELECT {keys}, arg_max(struct_pack(t := __t, a := __arrival, {', '.join(vals)}), __t::HUGEINT * {ORD_SHIFT} + __arrival) AS r "
                 f"FROM {self._events[view.name]} WHERE __t >= {t} - {view.ttl_us} GROUP BY ALL"

@@ -155,7 +155,7 @@ class StripedReader:
     def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, n: int = 2):
         if n < 2:
             raise ValueError("a StripedReader needs n >= 2 reader processes (use a PartitionReader)")
-        self.topic, self.partition, self.max_records = topic, partition, max_records
+        self.max_records = max_records
         self.readers = [PartitionReader(config, topic, partition, max_records, poll_timeout_ms, decode) for _ in range(n)]
         self.position: int | None = None
         self.caught_up = False
