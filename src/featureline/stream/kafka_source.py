@@ -125,7 +125,7 @@ class KafkaSourceConfig:
     # decode records in a child process per partition (reader_proc.py); False: in this process
     reader_processes: bool = True
     # reader processes per partition (reader_proc.StripedReader when > 1): one process decodes
-    # and checks ~45k records/s here at best, so a job with fewer partitions than cores reads
+    # and checks ~33k-44k records/s here (bench/reader_bench.py), so a job with fewer partitions than cores reads
     # each partition with more
     readers_per_partition: int = 1
     # per topic: a picklable callable run on each polled Arrow batch where it is read (in the

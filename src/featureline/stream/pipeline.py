@@ -431,7 +431,7 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
 
 def auto_readers_per_partition(partitions: int, cores: int | None = None) -> int:
     """2 reader processes per partition when there are fewer partitions than cores, else 1: one
-    process decodes and checks ~45k records/s here, and with one partition it is the stream's
+    process decodes and checks ~33k-44k records/s here, and with one partition it is the stream's
     slowest stage; more than 2 would outrun the job itself."""
     cores = cores or os.cpu_count() or 1
     return 2 if 0 < partitions < cores else 1
