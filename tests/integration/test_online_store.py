@@ -18,6 +18,7 @@ from featureline.batch.engine import BatchEngine
 from featureline.batch.online_backfill import backfill_online
 from featureline.compiler import compile_project
 from featureline.generator import write_history
+from featureline.online.layout import entity_key
 from featureline.online.store import OnlineError, OnlineStore
 from featureline.timeutil import DAY, HOUR, MINUTE
 
@@ -198,9 +199,9 @@ def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
     # latest rows: vectorized == per row, composite/escaped key values
     view = plan.views["user_profile"]
     code = latest_code(view)
-    raw = [["a|b", 1], ["c\\d", 2], ["plain", 3]]
+    raw = [["a|b", 1], ["c\\d:%", 2], ["plain", 3]]
     ent = _entity_keys([pa.array([v for v, _ in raw]), pa.array([k for _, k in raw])])
-    assert ent.to_pylist() == ["a\\|b|1", "c\\\\d|2", "plain|3"]
+    assert ent.to_pylist() == ["a%7Cb|1", "c\\d%3A%25|2", "plain|3"] == [entity_key(r) for r in raw]
     et = T - 1000
     vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None]]
     store.write_latest_columns("user_profile", [(ent, np.array([et] * 3), pa.array([msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)], pa.binary()))])

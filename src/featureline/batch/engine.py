@@ -123,8 +123,9 @@ class BatchEngine:
             if expr is not None and f.name not in seen:
                 cols.append(f"{expr} AS {q('__in_' + f.name)}")
                 seen.add(f.name)
-        where = f" WHERE {view.where}" if view.where else ""
-        return f"(SELECT {', '.join(cols)} FROM {src}{where})"
+        # a row with a null join key belongs to no entity: no join finds it, no online key holds it
+        conds = [f"{q(k)} IS NOT NULL" for k in view.join_keys] + ([f"({view.where})"] if view.where else [])
+        return f"(SELECT {', '.join(cols)} FROM {src} WHERE {' AND '.join(conds)})"
 
     # -- point in time ----------------------------------------------------------------
     def view_values_sql(self, view: ViewPlan, spine: str, features: list[FeaturePlan]) -> str:

@@ -233,7 +233,7 @@ def _entity_keys(cols):
         if pa.types.is_integer(c.type):
             parts.append(c.cast(pa.string()))
         elif pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
-            parts.append(pc.replace_substring(pc.replace_substring(c, "\\", "\\\\"), "|", "\\|"))
+            parts.append(pc.replace_substring(pc.replace_substring(pc.replace_substring(c, "%", "%25"), ":", "%3A"), "|", "%7C"))
         else:
             parts = None
             break

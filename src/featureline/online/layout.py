@@ -3,9 +3,12 @@
     <prefix>:<entity>:<key values>        e.g.  fl:user:42             a hash of tile blocks
       <slot>                   the tiles of one windowed (view, hop), oldest first: for each
                                tile its start and accumulator states (a "block")
-      _off:<topic>:<partition> the last stream offset applied to this key (the stream issue)
+      _off:<slot>:<topic>:<partition>@<epoch>  the last stream offset applied to this slot
     <prefix>:<entity>:<key values>:<slot>  e.g.  fl:user:42:k2x9q   a latest-value view's row:
                                msgpack [event_time_us, arrival, [values]], expiring at event_time + ttl
+
+Key values are percent-encoded for `%`, `:` and `|` (`esc`), composite ones joined by `|`:
+no key value can name another entity's hash or a latest-value key.
 
 A slot is one (view, hop) of a windowed view or one latest-value view, named by a
 5-character code derived from the view, the hop and the accumulator layout, so a
@@ -155,14 +158,23 @@ def latest_code(view: ViewPlan) -> str:
 
 
 def entity_key(values) -> str:
-    """Join-key values as one string: `42`, or `a|b` for composite keys (| and \\ escaped)."""
+    """Join-key values as one string: `42`, or `a|b` for composite keys. The one key encoding
+    of every path (backfill, stream, reads, reset): see `esc`."""
     return "|".join(esc(v) for v in values)
 
 
 def esc(v) -> str:
-    """One key value as it appears in a key name (| and \\ escaped, for composite keys)."""
+    """One key value as it appears in a key name: `%`, `:` and `|` percent-encoded, so a value
+    holds neither the composite separator `|` nor the `:` before a latest-value slot code, and
+    no value can name another entity's key (the encoding is one-to-one). A null key value is
+    `%00`, which no string encodes to (rows with null keys are never written: see
+    `BatchEngine.events_sql`), so a read of a null key finds nothing, as a join would."""
+    if v is None:
+        return "%00"
     s = str(v)
-    return s.replace("\\", "\\\\").replace("|", "\\|") if ("|" in s or "\\" in s) else s
+    if "%" in s or ":" in s or "|" in s:
+        s = s.replace("%", "%25").replace(":", "%3A").replace("|", "%7C")
+    return s
 
 
 def hash_key(prefix: str, entity: str, ent: str) -> str:

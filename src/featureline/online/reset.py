@@ -32,15 +32,15 @@ def reset_views(store, plan: Plan, views) -> int:
     for entity in sorted(set(codes_by_entity) | set(latest_by_entity)):
         codes = codes_by_entity.get(entity, [])
         latest = latest_by_entity.get(entity, set())
-        # every latest-value key of this entity ends in one of these (the others are tile hashes)
-        any_latest = {latest_code(v) for v in plan.views.values() if v.entity == entity and v.kind == "latest"}
         pipe = client.pipeline(transaction=False)
         pending = 0
-        for key in client.scan_iter(match=f"{prefix}:{entity}:*", count=5000):
+        head = f"{prefix}:{entity}:"
+        for key in client.scan_iter(match=f"{head}*", count=5000):
             k = key.decode() if isinstance(key, bytes) else key
-            tail = k.rsplit(":", 1)[-1]
-            if tail in any_latest:
-                if tail not in latest:
+            # key values hold no `:` (layout.esc): `<head><key>` is a tile hash, `<head><key>:<code>` a latest value
+            ent, sep, code = k[len(head) :].partition(":")
+            if sep:
+                if code not in latest:
                     continue
                 pipe.delete(k)
             elif codes:

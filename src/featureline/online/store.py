@@ -19,7 +19,7 @@ import msgspec
 
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import TileLayout, esc, hash_key, latest_code
+from .layout import TileLayout, entity_key, esc, hash_key, latest_code
 from .lua import Group, Slot, outputs, read_script, service_groups
 
 _dec = msgspec.msgpack.Decoder()
@@ -101,7 +101,7 @@ class OnlineStore:
         ents = []
         for row in rows:
             for jk in svc.group_keys:
-                ents.append(esc(row[jk[0]]) if len(jk) == 1 else "|".join(esc(row[k]) for k in jk))
+                ents.append(esc(row[jk[0]]) if len(jk) == 1 else entity_key(row[k] for k in jk))
         raw = self._eval(svc, ents, t, n)
         values = msgpack.unpackb(raw, raw=True) if raw else []
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}

@@ -240,13 +240,22 @@ class StreamApplier:
         return None if keep.all() else keep
 
     def _where_filtered(self, events: pa.Table) -> int:
-        """Records no view takes (every view's `where` is false or null for them)."""
-        wheres = [v.where for v in self.views]
-        if not wheres or any(w is None for w in wheres):
+        """Records no view takes (every view's `where` is false or null for them, or a join key is null)."""
+        from ..contracts.sql_eval import q
+
+        wheres = []
+        for v in self.views:
+            conds = [f"{q(k)} IS NOT NULL" for k in v.join_keys if events.column(k).null_count]
+            if v.where is not None:
+                conds.append(f"({v.where})")
+            if not conds:
+                return 0
+            wheres.append(" AND ".join(conds))
+        if not wheres:
             return 0
         self.con.register("__mb_raw", events)
         try:
-            cond = " OR ".join(f"coalesce(({w}), FALSE)" for w in wheres)
+            cond = " OR ".join(f"coalesce({w}, FALSE)" for w in wheres)
             return int(self.con.execute(f"SELECT count(*) FROM __mb_raw WHERE NOT ({cond})").fetchone()[0])
         finally:
             self.con.unregister("__mb_raw")
