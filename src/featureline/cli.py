@@ -237,6 +237,9 @@ def stream(
     readers_per_partition: int | None = typer.Option(
         None, "--readers-per-partition", min=1, help="Reader processes per partition (decoding + contract check); default 2 with fewer partitions than cores, else 1."
     ),
+    skip_lost: bool = typer.Option(
+        False, "--skip-lost", help="Go on past records deleted before they were read (retention), counting them as lost; without it the job stops and names the gap."
+    ),
     project: Path = ProjectOpt,
 ) -> None:
     """Run the streaming job: Kafka -> contract check -> tiles in Redis, bad records to <topic>.dlq.
@@ -269,11 +272,17 @@ def stream(
         sources=tuple(source or ()),
         discover_every_s=discover_every,
         readers_per_partition=readers_per_partition,
+        skip_lost=skip_lost,
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)
+    from .stream.errors import StreamStopped
+
     try:
         m, bounds = run(plan, opts, on_new_partitions=_restart_for(opts.run_id))
+    except StreamStopped as e:  # says what happened and what to do
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -338,7 +347,10 @@ def _quiet_logs() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addFilter(_Drop())
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the stream prints one line per outage itself (stream/outage.py)
+    # Beam logs a DoFn's error with its traceback before re-raising it: the CLI reports it once
+    for name in ("apache_beam.runners.worker", "apache_beam.runners.common"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @app.command("dead-letters")

@@ -198,14 +198,18 @@ def test_explicit_start_offsets(bootstrap, topics, tmp_path):
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     c.commit({TopicPartition(topic, 0): OffsetAndMetadata(60, "", -1)})
     c.close()
-    # explicit offsets win over committed ones (replays); out-of-range ones are clamped
+    # explicit offsets win over committed ones (replays); out-of-range ones are an error, never clamped
+    from featureline.stream.kafka_source import OffsetRangeError
+
+    with pytest.raises(OffsetRangeError, match=rf"{topic}:1: start offset 1,000 \(explicit\) is outside the partition's offsets \[0, 30\]"):
+        run_source(tmp_path, bootstrap_servers=bootstrap, topics=[topic], group_id=group, start="latest", start_offsets={(topic, 0): 10, (topic, 1): 1_000})
     results = run_source(
         tmp_path,
         bootstrap_servers=bootstrap,
         topics=[topic],
         group_id=group,
         start="latest",
-        start_offsets={(topic, 0): 10, (topic, 1): 1_000},
+        start_offsets={(topic, 0): 10, (topic, 1): 30},
     )
     parts = by_partition(results)
     assert list(parts) == [0]
@@ -231,11 +235,12 @@ def test_bounded_read_ends_on_a_transaction_marker(bootstrap, topics, tmp_path):
     end = c.end_offsets([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
     c.close()
     assert end == 11  # 10 records + the commit marker
-    for isolation in ("read_uncommitted", "read_committed"):
-        parts = by_partition(
-            run_source(tmp_path, bootstrap_servers=bootstrap, topics=[topic], consumer_config={"isolation_level": isolation}, timeout_s=60)
-        )
+    for config in ({}, {"isolation_level": "read_committed"}):
+        parts = by_partition(run_source(tmp_path, bootstrap_servers=bootstrap, topics=[topic], consumer_config=config, timeout_s=60))
         assert [o for b in parts[0] for o in b.records.column("offset").to_pylist()] == list(range(10))
+    # sources read committed records only: asking for the others is refused, not ignored
+    with pytest.raises(ValueError, match="read_committed only"):
+        run_source(tmp_path, bootstrap_servers=bootstrap, topics=[topic], consumer_config={"isolation_level": "read_uncommitted"}, timeout_s=60)
 
 
 def test_unbounded_step_defers_and_moves_the_watermark(bootstrap, topics):

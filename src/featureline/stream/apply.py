@@ -157,6 +157,7 @@ class StreamApplier:
                     out.dead.append(DeadLetter(int(offsets[i]), keys[i].as_py(), values[i].as_py(), ts[i].as_py(), why))
                 for r in why:
                     out.by_rule[(r.field, r.rule)] += 1
+                out.internal += any(r.rule == "internal" for r in why)
         out.dead_lettered = len(dead)
         t_us = table.column(self._et).cast(pa.int64()).to_numpy(zero_copy_only=False) if len(valid_idx) else np.zeros(0, np.int64)
         if self.boundary_us is not None and len(valid_idx):

@@ -29,12 +29,13 @@ import sys
 import threading
 from dataclasses import replace
 
+from .errors import StreamStopped
 from .pipe import child_fds, finish, spawn
 from .pipe import recv as _recv
 from .pipe import send as _send
 
 
-class DeliverError(RuntimeError):
+class DeliverError(StreamStopped):
     pass
 
 

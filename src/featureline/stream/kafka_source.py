@@ -62,9 +62,11 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
+from .errors import StreamStopped
 from .reader_proc import SCHEMA, records_to_batch  # noqa: F401 - SCHEMA: the batches' layout, part of this module's interface
 
 log = logging.getLogger(__name__)
+_EMPTY = pa.RecordBatch.from_pylist([], schema=SCHEMA)
 
 # Throughput defaults (see the numbers in tests/integration/test_kafka_source.py's bench).
 DEFAULT_MAX_POLL_RECORDS = 10_000
@@ -79,8 +81,12 @@ DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
     "fetch_max_bytes": 64 * 1024 * 1024,
     "receive_buffer_bytes": 4 * 1024 * 1024,
     "fetch_max_wait_ms": 100,
-    "auto_offset_reset": "earliest",  # position lost to retention while reading: go on from the oldest
+    # a position lost to retention while reading is an error (reader_proc.OffsetGapError), or with
+    # skip_lost a gap counted as lost: never a silent jump
+    "auto_offset_reset": "none",
 }
+# Sources read only committed records: what producers' aborted transactions wrote is never applied.
+ISOLATION = "read_committed"
 START_POLICIES = ("earliest", "latest")
 
 
@@ -92,14 +98,15 @@ class PolledBatch:
     partition: int
     records: pa.RecordBatch
     decoded: Any = None  # what the source's decoder for this topic made of `records`, if it has one
+    lost: int = 0  # offsets skipped before these records because their records were deleted (skip_lost)
 
     @property
     def lo(self) -> int:
-        return self.records.column(0)[0].as_py()
+        return self.records.column(0)[0].as_py() if self.records.num_rows else -1
 
     @property
     def hi(self) -> int:
-        return self.records.column(0)[-1].as_py()
+        return self.records.column(0)[-1].as_py() if self.records.num_rows else -1
 
     @property
     def tp(self) -> str:
@@ -131,6 +138,9 @@ class KafkaSourceConfig:
     # per topic: a picklable callable run on each polled Arrow batch where it is read (in the
     # reader process); its result travels with the batch as PolledBatch.decoded
     decoders: Mapping[str, Any] = field(default_factory=dict)
+    # records deleted before they were read (retention): False stops the job (OffsetGapError),
+    # True goes on after them and counts them as lost (PolledBatch.lost)
+    skip_lost: bool = False
 
     def __post_init__(self) -> None:
         if self.start not in START_POLICIES:
@@ -139,6 +149,9 @@ class KafkaSourceConfig:
             raise ValueError("max_poll_records must be >= 1, poll_timeout_ms and skew_s >= 0")
         if self.readers_per_partition < 1:
             raise ValueError("readers_per_partition must be >= 1")
+        iso = dict(self.consumer_config).get("isolation_level", ISOLATION)
+        if iso != ISOLATION:
+            raise ValueError(f"isolation_level {iso!r}: the stream reads {ISOLATION} only (records of aborted transactions must never be applied)")
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         cfg = dict(DEFAULT_CONSUMER_CONFIG)
@@ -147,6 +160,7 @@ class KafkaSourceConfig:
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
             max_poll_records=self.max_poll_records,
+            isolation_level=ISOLATION,
         )
         cfg.setdefault("client_id", "featureline-kafka-source")
         cfg.update(extra)
@@ -173,6 +187,25 @@ def discover(bootstrap: str | list[str], topics: Iterable[str], **kafka_config: 
         return out
     finally:
         consumer.close()
+
+
+class OffsetRangeError(StreamStopped):
+    """A start offset outside the partition's offsets: never clamped silently. (One message
+    argument, so Beam can raise it again from a DoFn: `make` builds it.)"""
+
+    @classmethod
+    def make(cls, topic: str, partition: int, start: int, why: str, begin: int, end: int) -> OffsetRangeError:
+        if start < begin:
+            what = (
+                f"offsets {start:,} to {begin - 1:,} ({begin - start:,} records at most) were deleted before the stream read them "
+                f"(retention or a truncated log); to go on from offset {begin:,} and count them as lost, run with --skip-lost"
+            )
+        else:
+            what = (
+                f"the partition ends at {end:,}: it holds fewer records than were read (was the topic deleted and created again?); "
+                "rebuild with `featureline backfill --to online`, or reset the consumer group"
+            )
+        return cls(f"{topic}:{partition}: start offset {start:,} ({why}) is outside the partition's offsets [{begin:,}, {end:,}]: {what}")
 
 
 class _KafkaOffsetTracker(OffsetRestrictionTracker):
@@ -232,8 +265,11 @@ class KafkaOffsetRestrictionProvider(RestrictionProvider):
         else:
             start, why = (begin if c.start == "earliest" else end), c.start
         if not begin <= start <= end:
-            log.warning("%s:%s start offset %s (%s) outside [%s, %s]: clamped", topic, partition, start, why, begin, end)
-            start = min(max(start, begin), end)
+            if not c.skip_lost:
+                raise OffsetRangeError.make(topic, partition, start, why, begin, end)
+            skipped_to = min(max(start, begin), end)
+            log.warning("%s:%s start offset %s (%s) outside [%s, %s]: skipped to %s (skip_lost)", topic, partition, start, why, begin, end, skipped_to)
+            start = skipped_to
         return OffsetRange(start, end if c.bounded else sys.maxsize)
 
     def create_tracker(self, restriction: OffsetRange) -> _KafkaOffsetTracker:
@@ -265,10 +301,12 @@ class _Reader:
     ever returns records of the partition being read, so nothing is buffered on the side,
     paused or resumed (a shared consumer with paused partitions lost fetches under load)."""
 
-    def __init__(self, config: dict, max_records: int, decoders: Mapping[str, Any] | None = None):
+    def __init__(self, config: dict, max_records: int, decoders: Mapping[str, Any] | None = None, skip_lost: bool = False):
         self.config = config
         self.max_records = max_records
         self.decoders = dict(decoders or {})
+        self.skip_lost = skip_lost
+        self.lost: dict[Any, int] = {}  # TopicPartition -> offsets skipped over deleted records, not yet emitted
         self.consumers: dict[Any, Any] = {}  # TopicPartition -> KafkaConsumer
         self.next: dict[Any, int] = {}  # TopicPartition -> the offset the consumer's next poll starts at
         self.idle: set = set()  # partitions caught up at their last read
@@ -301,10 +339,23 @@ class _Reader:
         """Records of tp in [start, stop) (at most max_records) as an Arrow batch (None: none),
         what the topic's decoder made of them, the offset reading continues from (>= last record + 1; gaps included), and whether tp is
         caught up (nothing more fetched and the position is at the broker's high watermark)."""
+        from kafka.errors import OffsetOutOfRangeError
+
+        from .reader_proc import OffsetGapError
+
         c = self._consumer_for(tp)
         if self.next.get(tp) != start:
             c.seek(tp, start)
-        records = c.poll(timeout_ms=self._timeout(tp, timeout_ms), max_records=self.max_records).get(tp, [])
+        try:
+            records = c.poll(timeout_ms=self._timeout(tp, timeout_ms), max_records=self.max_records).get(tp, [])
+        except OffsetOutOfRangeError:
+            first = c.beginning_offsets([tp])[tp]
+            if not self.skip_lost or first <= start:
+                raise OffsetGapError.make(tp.topic, tp.partition, start, first) from None
+            self.lost[tp] = self.lost.get(tp, 0) + first - start
+            c.seek(tp, first)
+            self.next[tp] = start = first
+            records = []
         records = [r for r in records if r.offset >= start]
         position = c.position(tp)
         if records and records[-1].offset >= stop:
@@ -321,6 +372,10 @@ class _Reader:
         batch = records_to_batch(records)
         decode = self.decoders.get(tp.topic)
         return batch, (decode(batch) if decode is not None else None), position, caught_up
+
+    def take_lost(self, tp) -> int:
+        """Offsets skipped over deleted records since the last call (skip_lost)."""
+        return self.lost.pop(tp, 0)
 
     def served(self, tp, next_offset: int) -> None:
         """The records before next_offset are claimed and emitted."""
@@ -345,8 +400,10 @@ class _ProcessReader(_Reader):
     """_Reader with each partition's consumer in a child process (reader_proc.py): kafka-python's
     record decoding, the bare consumer's whole cost, runs on another core, one poll ahead."""
 
-    def __init__(self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None, per_partition: int = 1):
-        super().__init__(config, max_records, decoders)
+    def __init__(
+        self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None, per_partition: int = 1, skip_lost: bool = False
+    ):
+        super().__init__(config, max_records, decoders, skip_lost)
         self.poll_timeout_ms = poll_timeout_ms
         self.per_partition = per_partition
         self.stops: dict[Any, int] = {}
@@ -356,7 +413,7 @@ class _ProcessReader(_Reader):
 
         r = self.consumers.get(tp)
         if r is None:
-            args = (self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic))
+            args = (self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic), self.skip_lost)
             r = StripedReader(*args, n=self.per_partition) if self.per_partition > 1 else PartitionReader(*args)
             self.consumers[tp] = r
         return r
@@ -377,6 +434,13 @@ class _ProcessReader(_Reader):
         self.next[tp] = position
         self._seen(tp, batch is not None, caught_up)
         return batch, decoded, position, caught_up
+
+    def take_lost(self, tp) -> int:
+        r = self.consumers.get(tp)
+        n = r.lost if r is not None else 0
+        if n:
+            r.lost = 0
+        return n
 
     def release(self, tp) -> None:
         self.stops.pop(tp, None)
@@ -417,11 +481,11 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
     def setup(self):
         # group_id None: the reader only assigns and seeks; starts come from the restriction.
         cfg = self.config.kafka_config(group_id=None)
-        if self.config.reader_processes:
-            c = self.config
-            self.reader = _ProcessReader(cfg, c.max_poll_records, c.poll_timeout_ms, c.decoders, c.readers_per_partition)
+        c = self.config
+        if c.reader_processes:
+            self.reader = _ProcessReader(cfg, c.max_poll_records, c.poll_timeout_ms, c.decoders, c.readers_per_partition, c.skip_lost)
         else:
-            self.reader = _Reader(cfg, self.config.max_poll_records, self.config.decoders)
+            self.reader = _Reader(cfg, c.max_poll_records, c.decoders, c.skip_lost)
         self.skew = Duration(seconds=self.config.skew_s)
 
     def teardown(self):
@@ -459,12 +523,15 @@ class ReadKafkaPartitions(beam.DoFn, RestrictionProvider):
             self.reader.served(tp, claim_to + 1)
         wm = watermark_estimator.current_watermark()
         out = new_wm = None
+        lost = self.reader.take_lost(tp)
         if batch is not None:
             lo_ms, hi_ms = pc.min_max(batch.column(3)).values()
             out = beam.window.TimestampedValue(
-                PolledBatch(topic, partition, batch, decoded), max(Timestamp(micros=lo_ms.as_py() * 1000), wm)
+                PolledBatch(topic, partition, batch, decoded, lost), max(Timestamp(micros=lo_ms.as_py() * 1000), wm)
             )
             new_wm = Timestamp(micros=hi_ms.as_py() * 1000) - self.skew
+        elif lost:
+            out = beam.window.TimestampedValue(PolledBatch(topic, partition, _EMPTY, None, lost), wm)
         elif caught_up:
             new_wm = Timestamp.now() - self.skew  # idle partition: event time follows the clock
         if new_wm is not None and new_wm > wm:
@@ -512,6 +579,7 @@ class ReadFromKafkaPartitions(beam.PTransform):
         reader_processes: bool = True,
         readers_per_partition: int = 1,
         decoders: Mapping[str, Any] | None = None,
+        skip_lost: bool = False,
     ):
         super().__init__()
         self.topics = list(topics)
@@ -528,6 +596,7 @@ class ReadFromKafkaPartitions(beam.PTransform):
             reader_processes=reader_processes,
             readers_per_partition=readers_per_partition,
             decoders=dict(decoders or {}),
+            skip_lost=skip_lost,
         )
 
     def expand(self, pbegin):

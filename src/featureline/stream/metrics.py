@@ -1,7 +1,10 @@
 """The stream's counters: printed periodically, exposed for Prometheus, checked by the tests.
 
 Invariant: consumed = applied + dead_lettered + filtered (every record counted once).
-`late` counts applied records too old for any window or ttl (they change nothing).
+`late` counts applied records too old for any window or ttl (they change nothing); `lost`
+offsets whose records were deleted before the stream read them, skipped with --skip-lost
+(never silently: without it the job stops); `internal` records dead-lettered because a check
+failed on them (rule `internal`, a bug to report: the record itself is kept in the DLQ).
 Freshness: from a record's Kafka timestamp (its produce time, or the event time if the
 producer set it) to the moment Redis acknowledged its batch's effects.
 """
@@ -16,7 +19,7 @@ import numpy as np
 
 from .outcome import Outcome
 
-COUNTERS = ("consumed", "applied", "dead_lettered", "filtered", "late")
+COUNTERS = ("consumed", "applied", "dead_lettered", "filtered", "late", "lost", "internal")
 
 
 class StreamMetrics:
@@ -79,7 +82,7 @@ class StreamMetrics:
         lag = sum(self.lag.values()) if self.lag else 0
         return (
             f"consumed {t['consumed']:,} = applied {t['applied']:,} + dead-lettered {t['dead_lettered']:,} + filtered {t['filtered']:,}"
-            f" | late {t['late']:,} | {t['consumed'] / secs:,.0f} rec/s | lag {lag:,} | {fresh}"
+            f" | late {t['late']:,} | lost {t['lost']:,} | {t['consumed'] / secs:,.0f} rec/s | lag {lag:,} | {fresh}"
         )
 
     def serve(self, port: int) -> None:
@@ -88,6 +91,11 @@ class StreamMetrics:
         from prometheus_client import start_http_server
 
         start_http_server(port, addr="127.0.0.1", registry=self._prom.registry)
+
+    def add_lost(self, n: int) -> None:
+        """Records skipped at launch (start offsets below the partitions' first, --skip-lost)."""
+        with self.lock:
+            self.totals["lost"] += n
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         with self.lock:

@@ -38,6 +38,8 @@ class Outcome:
     dead_lettered: int = 0
     filtered: int = 0
     late: int = 0
+    internal: int = 0  # dead letters because a check failed on the record (rule `internal`)
+    lost: int = 0  # offsets skipped before this batch over records deleted unread (--skip-lost)
     before_boundary: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     by_rule: Counter = field(default_factory=Counter)

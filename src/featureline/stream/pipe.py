@@ -53,9 +53,13 @@ def recv(fd: int):
 def child_fds() -> tuple[int, int]:
     """A helper's start: Ctrl-C reaches the whole process group, but the parent decides, and the
     helper ends with its pipe. Returns its (stdin, stdout) descriptors."""
+    import logging
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # kafka-python logs every failed connection (a wall of lines per outage): the helpers report
+    # outages themselves, one line each (outage.py)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     return sys.stdin.fileno(), sys.stdout.fileno()
 
 

@@ -61,6 +61,9 @@ class StreamOptions:
     readers_per_partition: int | None = None
     run_id: str = "main"
     quiet: bool = False
+    # records deleted before the stream read them (retention): False stops the job naming the
+    # partition and the gap; True goes on after them and counts them as lost
+    skip_lost: bool = False
 
 
 def stream_sources(plan: Plan, names=()) -> dict[str, str]:
@@ -145,12 +148,14 @@ def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, st
 
 
 def ensure_dlq_topics(plan: Plan, topics) -> None:
-    """Create `<topic>.dlq` (one partition, the broker's default replication) if missing, so the
-    first dead letter does not wait for the broker to auto-create it (or fail where it cannot)."""
+    """Create `<topic>.dlq` (one partition, the broker's default replication, max.message.bytes
+    `sinks.DLQ_MAX_MESSAGE_BYTES`) if missing, so the first dead letter does not wait for the
+    broker to auto-create it (or fail where it cannot). An existing one must take a stub dead
+    letter at least (`sinks.MIN_DLQ_MESSAGE_BYTES`): the job refuses to start otherwise."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from .sinks import dlq_topic, kafka_config
+    from .sinks import DLQ_MAX_MESSAGE_BYTES, MIN_DLQ_MESSAGE_BYTES, dlq_max_message_bytes, dlq_topic, kafka_config
 
     cfg = {k: v for k, v in kafka_config(plan).items() if k in KafkaAdminClient.DEFAULT_CONFIG}
     admin = KafkaAdminClient(**cfg)
@@ -159,11 +164,18 @@ def ensure_dlq_topics(plan: Plan, topics) -> None:
         for t in topics:
             if dlq_topic(t) not in existing:
                 try:
-                    admin.create_topics([NewTopic(dlq_topic(t), 1, -1)])
+                    admin.create_topics([NewTopic(dlq_topic(t), 1, -1, topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})])
                 except TopicAlreadyExistsError:
                     pass
     finally:
         admin.close()
+    for t in topics:
+        have = dlq_max_message_bytes(cfg, dlq_topic(t))
+        if have < MIN_DLQ_MESSAGE_BYTES:
+            raise ValueError(
+                f"dead-letter topic {dlq_topic(t)} takes messages of at most {have:,} bytes (max.message.bytes): too small for a "
+                f"dead letter (at least {MIN_DLQ_MESSAGE_BYTES:,}; featureline creates it with {DLQ_MAX_MESSAGE_BYTES:,})"
+            )
 
 
 def read_boundaries(store, plan: Plan, sources) -> tuple[dict[str, int | None], dict[str, str]]:
@@ -239,7 +251,9 @@ def _dofns():
                 a.on_merged = lambda: crash_point("mid_merge")
 
         def process(self, batch):
-            yield self.appliers[batch.topic].apply(batch.topic, batch.partition, batch.records, checked=batch.decoded)
+            out = self.appliers[batch.topic].apply(batch.topic, batch.partition, batch.records, checked=batch.decoded)
+            out.lost = batch.lost
+            yield out
 
         def teardown(self):
             for a in getattr(self, "appliers", {}).values():
@@ -251,7 +265,9 @@ def _dofns():
 
         def __init__(self, plan: Plan, topics: dict[str, str], opts: StreamOptions):
             self.plan, self.topics, self.opts = plan, topics, opts
-            self.counters = {k: Metrics.counter("featureline", k) for k in ("consumed", "applied", "dead_lettered", "filtered", "late")}
+            from .metrics import COUNTERS
+
+            self.counters = {k: Metrics.counter("featureline", k) for k in COUNTERS}
 
         def setup(self):
             from .deliver_proc import DeliverProcess
@@ -278,10 +294,7 @@ def _dofns():
             now = time.monotonic()
             if now - self.last_report >= self.opts.report_every_s:
                 self.last_report = now
-                try:
-                    self.metrics.set_lag(self.lag.lag(dict(self.metrics.next_offset)))
-                except Exception as e:  # lag is informative; a broker hiccup must not stop the stream
-                    print(f"[stream] lag unavailable: {e}", file=sys.stderr)
+                self.lag.probe(dict(self.metrics.next_offset), self.metrics.set_lag)  # in a thread: never holds up the stream
                 if not self.opts.quiet:
                     print(f"[stream] {self.metrics.line()}", file=sys.stderr, flush=True)
             return []
@@ -318,6 +331,7 @@ def build(
     boundaries: dict[str, int | None],
     epochs: dict[str, str] | None = None,
     dlq_from: dict[str, dict] | None = None,
+    start_offsets: dict[tuple[str, int], int] | None = None,
 ):
     """Add the stream to pipeline `p`."""
     import apache_beam as beam
@@ -347,6 +361,8 @@ def build(
             consumer_config=cfg,
             # each record's contract check runs in its partition's reader process
             decoders={t: ContractCheck(plan.contracts[plan.sources[s].contract]) for t, s in topics.items()},
+            start_offsets=start_offsets,
+            skip_lost=opts.skip_lost,
         )
         | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries, epochs or {}, dlq_from or {}))
         | "Commit" >> beam.ParDo(Commit(plan, topics, opts))
@@ -416,8 +432,18 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     if deliver is not None:
         deliver.flush()  # fenced: from here on the group's offsets are final
     dlq_from = start_epochs(plan, store, topics, epochs)
+    from .sinks import kafka_config
+    from .starts import resolve_starts
+
+    starts, lost, behind = resolve_starts(
+        kafka_config(plan), plan.project.kafka_consumer_group, partitions or _partitions(plan, topics), policy=opts.start, skip_lost=opts.skip_lost
+    )
+    for (t, part), o in behind.items():
+        d = dlq_from.setdefault(topics[t], {})
+        d[part] = max(d.get(part, 0), o)
     _METRICS.pop(opts.run_id, None)
     m = metrics(opts.run_id)
+    m.add_lost(lost)
     if opts.runner == DEFAULT_RUNNER:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -425,7 +451,7 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     else:
         runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
     with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
-        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from)
+        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from, start_offsets=starts)
     return m, boundaries
 
 

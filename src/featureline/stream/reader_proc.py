@@ -23,7 +23,9 @@ Pipe protocol (all integers little-endian):
         ("start", generation, start_offset, stop_offset, poll_records)   seek and read [start,
             stop); poll_records > 0: poll that many at once (a chunk), 0: small polls first
     child -> parent: header (generation i64, position i64, high watermark i64 (-1: unknown),
-        caught_up u8, nbytes u32) + nbytes of pickled (Arrow batch, decode(batch) or None) (0: no records)
+        flags u8 (1: caught up, 2: a notice), nbytes u32) + nbytes of pickled (Arrow batch,
+        decode(batch) or None) (0: no records), or of a notice: {"kind": "gap", "from", "to",
+        "skipped"} when the records from `from` on were deleted before being read
 A frame is sent for every poll that returned records, moved the position (gaps, transaction
 markers) or found the partition caught up; frames of an older generation (before a seek)
 are skipped by the parent.
@@ -46,9 +48,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from .errors import StreamStopped
 from .pipe import child_fds, finish, read_exact, recv, send, spawn, write_all
 
 HEADER = struct.Struct("<qqqBI")
+NOTICE = 2  # flag in a frame's caught_up byte: the body is a pickled notice (dict), not records
 FIRST_POLL_RECORDS = 10_000
 # a live StripedReader cuts chunks again when its one reader is this many polls behind
 RESPLIT_BEHIND = 4
@@ -89,10 +93,22 @@ class ReaderGone(RuntimeError):
     pass
 
 
+class OffsetGapError(StreamStopped):
+    """Records of a partition were deleted (retention, truncation) before the stream read them.
+    (One message argument, so Beam can raise it again from a DoFn: `make` builds it.)"""
+
+    @classmethod
+    def make(cls, topic: str, partition: int, lo: int, hi: int) -> OffsetGapError:
+        return cls(
+            f"{topic}:{partition}: offsets {lo:,} to {hi - 1:,} ({hi - lo:,} records at most) were deleted before the stream read "
+            f"them (retention or a truncated log); to go on from offset {hi:,} and count them as lost, run with --skip-lost"
+        )
+
+
 class PartitionReader:
     """The parent's handle on one child reader of one partition."""
 
-    def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None):
+    def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, skip_lost: bool = False):
         self.topic, self.partition = topic, partition
         self.proc = spawn("featureline.stream.reader_proc")
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
@@ -101,7 +117,8 @@ class PartitionReader:
         self.caught_up = False
         self.highwater = -1  # the partition's end offset at the last frame taken (-1: unknown)
         self.frames = 0  # frames taken
-        self._send(("config", config, topic, partition, max_records, poll_timeout_ms, decode))
+        self.lost = 0  # offsets skipped over deleted records (skip_lost), not yet taken by the caller
+        self._send(("config", config, topic, partition, max_records, poll_timeout_ms, decode, skip_lost))
 
     def _send(self, cmd) -> None:
         try:
@@ -138,6 +155,12 @@ class PartitionReader:
                 raise ReaderGone(self._why())
             if gen != self.gen:
                 continue  # read ahead before a seek
+            if caught_up & NOTICE:
+                gap = pickle.loads(body)  # noqa: S301 - our own child
+                if not gap["skipped"]:
+                    raise OffsetGapError.make(self.topic, self.partition, gap["from"], gap["to"])
+                self.lost += gap["to"] - gap["from"]
+                continue
             self.frames += 1
             batch, decoded = pickle.loads(body) if nbytes else (None, None)  # noqa: S301 - our own child
             self.position, self.caught_up = position, bool(caught_up)
@@ -152,11 +175,13 @@ class StripedReader:
     """One partition read by n reader processes in turns (see the module doc); the interface of
     a PartitionReader: `start`, `take`, `close`, and the last frame's position/caught_up."""
 
-    def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, n: int = 2):
+    def __init__(
+        self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, skip_lost: bool = False, n: int = 2
+    ):
         if n < 2:
             raise ValueError("a StripedReader needs n >= 2 reader processes (use a PartitionReader)")
         self.max_records = max_records
-        self.readers = [PartitionReader(config, topic, partition, max_records, poll_timeout_ms, decode) for _ in range(n)]
+        self.readers = [PartitionReader(config, topic, partition, max_records, poll_timeout_ms, decode, skip_lost) for _ in range(n)]
         self.position: int | None = None
         self.caught_up = False
         self.highwater = -1
@@ -211,6 +236,16 @@ class StripedReader:
             self.start(position, self._stop)  # one process reading far behind the end: cut chunks again
         return got
 
+    @property
+    def lost(self) -> int:
+        return sum(r.lost for r in self.readers)
+
+    @lost.setter
+    def lost(self, value: int) -> None:
+        assert value == 0, "only reset"
+        for r in self.readers:
+            r.lost = 0
+
     def close(self) -> None:
         for r in self.readers:
             r.close()
@@ -227,6 +262,7 @@ def _frame(records, decode) -> bytes:
 def child_main() -> int:
     fin, fout = child_fds()
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaError, OffsetOutOfRangeError
     from kafka.structs import TopicPartition
 
     from .check import ContractCheck  # noqa: F401 - imported before the first command (prewarm)
@@ -234,7 +270,7 @@ def child_main() -> int:
     cmd = recv(fin)
     if cmd is None:
         return 0
-    _, config, topic, partition, max_records, timeout_ms, decode = cmd
+    _, config, topic, partition, max_records, timeout_ms, decode, skip_lost = cmd
 
     tp = TopicPartition(topic, partition)
     consumer = KafkaConsumer(**config)
@@ -243,6 +279,8 @@ def child_main() -> int:
     # the first polls are small, so the job's first micro-batch comes soon; then they double
     limit = min(max_records, FIRST_POLL_RECORDS)
     last: tuple[int, bool] | None = None
+    at = 0  # where the frames sent so far end: reading resumes there after an error
+    backoff = 0.2
     try:
         while True:
             # a new command? (blocking when there is nothing to read)
@@ -253,17 +291,38 @@ def child_main() -> int:
                     return 0  # parent closed or died
                 _, gen, start, stop, chunk = cmd
                 consumer.seek(tp, start)
-                reading, last = start < stop, None
+                reading, last, at = start < stop, None, start
                 if not reading:
                     write_all(fout, HEADER.pack(gen, start, -1, 0, 0))
                 continue
-            records = consumer.poll(timeout_ms=timeout_ms, max_records=chunk or limit).get(tp, [])
+            try:
+                records = consumer.poll(timeout_ms=timeout_ms, max_records=chunk or limit).get(tp, [])
+                position = consumer.position(tp, timeout_ms=max(1000, timeout_ms))
+            except OffsetOutOfRangeError:
+                # the records at `at` are gone (retention, a truncated log): say so, never skip silently
+                first = consumer.beginning_offsets([tp], timeout_ms=30_000)[tp]
+                gap = {"kind": "gap", "from": at, "to": first, "skipped": bool(skip_lost) and first > at}
+                body = pickle.dumps(gap)
+                write_all(fout, HEADER.pack(gen, at, -1, NOTICE, len(body)))
+                write_all(fout, body)
+                if not gap["skipped"]:
+                    reading = False  # the parent stops the job
+                    continue
+                consumer.seek(tp, first)
+                at = first
+                continue
+            except KafkaError:
+                # the broker is away (or the partition moving): the consumer reconnects; read on from `at`
+                time.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+                consumer.seek(tp, at)
+                continue
+            backoff = 0.2
             if records and not chunk:
                 limit = min(max_records, 2 * limit)
-            records = [r for r in records if start <= r.offset < stop]
-            position = consumer.position(tp)
+            records = [r for r in records if at <= r.offset < stop]
             if position is None:
-                position = records[-1].offset + 1 if records else start
+                position = records[-1].offset + 1 if records else at
             position = min(position, stop)
             hw = consumer.highwater(tp)
             caught_up = not records and hw is not None and position >= hw
@@ -273,6 +332,7 @@ def child_main() -> int:
                 if body:
                     write_all(fout, body)
                 last = (position, caught_up)
+                at = position
             if position >= stop:
                 reading = False  # bounded and done: wait for a command (or EOF)
     except (BrokenPipeError, ConnectionResetError):
