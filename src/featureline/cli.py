@@ -158,6 +158,7 @@ def backfill(
 
     from .batch.backfill import backfill_offline
     from .batch.sources import SourceError
+    from .online.state import StoreStateError
     from .store import FeatureStore
     from .timeutil import parse_duration, to_us
 
@@ -185,19 +186,10 @@ def backfill(
             for v, (n, p) in by_view.items():
                 print(f"  offline {v:<24} {n:>10,} rows in {p} partition(s) under {fs.plan.project.offline_path}/{v}/")
         if to in ("online", "both"):
-            from .batch.online_backfill import backfill_online
+            from .batch.online_backfill import rebuild_online
 
             t1 = time.perf_counter()
-            from .online.reset import reset_views
-
-            names = view or [v.name for v in fs.plan.views.values() if v.online]
-            if any(n not in fs.plan.views for n in names):
-                raise ValueError(f"no feature view `{next(n for n in names if n not in fs.plan.views)}`")
-            reset_views(fs.online, fs.plan, names)
-            done = backfill_online(fs.batch, fs.online, hi, views=view)
-            from .stream.pipeline import record_boundary
-
-            record_boundary(fs.online, fs.plan, {w.view for w in done}, hi)
+            done = rebuild_online(fs.batch, fs.online, hi, views=view)
             for w in done:
                 what = f"{w.tiles:,} tiles" if w.kind != "latest" else "latest values"
                 print(f"  online  {w.view:<24} {w.kind:<12} {w.entities:>8,} entities, {what}")
@@ -210,6 +202,9 @@ def backfill(
         _err(f"error: {e}")
         raise typer.Exit(2) from None
     except SourceError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
+    except StoreStateError as e:
         _err(f"error: {e}")
         raise typer.Exit(1) from None
     for r in fs.source_reports().values():
@@ -276,11 +271,14 @@ def stream(
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)
+    from .online.state import StoreBehind, StoreRebuilt, StoreStateError
     from .stream.errors import StreamStopped
 
     try:
         m, bounds = run(plan, opts, on_new_partitions=_restart_for(opts.run_id))
-    except StreamStopped as e:  # says what happened and what to do
+    except (StoreBehind, StoreRebuilt) as e:  # start again from what Redis holds: nothing lost, nothing twice
+        _restart(f"{e}; restarting", opts.run_id)
+    except (StreamStopped, StoreStateError) as e:  # says what happened and what to do
         _err(f"error: {e}")
         raise typer.Exit(1) from None
     except ValueError as e:
@@ -306,16 +304,22 @@ def _restart_for(run_id: str):
     again from the committed offsets (at-least-once in, idempotent merges): nothing is lost."""
 
     def restart(new) -> None:
-        import os
-
-        from .stream.pipeline import metrics
-
         names = ", ".join(f"{t}:{p}" for t, p in new)
-        print(f"[stream] new partitions {names}: restarting the job to read them ({metrics(run_id).line()})", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "featureline", *sys.argv[1:]])
+        _restart(f"new partitions {names}: restarting the job to read them", run_id)
 
     return restart
+
+
+def _restart(why: str, run_id: str) -> None:
+    """The stream started again in place (the same command): applied work is in Redis, what was
+    not committed is read again from the committed offsets."""
+    import os
+
+    from .stream.pipeline import metrics
+
+    print(f"[stream] {why} ({metrics(run_id).line()})", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "featureline", *sys.argv[1:]])
 
 
 def _stop_on_signals(run_id: str) -> None:

@@ -134,6 +134,7 @@ class Compiler:
             kafka_consumer_group=spec.kafka.consumer_group,
             kafka_client=client,
             offline_path=str((self.root / self._env(spec.offline_store.path, s, "offline_store", "path")).resolve()),
+            redis_timeout_s=_seconds(spec.online_store.timeout),
         )
 
     # -- contracts -----------------------------------------------------------------
@@ -633,3 +634,11 @@ def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPla
     c.p = problems
     plans = c._contracts()
     return plans, sorted(problems.items, key=lambda p: (p.location.file, p.location.line, p.location.col) if p.location else ("", 0, 0))
+
+
+def _seconds(text: str) -> float:
+    """`500ms`, `5s`, `1m` -> seconds (the spec's pattern has checked the form)."""
+    for unit, k in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * k
+    raise ValueError(text)

@@ -196,6 +196,7 @@ class ProjectPlan:
     kafka_consumer_group: str
     kafka_client: Mapping[str, Any]
     offline_path: str  # absolute
+    redis_timeout_s: float = 5.0  # socket connect and read timeout of every Redis call
 
 
 @dataclass(frozen=True)

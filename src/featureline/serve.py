@@ -3,7 +3,7 @@
     POST /features/online     {"service": "fraud_detection", "entities": [{"user_id": 42, "merchant_id": 7}]}
     POST /get-online-features Feast's request and response shape, so a Feast client can switch servers
     GET  /health              the process is up
-    GET  /ready               Redis answers PING (503 otherwise)
+    GET  /ready               the store holds featureline's data (online/state.py marker), 503 with the reason otherwise
     GET  /metrics             Prometheus text: latency histogram per endpoint, requests by status, Redis errors
     GET  /openapi.json        the OpenAPI 3.1 document of the endpoints above
 
@@ -466,11 +466,23 @@ def create_app(project: str | Path | Plan = ".", *, client=None, max_entities: i
         return Response(b'{"status":"ok"}', media_type=JSON)
 
     async def ready(request):
+        from .online.state import read_state, where
+
         try:
-            reader.client.ping()
+            st = read_state(reader.client, plan.project.redis_key_prefix)
         except RedisError as e:
             metrics.redis_errors.labels(type(e).__name__).inc()
-            return Response(_encode({"status": "unavailable", "error": f"redis at {plan.project.redis_url}: {e}"}), 503, media_type=JSON)
+            return Response(_encode({"status": "unavailable", "error": f"redis at {where(reader.client)}: {type(e).__name__}"}), 503, media_type=JSON)
+        if st is None or not st.id:
+            why = (
+                "the online store holds no featureline data: never bootstrapped, or Redis lost its data (restarted without "
+                "persistence, flushed, or failed over to an empty replica); rebuild it with `featureline backfill --to online` "
+                "then `featureline stream`"
+            )
+            return Response(_encode({"status": "unavailable", "error": why}), 503, media_type=JSON)
+        if st.state == "building":
+            why = "a backfill to online is writing the store (its values are incomplete until it finishes)"
+            return Response(_encode({"status": "unavailable", "error": why}), 503, media_type=JSON)
         return Response(b'{"status":"ready"}', media_type=JSON)
 
     async def metrics_text(request):
@@ -634,7 +646,7 @@ def openapi(plan: Plan, max_entities: int = MAX_ENTITIES) -> dict:
                 "#/components/schemas/FeastResponse",
             ),
             "/health": get("The process is up", "Up"),
-            "/ready": get("Redis answers PING", "Ready", extra={"503": err}),
+            "/ready": get("The online store holds featureline's data (a backfill or the stream wrote it, Redis did not lose it)", "Ready", extra={"503": err}),
             "/metrics": get("Prometheus metrics", "Prometheus text format", "text/plain"),
             "/openapi.json": get("This document", "OpenAPI 3.1"),
         },

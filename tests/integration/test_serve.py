@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 
 from featureline.batch.engine import BatchEngine
-from featureline.batch.online_backfill import backfill_online
+from featureline.batch.online_backfill import rebuild_online
 from featureline.compiler import compile_project
 from featureline.generator import write_history
 from featureline.online.store import OnlineStore
@@ -93,7 +93,7 @@ def online(tmp_path_factory, services):
     plan = compile_project(d)
     engine = BatchEngine(plan)
     store = OnlineStore(plan)
-    backfill_online(engine, store, T)
+    rebuild_online(engine, store, T)  # what `featureline backfill --to online` does: the store is marked ready
     yield d, plan, engine, store, T
     keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
     if keys:
@@ -365,6 +365,30 @@ def test_health_ready_metrics_openapi(http):
             "feature_service"
         ]["enum"]
     )
+
+
+def test_ready_says_when_the_store_lost_its_data_or_is_being_built(online):
+    """/ready reads the store's marker: a Redis without featureline's data (restarted empty, flushed)
+    is not ready, and says how to rebuild; neither is one a backfill is still writing."""
+    from featureline.online.state import begin_backfill, finish_backfill, marker_key
+
+    d, plan, *_ = online
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    other = dataclasses.replace(plan, project=dataclasses.replace(plan.project, redis_key_prefix=prefix))
+    store = OnlineStore(other)
+    try:
+        with _Server(create_app(other)) as http:
+            r = http.get("/ready")
+            assert r.status_code == 503 and "holds no featureline data" in r.json()["error"] and "backfill --to online" in r.json()["error"]
+            sid = begin_backfill(store.client, prefix)
+            r = http.get("/ready")
+            assert r.status_code == 503 and "a backfill to online is writing" in r.json()["error"]
+            finish_backfill(store.client, prefix, sid)
+            assert http.get("/ready").status_code == 200
+            store.client.delete(marker_key(prefix))  # what a Redis restarted without its data looks like
+            assert http.get("/ready").status_code == 503
+    finally:
+        store.client.delete(marker_key(prefix))
 
 
 def test_redis_down_is_503(online):

@@ -1,4 +1,4 @@
-"""Uniqueness across micro-batches: the claim script of the stream (stream/apply.py CLAIM) on the real Redis."""
+"""Uniqueness across micro-batches: the claim script of the stream (online/claims.py CLAIM) on the real Redis."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def claim(services):
     import redis
 
-    from featureline.stream.apply import CLAIM
+    from featureline.online.claims import CLAIM
 
     r = redis.Redis(host=services.redis_host, port=services.redis_port)
     sha = r.script_load(CLAIM)

@@ -63,6 +63,29 @@ def _acc_sql(kind: str, col: str | None, f_type: str | None) -> str:
     raise ValueError(kind)
 
 
+def rebuild_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
+    """`featureline backfill --to online`: the views' online data replaced by the batch engine's as
+    of `end_us`, and the boundary the stream continues from. The store is marked `building`
+    meanwhile (a new store life, online/state.py) and `ready` at the end, if Redis kept all of it:
+    a Redis that lost its data during the backfill is an error (StoreLost), never a half store."""
+    from ..online.reset import reset_views
+    from ..online.state import begin_backfill, finish_backfill, record_boundary
+
+    plan = engine.plan
+    names = views or [v.name for v in plan.views.values() if v.online]
+    for name in names:
+        if name not in plan.views:
+            raise ValueError(f"no feature view `{name}`")
+    for n in names:
+        engine.source(plan.views[n].source)  # sources checked before anything is written
+    store_id = begin_backfill(store.client, store.prefix)
+    reset_views(store, plan, names)
+    done = backfill_online(engine, store, end_us, views=names)
+    record_boundary(store, plan, {w.view for w in done}, end_us)
+    finish_backfill(store.client, store.prefix, store_id)
+    return done
+
+
 def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
     """Write every (view, slot) in one pipelined stream of commands (`OnlineStore.send_commands`):
     DuckDB computes the next part (or view) while Redis writes the one before. Returns the

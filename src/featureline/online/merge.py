@@ -24,16 +24,18 @@ from collections import defaultdict
 import msgspec
 
 from .layout import TileLayout, input_name
+from .state import GUARD_ARGS, guard_lua
 
 _enc = msgspec.msgpack.Encoder()
 
 
-def merge_script(lays: list[TileLayout]) -> str:
+def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
     """Lua merging many entities' partial tiles of one or more slots (layouts of one entity),
     records of one partition.
 
     ARGV = [tp, lo, hi, now_us, then per entity: hash key, expire_at_ms, one incoming block per
-    slot (in `lays` order; empty when the batch adds nothing to that slot)]; an incoming block
+    slot (in `lays` order; empty when the batch adds nothing to that slot)], after the 4 guard
+    arguments of `state.guard_lua` when `guarded` (the stream's writes); an incoming block
     is `TileLayout.pack_block` of the entity's partial tiles, oldest first. All slots of an
     entity are read with one HMGET and written with one HSET. Returns a flat list
     [entity, slot, stored, ...] (0-based) of the slots left alone because their stored offset
@@ -46,14 +48,16 @@ def merge_script(lays: list[TileLayout]) -> str:
     them as late).
     """
     k = len(lays)
-    L = ["local lo, hi, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])", "local fields = {"]
-    L += [f"  '_off:{lay.code}:' .. ARGV[1], '{lay.code}'," for lay in lays]
+    g = GUARD_ARGS if guarded else 0
+    L = guard_lua() if guarded else []
+    L += [f"local lo, hi, now = tonumber(ARGV[{g + 2}]), tonumber(ARGV[{g + 3}]), tonumber(ARGV[{g + 4}])", "local fields = {"]
+    L += [f"  '_off:{lay.code}:' .. ARGV[{g + 1}], '{lay.code}'," for lay in lays]
     L += ["}"]
     for j, lay in enumerate(lays):
         L += [f"local function merge{j}(blk, inc)", *("  " + x for x in _slot_merge(lay)), "end"]
     L += [
         "local left = {}",
-        f"for i = 5, #ARGV, {k + 2} do",
+        f"for i = {g + 5}, #ARGV, {k + 2} do",
         "  local key, at = ARGV[i], tonumber(ARGV[i + 1])",
         "  local got = redis.call('HMGET', key, unpack(fields))",
         "  local sets = {}",
@@ -64,10 +68,10 @@ def merge_script(lays: list[TileLayout]) -> str:
             "  if #inc > 0 then",
             f"    local stored = tonumber(got[{2 * j + 1}] or '-1')",
             "    if stored >= lo then",
-            f"      left[#left + 1] = (i - 5) / {k + 2}; left[#left + 1] = {j}; left[#left + 1] = stored",
+            f"      left[#left + 1] = (i - {g + 5}) / {k + 2}; left[#left + 1] = {j}; left[#left + 1] = stored",
             "    else",
             f"      sets[#sets + 1] = fields[{2 * j + 2}]; sets[#sets + 1] = merge{j}(got[{2 * j + 2}] or nil, inc)",
-            f"      sets[#sets + 1] = fields[{2 * j + 1}]; sets[#sets + 1] = ARGV[3]",
+            f"      sets[#sets + 1] = fields[{2 * j + 1}]; sets[#sets + 1] = ARGV[{g + 3}]",
             "    end",
             "  end",
         ]

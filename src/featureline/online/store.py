@@ -50,7 +50,8 @@ def connect(plan: Plan):
     import redis
 
     password = os.environ.get(plan.project.redis_password_env) if plan.project.redis_password_env else None
-    return redis.Redis.from_url(plan.project.redis_url, password=password)
+    t = plan.project.redis_timeout_s  # explicit: a stalled Redis never hangs a caller
+    return redis.Redis.from_url(plan.project.redis_url, password=password, socket_timeout=t, socket_connect_timeout=t)
 
 
 class _Service:
@@ -75,8 +76,8 @@ class OnlineStore:
         self.client = client if client is not None else connect(plan)
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
-        self._merge_shas: dict[str, str] = {}
-        self._latest_sha: str | None = None
+        self._merge_shas: dict[str, str] = {}  # generated write scripts by name -> SHA
+        self.outage = None  # a stream.outage.Outage: guarded writes wait out Redis outages (the stream sets it)
 
     # -- reads ---------------------------------------------------------------------
     def service(self, name: str) -> _Service:
@@ -326,46 +327,85 @@ class OnlineStore:
         left = self.merge_many([layout], [(entity, expire, [blob])], tp=tp, lo=lo, hi=hi, now_us=now_us)
         return left[0][2] if left else -1
 
-    def merge_many(self, layouts: list[TileLayout], items, *, tp: str, lo: int, hi: int, now_us: int | None = None) -> list[tuple[int, int, int]]:
+    def merge_many(
+        self, layouts: list[TileLayout], items, *, tp: str, lo: int, hi: int, now_us: int | None = None, guard=None
+    ) -> list[tuple[int, int, int]]:
         """Merge partial tiles of several slots (layouts of one entity) for many entities, from
         records of partition `tp` with offsets [lo, hi]. items: (entity key string, expire_at_ms,
         [block per layout, b"" for none]), blocks as `TileLayout.pack_block` makes them; BULK
         entities per Lua call. Returns [(item index, layout index, stored offset)] for the slots
-        left alone because records up to `stored` were applied before; all others were merged."""
-        from redis.exceptions import NoScriptError
-
+        left alone because records up to `stored` were applied before; all others were merged.
+        `guard`: a `state.Guard` (the stream's writes: each call checks the store's state first)."""
         from .merge import merge_script
 
         now = time.time_ns() // 1000 if now_us is None else now_us
         head = f"{self.prefix}:{layouts[0].entity}:"
-        name = "|".join(lay.code for lay in layouts)
+        name = "|".join(lay.code for lay in layouts) + ("|g" if guard is not None else "")
         left: list[tuple[int, int, int]] = []
         items = list(items)
         for base in range(0, len(items), BULK):
             args: list = [tp, lo, hi, now]
             for ent, expire, blobs in items[base : base + BULK]:
                 args += (head + ent, expire, *blobs)
-            sha = self._merge_shas.get(name)
-            if sha is None:
-                sha = self._merge_shas[name] = self.client.script_load(merge_script(layouts))
-            try:
-                got = self.client.evalsha(sha, 0, *args)
-            except NoScriptError:
-                sha = self._merge_shas[name] = self.client.script_load(merge_script(layouts))
-                got = self.client.evalsha(sha, 0, *args)
+            got = self._script(name, lambda: merge_script(layouts, guarded=guard is not None), args, guard)
             left += [(base + int(got[k]), int(got[k + 1]), int(got[k + 2])) for k in range(0, len(got), 3)]
         return left
+
+    def _script(self, name: str, make, args: list, guard=None, keys: tuple = ()):
+        """EVALSHA of a generated script (loaded once; again when Redis forgot it). A guarded call
+        (the stream's writes, `state.Guard`) takes its guard arguments once and, while Redis is
+        unreachable, is retried with the same ones with backoff when `self.outage` is set."""
+        from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+        if guard is not None:
+            args = [*guard.take(), *args]
+        while True:
+            try:
+                sha = self._merge_shas.get(name)
+                if sha is None:
+                    sha = self._merge_shas[name] = self.client.script_load(make())
+                try:
+                    got = self.client.evalsha(sha, len(keys), *keys, *args)
+                except NoScriptError:  # Redis restarted or flushed its scripts
+                    sha = self._merge_shas[name] = self.client.script_load(make())
+                    got = self.client.evalsha(sha, len(keys), *keys, *args)
+            except ResponseError as e:
+                err = guard.error(e) if guard is not None else None
+                if err is not None:
+                    raise err from None
+                raise
+            except (ConnectionError, TimeoutError) as e:
+                if self.outage is None or guard is None:
+                    raise
+                time.sleep(self.outage.failed(e))  # same guard arguments: a try that ran is not counted twice
+                continue
+            if self.outage is not None:
+                self.outage.ok()
+            return got
+
+    def claim(self, keys: tuple[str, str], args: list, guard=None) -> list:
+        """The stream's uniqueness claims (`claims.py`); `guard` as in `merge_many`."""
+        from .claims import CLAIM, claim_script
+
+        if guard is None:
+            return self._script("claim", lambda: CLAIM, args, None, keys)
+        return self._script("claim|g", claim_script, args, guard, keys)
+
+    def mark_applied(self, guard, next_offset: int) -> None:
+        """A micro-batch of guard's partition is in Redis in full: the stream resumes after it."""
+        from .state import MARK_APPLIED
+
+        self._script("mark_applied", lambda: MARK_APPLIED, [guard.applied_field, next_offset], guard)
 
     def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
         """Keep the newest row (by event_time, then arrival) of a latest-value view. Idempotent:
         a row already stored, or an older one, changes nothing. Returns whether it was stored."""
         return self.merge_latest_many(view, [(entity, event_time, arrival, values)]) == 1
 
-    def merge_latest_many(self, view: str, rows) -> int:
+    def merge_latest_many(self, view: str, rows, *, guard=None) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]),
-        any number; each kept only if newer than the stored row. Returns how many were stored."""
-        from redis.exceptions import NoScriptError
-
+        any number; each kept only if newer than the stored row. Returns how many were stored.
+        `guard`: as in `merge_many`."""
         v = self.plan.views[view]
         head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
         args: list = []
@@ -373,16 +413,19 @@ class OnlineStore:
             args += (head + ent + tail, et, arrival, _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1)
         stored = 0
         step = 5 * BULK
+        guarded = guard is not None
         for base in range(0, len(args), step):
             chunk = args[base : base + step]
-            if self._latest_sha is None:
-                self._latest_sha = self.client.script_load(MERGE_LATEST)
-            try:
-                stored += int(self.client.evalsha(self._latest_sha, 0, *chunk))
-            except NoScriptError:
-                self._latest_sha = self.client.script_load(MERGE_LATEST)
-                stored += int(self.client.evalsha(self._latest_sha, 0, *chunk))
+            stored += int(self._script("latest|g" if guarded else "latest", lambda: merge_latest_script(guarded), chunk, guard))
         return stored
+
+
+def merge_latest_script(guarded: bool) -> str:
+    from .state import GUARD_ARGS, guard_lua
+
+    if not guarded:
+        return MERGE_LATEST
+    return "\n".join(guard_lua()) + MERGE_LATEST.replace("for i = 1, #ARGV, 5 do", f"for i = {GUARD_ARGS + 1}, #ARGV, 5 do")
 
 
 # keep the newest row per key: ARGV = [key, event_time, arrival, blob, expire_at_ms] * n

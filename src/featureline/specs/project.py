@@ -23,6 +23,8 @@ class RedisSettings(Spec):
     url: str = "redis://127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0"
     password: str | None = None  # ${ENV} reference
     key_prefix: str = Field(default="fl", pattern=r"^[A-Za-z0-9_.:-]+$")
+    # connect and read timeout of every Redis call (a stalled Redis never hangs a job), e.g. 500ms, 5s
+    timeout: str = Field(default="5s", pattern=r"^\d+(\.\d+)?(ms|s|m)$")
 
     _secret = field_validator("password")(_must_be_env_ref)
 

@@ -28,49 +28,13 @@ import pyarrow as pa
 from ..contracts.result import Reason
 from ..contracts.validator import ContractValidator
 from ..online.layout import TileLayout, entity_key, esc, tile_layouts
+from ..online.state import Guard, read_state
 from ..online.store import OnlineStore
 from ..plan import Plan, ViewPlan
 from .check import Checked, ContractCheck
 from .outcome import DeadLetter, Outcome
 
 UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
-
-# Claim unique values: KEYS = [this period's bucket, the previous one] (hashes value -> claim);
-# ARGV = [ttl_ms, msgpack list of values, msgpack list of offsets, "<topic>:<partition>"]; a
-# record's claim is "<topic>:<partition>:<offset>". Answers [index (0-based), holder, ...] for
-# the values another record claimed first (a record's own claim, a replay, is not a duplicate).
-# Values are looked up with one HMGET per chunk and claimed with one HSET: a redis.call per
-# record cost ~5 us of Redis time, this ~1.
-CLAIM = """
-local cur, prev, out = KEYS[1], KEYS[2], {}
-local vals, offs, tp = cmsgpack.unpack(ARGV[2]), cmsgpack.unpack(ARGV[3]), ARGV[4]
-local n, mine = #vals, {}
-for s = 1, n, 3000 do
-  local e = math.min(n, s + 2999)
-  local chunk = {}
-  for i = s, e do chunk[#chunk + 1] = vals[i] end
-  local hp = redis.call('HMGET', prev, unpack(chunk))
-  local hc = redis.call('HMGET', cur, unpack(chunk))
-  local sets = {}
-  for k = 1, #chunk do
-    local i, v = s + k - 1, chunk[k]
-    local me = tp .. ':' .. string.format('%d', offs[s + k - 1])
-    local holder = hp[k] or hc[k] or mine[v]
-    if not holder then
-      mine[v] = me
-      sets[#sets + 1] = v
-      sets[#sets + 1] = me
-    elseif holder ~= me then
-      out[#out + 1] = i - 1
-      out[#out + 1] = holder
-    end
-  end
-  if #sets > 0 then redis.call('HSET', cur, unpack(sets)) end
-end
-if redis.call('PTTL', cur) < 0 then redis.call('PEXPIRE', cur, ARGV[1]) end
-return out
-"""
-
 
 class StreamApplier:
     """Applies micro-batches of one stream source to the online store."""
@@ -85,6 +49,8 @@ class StreamApplier:
         epoch: str = "",
         dlq_from: dict[int, int] | None = None,
         unique_horizon_us: int = UNIQUE_HORIZON_US,
+        store_id: str | None = None,
+        group: str = "",
     ):
         import duckdb
 
@@ -118,8 +84,11 @@ class StreamApplier:
         self._events = {v.name: self.engine.events_sql(v) for v in self.views}
         self._macros: set[str] = set()  # table macros made on this connection (see _macro)
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
-        self._claim_sha: str | None = None
         self._et = self.source.event_time
+        # with the store's id (online/state.py) every write checks that Redis still holds all the
+        # writes before it, and each batch ends with its `applied` mark; without: unguarded writes
+        self.store_id, self.group = store_id, group
+        self.guards: dict[tuple[str, int], Guard] = {}
         self.on_merged = None  # called after each slot group's merge (fault injection in the tests)
         from concurrent.futures import ThreadPoolExecutor
 
@@ -143,8 +112,9 @@ class StreamApplier:
         dead = dict(checked.invalid)
         valid_idx = checked.valid_index
         table = checked.valid
+        guard = self._guard(topic, partition)
         if self._unique and len(valid_idx):
-            keep = self._claim_unique(out.tp, table, offsets[valid_idx], dead, valid_idx, now)
+            keep = self._claim_unique(out.tp, table, offsets[valid_idx], dead, valid_idx, now, guard)
             if keep is not None:
                 table = table.filter(pa.array(keep))
                 valid_idx = valid_idx[keep]
@@ -182,32 +152,47 @@ class StreamApplier:
                     if items:
                         lays = [lay for _, lay in group]
                         pending.append(
-                            (group, items, self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now))
+                            (
+                                group,
+                                items,
+                                self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now, guard=guard),
+                            )
                         )
                 for view in self.latest:
                     rows = self._latest_rows(view, now)
                     if rows:
-                        pending.append((None, None, self._writer.submit(self.store.merge_latest_many, view.name, rows)))
+                        pending.append((None, None, self._writer.submit(self.store.merge_latest_many, view.name, rows, guard=guard)))
                 for group, items, fut in pending:
                     left = fut.result()
                     if group is not None:
-                        self._replays(group, items, left, out, now)
+                        self._replays(group, items, left, out, now, guard)
                     if self.on_merged is not None:
                         self.on_merged()
             finally:
                 self.con.unregister("__mb")
             out.timestamps_ms = records.column("timestamp_ms").to_numpy()[valid_idx]
+        if guard is not None:
+            self.store.mark_applied(guard, out.hi + 1)
         out.written_ms = time.time_ns() // 1_000_000
         return out
 
+    def _guard(self, topic: str, partition: int) -> Guard | None:
+        """The write guard of a partition, made at its first batch from the count Redis holds."""
+        if self.store_id is None:
+            return None
+        g = self.guards.get((topic, partition))
+        if g is None:
+            st = read_state(self.store.client, self.store.prefix)
+            start = st.seq(self.group, topic, partition) if st is not None else 0
+            g = self.guards[(topic, partition)] = Guard(self.store.client, self.store.prefix, self.store_id, self.group, topic, partition, start)
+        return g
+
     # -- parts ---------------------------------------------------------------------------
-    def _claim_unique(self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int):
+    def _claim_unique(self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int, guard: Guard | None):
         """Claim each unique field's values in Redis (first record wins); a value claimed by another
         record makes this one a duplicate. Claims live in hashes per period of the horizon (this
         one and the previous one are checked), so a value is remembered for at least the horizon.
         Returns a keep mask over `table`'s rows, or None when all are kept."""
-        from redis.exceptions import NoScriptError
-
         keep = np.ones(table.num_rows, dtype=bool)
         period = max(1, self.unique_horizon_us)
         bucket = now // period
@@ -225,13 +210,7 @@ class StreamApplier:
                 tp,
             )
             keys = (f"{head}{bucket}", f"{head}{bucket - 1}")
-            if self._claim_sha is None:
-                self._claim_sha = self.store.client.script_load(CLAIM)
-            try:
-                got = self.store.client.evalsha(self._claim_sha, 2, *keys, *args)
-            except NoScriptError:
-                self._claim_sha = self.store.client.script_load(CLAIM)
-                got = self.store.client.evalsha(self._claim_sha, 2, *keys, *args)
+            got = self.store.claim(keys, list(args), guard)
             for k in range(0, len(got), 2):
                 i = idx[int(got[k])]
                 if keep[i]:
@@ -336,7 +315,7 @@ class StreamApplier:
             items.append((ent, max(g[0] for g in got if g is not None), [g[1] if g is not None else b"" for g in got]))
         return items
 
-    def _replays(self, group, items, left, out: Outcome, now: int) -> None:
+    def _replays(self, group, items, left, out: Outcome, now: int, guard: Guard | None) -> None:
         """Slots that had part of this batch already (a replay cut at other batch boundaries):
         re-send only the records after the stored offset. Entities left at the same offset (the
         usual case: the previous try's batch end) share one query per slot."""
@@ -350,7 +329,7 @@ class StreamApplier:
             part = self.con.sql(self._tile_sql(view, lay, now, after=stored)).to_arrow_table()
             again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e in ents]
             if again:
-                self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now)
+                self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now, guard=guard)
 
     def _latest_rows(self, view: ViewPlan, now: int) -> list:
         def latest(t) -> str:  # the macro's SQL, made once

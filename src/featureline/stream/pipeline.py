@@ -20,10 +20,10 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
+from ..online.state import read_boundaries, record_boundary  # noqa: F401 - record_boundary: part of this module's interface
 from ..plan import Plan
 
 DEFAULT_RUNNER = "FnApiRunner"
-META = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boundary us, "epoch": id of the backfill}
 
 # the metrics of the job running in this process (FnApiRunner runs the DoFns in-process)
 _METRICS: dict[str, object] = {}
@@ -80,21 +80,6 @@ def stream_sources(plan: Plan, names=()) -> dict[str, str]:
         if missing:
             raise ValueError(f"no stream source feeding an online view: {', '.join(missing)}")
     return out
-
-
-def boundary_key(plan: Plan, source: str) -> str:
-    return f"{plan.project.redis_key_prefix}:{META}{source}"
-
-
-def record_boundary(store, plan: Plan, views, end_us: int) -> list[str]:
-    """After a backfill to online at `end_us`: the stream continues each backfilled source from there."""
-    import json
-    import uuid
-
-    sources = sorted({plan.views[v].source for v in views if plan.sources[plan.views[v].source].stream is not None})
-    for s in sources:
-        store.client.set(boundary_key(plan, s), json.dumps({"at": end_us, "epoch": uuid.uuid4().hex[:12]}))
-    return sources
 
 
 def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, str]) -> dict[str, dict]:
@@ -178,18 +163,6 @@ def ensure_dlq_topics(plan: Plan, topics) -> None:
             )
 
 
-def read_boundaries(store, plan: Plan, sources) -> tuple[dict[str, int | None], dict[str, str]]:
-    """Per source: the boundary of the last backfill to online (None: none), and its epoch id."""
-    import json
-
-    vals = store.client.mget([boundary_key(plan, s) for s in sources]) if sources else []
-    at, epoch = {}, {}
-    for s, v in zip(sources, vals, strict=True):
-        d = json.loads(v) if v is not None else {}
-        at[s], epoch[s] = d.get("at"), d.get("epoch", "")
-    return at, epoch
-
-
 _CRASH: list = []
 
 
@@ -227,15 +200,24 @@ def _dofns():
 
     class ApplyBatch(beam.DoFn):
         def __init__(
-            self, plan: Plan, topics: dict[str, str], boundaries: dict[str, int | None], epochs: dict[str, str], dlq_from: dict[str, dict]
+            self,
+            plan: Plan,
+            topics: dict[str, str],
+            boundaries: dict[str, int | None],
+            epochs: dict[str, str],
+            dlq_from: dict[str, dict],
+            store_id: str | None = None,
         ):
             self.plan, self.topics, self.boundaries, self.epochs, self.dlq_from = plan, topics, boundaries, epochs, dlq_from
+            self.store_id = store_id
 
         def setup(self):
             from ..online.store import OnlineStore
             from .apply import StreamApplier
+            from .outage import Outage
 
             self.store = OnlineStore(self.plan)
+            self.store.outage = Outage("Redis (the stream's writes)")  # writes wait out an outage, then go on
             self.appliers = {
                 t: StreamApplier(
                     self.plan,
@@ -244,6 +226,8 @@ def _dofns():
                     boundary_us=self.boundaries.get(s),
                     epoch=self.epochs.get(s, ""),
                     dlq_from=self.dlq_from.get(s),
+                    store_id=self.store_id,
+                    group=self.plan.project.kafka_consumer_group,
                 )
                 for t, s in self.topics.items()
             }
@@ -332,8 +316,10 @@ def build(
     epochs: dict[str, str] | None = None,
     dlq_from: dict[str, dict] | None = None,
     start_offsets: dict[tuple[str, int], int] | None = None,
+    store_id: str | None = None,
 ):
-    """Add the stream to pipeline `p`."""
+    """Add the stream to pipeline `p`. `store_id`: the online store's id (online/state.py): every
+    write then checks that Redis holds all the writes before it."""
     import apache_beam as beam
 
     from .check import ContractCheck
@@ -364,7 +350,7 @@ def build(
             start_offsets=start_offsets,
             skip_lost=opts.skip_lost,
         )
-        | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries, epochs or {}, dlq_from or {}))
+        | "Apply" >> beam.ParDo(ApplyBatch(plan, topics, boundaries, epochs or {}, dlq_from or {}, store_id))
         | "Commit" >> beam.ParDo(Commit(plan, topics, opts))
     )
 
@@ -424,19 +410,24 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
         deliver.fence(partitions, wait=False)
     import apache_beam as beam
 
+    from .sinks import kafka_config
+    from .starts import committed_offsets, resolve_starts
+
     store = OnlineStore(plan)
-    boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
-    if opts.from_us is not None:
-        boundaries = {s: opts.from_us for s in boundaries}
     ensure_dlq_topics(plan, topics)
     if deliver is not None:
         deliver.flush()  # fenced: from here on the group's offsets are final
+    group = plan.project.kafka_consumer_group
+    partitions = partitions or _partitions(plan, topics)
+    # a store that lost its data is refused (the group applied records before: they are not there)
+    has_history = any(o is not None for o in committed_offsets(kafka_config(plan), group, partitions).values())
+    state = wait_for_store(store, has_history=has_history, group=group)
+    boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
+    if opts.from_us is not None:
+        boundaries = {s: opts.from_us for s in boundaries}
     dlq_from = start_epochs(plan, store, topics, epochs)
-    from .sinks import kafka_config
-    from .starts import resolve_starts
-
     starts, lost, behind = resolve_starts(
-        kafka_config(plan), plan.project.kafka_consumer_group, partitions or _partitions(plan, topics), policy=opts.start, skip_lost=opts.skip_lost
+        kafka_config(plan), group, partitions, policy=opts.start, skip_lost=opts.skip_lost, applied=state.applied(group, partitions)
     )
     for (t, part), o in behind.items():
         d = dlq_from.setdefault(topics[t], {})
@@ -451,8 +442,27 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     else:
         runner = None  # from --runner in the options; never the default DirectRunner (it fetches Prism)
     with beam.Pipeline(runner=runner, options=pipeline_options(opts)) as p:
-        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from, start_offsets=starts)
+        build(p, plan, opts, boundaries=boundaries, epochs=epochs, dlq_from=dlq_from, start_offsets=starts, store_id=state.id)
     return m, boundaries
+
+
+def wait_for_store(store, *, has_history: bool, group: str, wait_s: float = 600.0):
+    """The online store's state (online/state.py) for the stream: a new one is marked, one that
+    lost its data refused (StoreLost); while a backfill writes it, the stream waits (a line says so)."""
+    from ..online.state import StoreBusy, ensure_for_stream
+
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            return ensure_for_stream(store.client, store.prefix, has_history=has_history, group=group)
+        except StoreBusy as e:
+            if time.monotonic() > deadline:
+                raise
+            if not said:
+                print(f"[stream] waiting: {e}", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(1.0)
 
 
 def auto_readers_per_partition(partitions: int, cores: int | None = None) -> int:

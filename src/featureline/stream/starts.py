@@ -66,3 +66,16 @@ def resolve_starts(
             raise OffsetRangeError.make(tp.topic, tp.partition, start, why, b, e)
         starts[key] = start
     return starts, lost, dlq_from
+
+
+def committed_offsets(config: dict, group: str, partitions) -> dict[tuple[str, int], int | None]:
+    """The group's committed offset per (topic, partition) (None: none)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    cfg = {k: v for k, v in config.items() if k in KafkaConsumer.DEFAULT_CONFIG}
+    c = KafkaConsumer(group_id=group, enable_auto_commit=False, **cfg)
+    try:
+        return {(t, p): c.committed(TopicPartition(t, p), timeout_ms=30_000) for t, p in partitions}
+    finally:
+        c.close(autocommit=False)
