@@ -376,10 +376,11 @@ class PrivateRedis:
     def snapshot(self) -> RedisSnapshot:
         """Copy the data dir while Redis runs: first BGREWRITEAOF (and wait
         for it), so the copy is a compact base RDB plus a short increment,
-        with automatic rewrites off while copying. The copy holds at least
-        every write acknowledged before the call (Redis writes the AOF
-        before it replies); writes made concurrently may or may not be in
-        it, and a torn last command is dropped on load (aof-load-truncated)."""
+        with automatic rewrites off while copying. The copy holds every write
+        acknowledged before the call (Redis writes the AOF before it
+        replies, unless a slow disk makes it hold writes back for up to 2 s);
+        writes made concurrently may or may not be in it, and a torn last
+        command is dropped on load (aof-load-truncated)."""
         if not self.running or self.paused:
             raise ServiceError("snapshot() needs a running, unpaused Redis")
         client = self.client(decode_responses=True, socket_timeout=30)
