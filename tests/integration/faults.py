@@ -125,8 +125,10 @@ def _kafka_env(java_opts: str | None = None) -> dict[str, str]:
     env's), and the JVM options."""
     env = {}
     env["FEATURELINE_KAFKA_JAVA_OPTS"] = java_opts if java_opts is not None else os.environ.get("FEATURELINE_KAFKA_JAVA_OPTS", TEST_JAVA_OPTS)
-    env["FEATURELINE_KAFKA_LIBS"] = os.environ.get("FEATURELINE_KAFKA_LIBS", str(REPO_ROOT / ".services" / "kafka" / "libs"))
-    env["FEATURELINE_MAVEN_REPO"] = os.environ.get("FEATURELINE_MAVEN_REPO", str(REPO_ROOT / ".services" / "kafka" / "m2"))
+    # The dev services' state dir, where `scripts/services up` put the jars.
+    shared = Path(os.environ.get("FEATURELINE_SERVICES_DIR", REPO_ROOT / ".services")) / "kafka"
+    env["FEATURELINE_KAFKA_LIBS"] = os.environ.get("FEATURELINE_KAFKA_LIBS", str(shared / "libs"))
+    env["FEATURELINE_MAVEN_REPO"] = os.environ.get("FEATURELINE_MAVEN_REPO", str(shared / "m2"))
     return env
 
 

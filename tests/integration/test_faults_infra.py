@@ -274,3 +274,30 @@ def test_kafka_cluster_survives_leader_kill9(kafka_cluster):
     assert c.isr(topic, 0) == [1, 2, 3]
     c.wait_healthy(full_isr=True, timeout=60)
     print(f"failover (kill -9 to 50 acks=all writes done): {failover_s:.1f}s")
+
+
+def test_kafka_cluster_controlled_stop_and_restart(kafka_cluster):
+    """stop(n) is a controlled shutdown: the leadership has moved by the
+    time the node is gone; acks=all writes work on two nodes; the node
+    rejoins the ISR after start(n)."""
+    c = kafka_cluster
+    topic = c.create_topic(_unique("fl-faults"), partitions=3, replication=3)
+    c.wait_isr(topic)
+    node = c.leader(topic, 0)
+    c.stop(node)
+    assert not c.running(node)
+    leaders = {p: c.leader(topic, p) for p in range(3)}
+    assert node not in leaders.values() and -1 not in leaders.values(), leaders
+
+    producer = KafkaProducer(bootstrap_servers=c.bootstrap, acks="all")
+    try:
+        for p in range(3):
+            producer.send(topic, value=f"p{p}".encode(), partition=p).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+    c.start(node)
+    c.wait_isr(topic)
+    assert all(c.isr(topic, p) == [1, 2, 3] for p in range(3))
+    for p in range(3):
+        assert _read_all(c.bootstrap, topic, p, 1) == [f"p{p}".encode()]
