@@ -3,8 +3,8 @@ by the test helpers in tests/integration/faults.py.
 
     python services/kafka/health.py BOOTSTRAP TOPIC [--brokers 1,2,3] [--timeout S]
 
-Healthy means: (with --brokers) every listed broker is registered and not
-fenced; a message produced to TOPIC with acks=all is read back; and an offset
+Healthy means: (with --brokers) every listed broker is registered, not
+fenced and accepts connections on its own address; a message produced to TOPIC with acks=all is read back; and an offset
 commit for a consumer group succeeds (the group coordinator works). TOPIC is
 created by the broker on first use (auto.create.topics.enable), with the
 broker's default replication factor.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 import time
 import uuid
@@ -29,8 +30,9 @@ class NotHealthy(Exception):
     """The broker or cluster is not usable yet; the message says why."""
 
 
-def registered_brokers(bootstrap: str, timeout_s: float = 10.0) -> set[int]:
-    """Ids of the brokers the cluster reports as registered and not fenced.
+def registered_brokers(bootstrap: str, timeout_s: float = 10.0) -> dict[int, tuple[str, int]]:
+    """The brokers the cluster reports as registered and not fenced: id ->
+    (host, port).
 
     Retried until ``timeout_s``: the client may first pick a broker that has
     just died but is not fenced yet.
@@ -49,7 +51,7 @@ def registered_brokers(bootstrap: str, timeout_s: float = 10.0) -> set[int]:
                 brokers = admin.describe_cluster()["brokers"]
             finally:
                 admin.close()
-            return {b["broker_id"] for b in brokers if not b.get("is_fenced")}
+            return {b["broker_id"]: (b["host"], b["port"]) for b in brokers if not b.get("is_fenced")}
         except Exception:  # noqa: BLE001
             if time.monotonic() >= deadline:
                 raise
@@ -64,9 +66,18 @@ def check(bootstrap: str, topic: str = HEALTH_TOPIC, brokers: set[int] | None = 
     try:
         if brokers:
             seen = registered_brokers(bootstrap, timeout_s=min(timeout_s, 10.0))
-            missing = sorted(set(brokers) - seen)
+            missing = sorted(set(brokers) - set(seen))
             if missing:
                 raise NotHealthy(f"brokers {missing} are not registered (registered and unfenced: {sorted(seen)})")
+            # Right after a kill -9 and restart, the dead process's
+            # registration still counts until its session expires; the new
+            # process opens its client port only once it has registered.
+            for broker in sorted(brokers):
+                host, port = seen[broker]
+                try:
+                    socket.create_connection((host, port), timeout=2).close()
+                except OSError as exc:
+                    raise NotHealthy(f"broker {broker} is registered but {host}:{port} does not accept connections ({exc})") from exc
     except NotHealthy:
         raise
     except Exception as exc:  # noqa: BLE001 - any client error means "not yet"

@@ -358,8 +358,30 @@ class PrivateRedis:
         self._process.stop(timeout)
 
     def kill9(self) -> None:
-        """SIGKILL, and wait until it is gone. The AOF keeps what was written."""
+        """SIGKILL, and wait until it is gone. The AOF keeps what was written
+        to it: normally every acknowledged write, but while a slow disk is
+        still busy with the last fsync Redis replies first and writes up to
+        2 s later (appendfsync everysec). Call wait_aof_written() first when
+        a test needs "every acknowledged write survives"."""
         self._process.kill9()
+
+    def wait_aof_written(self, timeout: float = 10.0, *, fsynced: bool = False) -> None:
+        """Until everything Redis acknowledged is written to the AOF (its AOF
+        buffer is empty): then a kill -9 loses nothing. With ``fsynced``,
+        also until no background fsync is pending (an OS crash would lose
+        nothing either)."""
+        client = self.client(decode_responses=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                info = client.info("persistence")
+                if info.get("aof_buffer_length", 0) == 0 and not (fsynced and info.get("aof_pending_bio_fsync", 0)):
+                    return
+                if time.monotonic() >= deadline:
+                    raise ServiceError(f"AOF not written after {timeout}s: {info}")
+                time.sleep(0.02)
+        finally:
+            client.close()
 
     def pause(self) -> None:
         """SIGSTOP: the kernel still accepts connections, Redis never answers."""

@@ -61,6 +61,7 @@ def test_redis_kill9_then_start_restores_from_aof(private_redis):
     c = private_redis.client(decode_responses=True)
     c.mset({f"k{i}": str(i) for i in range(200)})
     c.hset("h", mapping={"a": "1", "b": "2"})
+    private_redis.wait_aof_written()  # a slow disk may hold the last writes back
     old_pid = private_redis.pid
     private_redis.kill9()
     assert not private_redis.running
@@ -89,6 +90,7 @@ def test_redis_restart_empty_loses_everything(private_redis):
     assert c.get("a") is None
     # ... and it persists again from there.
     c.set("c", 3)
+    private_redis.wait_aof_written()
     private_redis.kill9()
     private_redis.start()
     assert private_redis.client().get("c") == b"3"
@@ -185,6 +187,10 @@ def test_scripts_services_redis_restarts_from_its_aof(tmp_path: Path):
         services("up", "redis")
         assert c.get("k") == b"1"
         c.set("k2", "2")
+        for _ in range(500):  # until the AOF buffer is written (see PrivateRedis.wait_aof_written)
+            if c.info("persistence")["aof_buffer_length"] == 0:
+                break
+            time.sleep(0.02)
         pid = int((tmp_path / "redis" / f"redis-{port}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):
