@@ -72,3 +72,51 @@ def services() -> Services:
             pytrace=False,
         )
     return _endpoints()
+
+
+# ----------------------------------------------------------------- private services for fault tests
+#
+# Tests that kill, stall or wipe a service use these, never the shared dev
+# services above: each is a process of its own on a free loopback port
+# (tests/integration/faults.py).
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path):
+    """A PrivateRedis (AOF everysec) started for this test, killed after it."""
+    from tests.integration.faults import PrivateRedis
+
+    with PrivateRedis(tmp_path / "private-redis") as r:
+        yield r
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path):
+    """A PrivateKafka (one broker, restartable with its data) for this test."""
+    from tests.integration.faults import PrivateKafka
+
+    with PrivateKafka(tmp_path / "private-kafka") as k:
+        yield k
+
+
+@pytest.fixture(scope="module")
+def _kafka_cluster_module(tmp_path_factory: pytest.TempPathFactory):
+    from tests.integration.faults import KafkaCluster
+
+    with KafkaCluster(tmp_path_factory.mktemp("kafka-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kafka_cluster(_kafka_cluster_module):
+    """A 3-node KafkaCluster, shared by the tests of a module (it takes
+    ~20-30 s to start). After each test every node is resumed and restarted
+    and the cluster is healthy again, whatever the test killed."""
+    cluster = _kafka_cluster_module
+    yield cluster
+    for node in cluster.NODES:
+        cluster.resume(node)
+    if len(cluster.running_nodes()) < len(cluster.NODES):
+        cluster.start()
+    else:
+        cluster.wait_healthy()
