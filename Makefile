@@ -13,7 +13,7 @@ FL := $(VENV)/bin/featureline
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test venv services services-down lint clean
+.PHONY: quickstart test venv services services-down cluster cluster-down lint clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,13 @@ services: venv
 services-down:
 	@scripts/services down
 
+# the 3-node Kafka cluster for fault drills (127.0.0.1:19092-19094); not used by `make test`
+cluster: venv
+	@PYTHON=$(PY) scripts/services cluster up
+
+cluster-down:
+	@scripts/services cluster down
+
 quickstart: venv services
 	@scripts/quickstart
 
@@ -42,5 +49,5 @@ test: venv services
 lint: venv
 	@$(VENV)/bin/ruff check src tests
 
-clean: services-down
+clean: services-down cluster-down
 	rm -rf $(VENV) .services data/history data/offline

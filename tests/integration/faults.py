@@ -192,7 +192,7 @@ class _Process:
         code = self.proc.returncode if self.proc is not None else None
         return ServiceError(f"{self.name} exited (status {code}) {what}\n{log_tail(self.log_path)}")
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.running:
             os.kill(self.proc.pid, sig)
 
