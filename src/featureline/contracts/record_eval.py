@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from .checks import FORMAT_PATTERNS, Check
 from .regex import searcher
 from .timestamps import parse_ts
@@ -113,6 +115,7 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
     labels = labels or {}
     env: dict[str, Any] = {
         "_ts": parse_ts,
+        "_json": lambda v: msgspec.json.encode(v).decode(),
         "_DATE0": _dt.date(1970, 1, 1),
         "_explained": lambda prior, name: any(r.field == name or r.field is None for r in prior),
     }
@@ -146,6 +149,8 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
             ind += "    "
         elif t == "date":
             lines.append(f"{ind}v = (v - _DATE0).days")
+        elif t in ("object", "array"):
+            lines.append(f"{ind}v = _json(v)")  # checked as the column path holds it: JSON text
         is_ts = t == "timestamp"
         body = 0
         for j, c in enumerate(mine):

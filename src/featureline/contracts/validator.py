@@ -353,6 +353,8 @@ def _array_or_reasons(values: list, typ: pa.DataType, name: str, t: str, reasons
 
 
 def _cast_column(col, want: pa.DataType, name: str, t: str, reasons: dict[int, list[Reason]], label: str | None = None):
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        col = _utf8_or_reasons(col, name, reasons, label)
     if col.type == want:
         return col
     import pyarrow.compute as pc
@@ -380,6 +382,24 @@ def _cast_column(col, want: pa.DataType, name: str, t: str, reasons: dict[int, l
 
 
 TS = pa.timestamp("us", tz="UTC")
+
+
+def _utf8_or_reasons(col, name: str, reasons: dict[int, list[Reason]], label: str | None):
+    """A string column as is when it is valid UTF-8 (Arrow does not check what a file holds);
+    else its undecodable values are `type` reasons and null."""
+    try:
+        col.validate(full=True)
+        return col
+    except pa.ArrowInvalid:
+        pass
+    out = []
+    for i, b in enumerate(col.cast(pa.binary()).to_pylist()):
+        try:
+            out.append(None if b is None else b.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(None)
+            reasons.setdefault(i, []).append(make_reason(name, "type", b, lambda shown: f"expected a string, got bytes that are not UTF-8: {shown}", label))
+    return pa.array(out, pa.string())
 
 
 def _strings_to_ts(col, name: str, reasons: dict[int, list[Reason]], label: str | None = None):
