@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VALUE_CHARS = 256  # a Reason's value: strings and the JSON text of lists and objects
-MESSAGE_CHARS = 1024  # a Reason's message
+VALUE_CHARS = 256  # a Reason's value at most: strings and the JSON text of lists and objects
+MESSAGE_CHARS = 1024  # a Reason's message at most
 # not the record's fault: these propagate out of every check instead of becoming an `internal` reason
 FATAL = (KeyboardInterrupt, SystemExit, MemoryError)
 _INT_BITS = 850  # about VALUE_CHARS decimal digits
@@ -40,7 +40,9 @@ class Reason:
 
 
 def _cut(text: str, limit: int, size: int | None = None, unit: str = "chars") -> str:
-    return f"{text[:limit]}... ({len(text) if size is None else size:,} {unit})"
+    """`text`'s start and its full size, `limit` characters in all (so cutting again changes nothing)."""
+    tail = f"... ({len(text) if size is None else size:,} {unit})"
+    return text[: max(0, limit - len(tail))] + tail
 
 
 def clip(v: Any) -> Any:
