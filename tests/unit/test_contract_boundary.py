@@ -431,3 +431,14 @@ def test_redact_payload(plan):
     assert redact_payload(c, b"[1]") == "<withheld: contract classifies fields, 3 bytes>"
     assert redact_payload(c, enc({**GOOD, "customer_email": None})) == json.dumps({**GOOD, "customer_email": None})
     assert redact_payload(plan.contracts["users"], b'{"country": "DE"}') == '{"country": "DE"}'
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_unknown_fields_of_a_classifying_contract_are_redacted(txn, plan, path):
+    raws = [good(0, customerEmail=f"{SECRET}@example.com")]  # a misspelt classified field
+    (r,) = txn.validate_json(raws, now=NOW, path=path).invalid[0].reasons
+    assert (r.field, r.rule, r.value) == ("customerEmail", "unknown_field", "<redacted: unknown field, 30 chars>")
+    assert SECRET not in r.message
+    table = pa.table({**{k: [v] for k, v in GOOD.items()}, "customerEmail": [f"{SECRET}@example.com"]})
+    (r,) = txn.validate_table(table, now=NOW).invalid[0].reasons
+    assert r.value == "<redacted: unknown field, 30 chars>"

@@ -22,7 +22,7 @@ import msgspec
 import numpy as np
 
 from ..plan import ContractPlan
-from .result import Reason, clip, make_reason, withheld
+from .result import Reason, clip, make_reason, redacted, withheld
 
 MAX_DEPTH = 128  # levels of arrays and objects in one record (the record itself is level 1)
 
@@ -114,8 +114,7 @@ class JsonDecoder:
             t = self.types.get(key)
             if t is None:
                 if self.contract.unknown_fields == "reject":
-                    name = clip(key)
-                    reasons.append(Reason(name, "unknown_field", value, f"`{name}` is not a field of contract `{self.contract.id}`"))
+                    reasons.append(unknown_field(self.contract, key, value))
                 continue
             if value is None:
                 continue
@@ -147,6 +146,16 @@ class JsonDecoder:
             return True, self._value_dec[t].decode(msgspec.json.encode(value))
         except (msgspec.ValidationError, msgspec.DecodeError, msgspec.EncodeError, OverflowError):
             return False, None
+
+
+def unknown_field(contract: ContractPlan, key: str, value: Any) -> Reason:
+    """The `unknown_field` reason; in a contract that classifies fields, the value of a field it
+    does not know is not known to be safe to show either (a misspelt `customer_email`)."""
+    name = clip(key)
+    why = f"`{name}` is not a field of contract `{contract.id}`"
+    if contract.redactions and value is not None:
+        return Reason(name, "unknown_field", redacted("unknown field", value), why)
+    return Reason(name, "unknown_field", value, why)
 
 
 def parse(raw) -> tuple[Any, str | None]:

@@ -27,7 +27,7 @@ import pyarrow as pa
 from ..plan import ContractPlan
 from .arrow_eval import ArrowChecks
 from .checks import Check, compile_checks
-from .decode import JsonDecoder
+from .decode import JsonDecoder, unknown_field
 from .record_eval import build_row_checker, show_value, ts_type_reason
 from .result import FATAL, InvalidRow, Reason, ValidationResult, failure, make_reason
 from .timestamps import MAX_US, MIN_US, parse_ts
@@ -193,9 +193,7 @@ class ContractValidator:
                 if name not in self.types:
                     col = table.column(name)
                     for i in np.flatnonzero(~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)):
-                        reasons.setdefault(int(i), []).append(
-                            Reason(name, "unknown_field", _show(col[int(i)].as_py()), f"`{name}` is not a field of contract `{self.contract.id}`")
-                        )
+                        reasons.setdefault(int(i), []).append(unknown_field(self.contract, name, _show(col[int(i)].as_py())))
         wide = pa.Table.from_arrays(cols, schema=self.wide_schema)
         return self._check_table(wide, reasons, now, None)
 
