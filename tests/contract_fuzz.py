@@ -205,6 +205,7 @@ def check_batch(validator, batch: list[tuple[bytes, bool]], now: int) -> None:
         for row in res.invalid:
             for r in row.reasons:
                 assert isinstance(r.message, str) and len(r.message) <= 1024, (path, r)
+                json.dumps(r.as_dict(), allow_nan=False)  # dead-letter headers carry reasons as strict JSON
                 assert not isinstance(r.value, str) or len(r.value) <= 256, (path, r)
                 if validator.contract.redactions and batch[row.index][1]:
                     assert MARK not in json.dumps(r.as_dict()), (path, r)

@@ -442,3 +442,10 @@ def test_unknown_fields_of_a_classifying_contract_are_redacted(txn, plan, path):
     table = pa.table({**{k: [v] for k, v in GOOD.items()}, "customerEmail": [f"{SECRET}@example.com"]})
     (r,) = txn.validate_table(table, now=NOW).invalid[0].reasons
     assert r.value == "<redacted: unknown field, 30 chars>"
+
+
+def test_reasons_are_strict_json_even_for_numbers_beyond_float(txn):
+    res = txn.validate_json([good(0, amount=1.0).replace(b"1.0", b"1e400")], now=NOW, path="record")
+    (r,) = res.invalid[0].reasons
+    assert (r.field, r.rule) == ("amount", "type")
+    assert json.loads(json.dumps(r.as_dict(), allow_nan=False))["value"] == "inf"

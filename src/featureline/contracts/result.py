@@ -8,6 +8,7 @@ headers. A classified field's value is replaced by a placeholder (`redacted`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ class ValidationResult:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)  # JSON has no inf or nan (a number like 1e400 decodes to inf)
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, bytes):
