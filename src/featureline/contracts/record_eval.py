@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
+from . import timestamps
 from .checks import FORMAT_PATTERNS, Check
 from .regex import searcher
-from .timestamps import parse_ts
 
 
 def _num(v: Any, logical_type: str | None) -> Any:
@@ -114,7 +114,12 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
 
     labels = labels or {}
     env: dict[str, Any] = {
-        "_ts": parse_ts,
+        "_fromiso": timestamps._fromiso,
+        "_UTC": _dt.UTC,
+        "_EPOCH": timestamps._EPOCH,
+        "_US": timestamps._US,
+        "_MIN_US": timestamps.MIN_US,
+        "_MAX_US": timestamps.MAX_US,
         "_json": lambda v: msgspec.json.encode(v).decode(),
         "_DATE0": _dt.date(1970, 1, 1),
         "_explained": lambda prior, name: any(r.field == name or r.field is None for r in prior),
@@ -139,12 +144,22 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
         lines.append("    else:")
         ind = "        "
         if t == "timestamp":
+            # timestamps.parse_ts, inlined (the per-record hot path)
             lines += [
-                f"{ind}_v = _ts(v)",
-                f"{ind}if _v is None:",
+                f"{ind}try:",
+                f"{ind}    _d = _fromiso(v)",
+                f"{ind}except ValueError:",
+                f"{ind}    _d = None",
+                f"{ind}if _d is not None:",
+                f"{ind}    if _d.tzinfo is None:",
+                f"{ind}        _d = _d.replace(tzinfo=_UTC)",
+                f"{ind}    _d = (_d - _EPOCH) // _US",
+                f"{ind}    if not _MIN_US <= _d <= _MAX_US:",
+                f"{ind}        _d = None",
+                f"{ind}if _d is None:",
                 f"{ind}    type_reason(out, {name!r}, v)",
                 f"{ind}else:",
-                f"{ind}    v = _v",
+                f"{ind}    v = _d",
             ]
             ind += "    "
         elif t == "date":

@@ -98,8 +98,10 @@ class ContractValidator:
         (the stream's last resort when it did)."""
         if now is None:
             now = time.time_ns() // 1000
-        if path is None and len(raws) <= self.small_batch or path in ("record", "isolate"):
-            return self._json_rows(raws, now, isolate=path == "isolate")
+        if path is None and len(raws) <= self.small_batch or path == "record":
+            return self._json_one(raws[0], now) if len(raws) == 1 else self._json_rows(raws, now)
+        if path == "isolate":
+            return self._json_rows(raws, now, isolate=True)
         try:
             return self._json_columns(raws, now)
         except FATAL:
@@ -250,6 +252,27 @@ class ContractValidator:
         return t.cast(self.schema)
 
     # -- record path --------------------------------------------------------------------
+    def _json_one(self, raw: bytes, now: int) -> ValidationResult:
+        """A producer checking one record: the least work possible, inside the same boundary."""
+        decoder = self.decoder
+        out: list[Reason] = []
+        try:
+            try:
+                row = decoder.struct_decode(raw)
+                prior = None
+            except decoder.errors as e:
+                row, prior = decoder.slow(raw, e)
+                out.extend(prior)
+            self._row_checker_one(row, now, prior, None, out)  # a batch of one is unique by itself
+        except FATAL:
+            raise
+        except BaseException as e:
+            row = decoder.empty
+            out.append(self._failure(e))
+        if out:
+            return ValidationResult(1, [], [InvalidRow(0, raw, _ordered(out, self._rank))], self._build_rows, [row])
+        return ValidationResult(1, [0], [], self._build_rows, [row])
+
     def _json_rows(self, raws: Sequence[bytes], now: int, *, isolate: bool = False) -> ValidationResult:
         """Decode and check record by record in one pass: the small-batch path.
 
@@ -258,25 +281,6 @@ class ContractValidator:
         decoder = self.decoder
         dec = decoder.struct_decode
         errors = decoder.errors
-        if len(raws) == 1 and not isolate:  # a producer checking one record: the least work possible
-            raw = raws[0]
-            out: list[Reason] = []
-            try:
-                try:
-                    row = dec(raw)
-                    prior = None
-                except errors as e:
-                    row, prior = decoder.slow(raw, e)
-                    out.extend(prior)
-                self._row_checker_one(row, now, prior, None, out)  # a batch of one is unique by itself
-            except FATAL:
-                raise
-            except BaseException as e:
-                row = decoder.empty
-                out.append(self._failure(e))
-            if out:
-                return ValidationResult(1, [], [InvalidRow(0, raw, _ordered(out, self._rank))], self._build_rows, [row])
-            return ValidationResult(1, [0], [], self._build_rows, [row])
         check = self._row_checker
         rank = self._rank
         seen = self._fresh_seen()
