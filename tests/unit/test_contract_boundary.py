@@ -449,3 +449,12 @@ def test_reasons_are_strict_json_even_for_numbers_beyond_float(txn):
     (r,) = res.invalid[0].reasons
     assert (r.field, r.rule) == ("amount", "type")
     assert json.loads(json.dumps(r.as_dict(), allow_nan=False))["value"] == "inf"
+
+
+def test_a_table_timestamp_beyond_year_9999_is_a_type_reason(plan):
+    v = ContractValidator(plan.contracts["merchants"])
+    ts = pa.array([1_700_000_000_000_000, 10**18], pa.timestamp("us", tz="UTC"))  # 2023, and year 33658
+    table = pa.table({"merchant_id": [1, 2], "category": ["fuel"] * 2, "country": ["DE"] * 2, "risk_tier": [1, 2], "updated_at": ts})
+    res = v.validate_table(table, now=NOW)
+    assert res.valid_index == [0] and v.fallbacks == 0
+    assert [(r.field, r.rule) for r in res.invalid[0].reasons] == [("updated_at", "type")]

@@ -167,18 +167,22 @@ class ContractValidator:
         return ValidationResult(table.num_rows, valid_index, invalid, lambda t, _: t, valid)
 
     def _duplicates_by_row(self, table: pa.Table) -> dict[int, Reason]:
-        """Row -> its `unique` reason, for values seen in an earlier row (the fallback's unique check)."""
+        """Row -> its `unique` reason, for values seen in an earlier row (the fallback's unique check,
+        on the source column: compared by Arrow, so no value needs to become a Python object)."""
+        from .arrow_eval import _duplicates
+
         out: dict[int, Reason] = {}
         for c in self.checks:
             if c.rule != "unique" or c.field not in table.column_names:
                 continue
-            seen: set = set()
-            for i, v in enumerate(table.column(c.field).to_pylist()):
-                if v is None:
-                    continue
-                if v in seen:
-                    out.setdefault(i, c.reason(_show(v)))
-                seen.add(v)
+            col = table.column(c.field)
+            dup = _duplicates(col)
+            for i in np.flatnonzero(dup).tolist() if dup is not None else ():
+                try:
+                    value = _show(col[i].as_py())
+                except Exception:  # a value Python cannot hold: the reason says so
+                    value = f"<a {col.type} value Python cannot show>"
+                out.setdefault(i, c.reason(value))
         return out
 
     def _table(self, table: pa.Table, now: int) -> ValidationResult:
@@ -189,7 +193,8 @@ class ContractValidator:
             if f.name not in table.column_names:
                 cols.append(pa.nulls(table.num_rows, want))
                 continue
-            cols.append(_cast_column(table.column(f.name), want, f.name, f.logical_type, reasons, self.labels.get(f.name)))
+            col = _cast_column(table.column(f.name), want, f.name, f.logical_type, reasons, self.labels.get(f.name))
+            cols.append(_ts_in_range(col, f.name, reasons, self.labels.get(f.name)) if f.logical_type == "timestamp" else col)
         if self.contract.unknown_fields == "reject":
             for name in table.column_names:
                 if name not in self.types:
@@ -402,6 +407,22 @@ def _utf8_or_reasons(col, name: str, reasons: dict[int, list[Reason]], label: st
             out.append(None)
             reasons.setdefault(i, []).append(make_reason(name, "type", b, lambda shown: f"expected a string, got bytes that are not UTF-8: {shown}", label))
     return pa.array(out, pa.string())
+
+
+def _ts_in_range(col, name: str, reasons: dict[int, list[Reason]], label: str | None):
+    """A timestamp column with the instants beyond years 1..9999 UTC (a file may hold them) as
+    `type` reasons and null, as parse_ts refuses them in JSON."""
+    import pyarrow.compute as pc
+
+    us = pc.fill_null(col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    far = np.flatnonzero((us < MIN_US) | (us > MAX_US))
+    if not len(far):
+        return col
+    for i in far.tolist():
+        reasons.setdefault(i, []).append(make_reason(name, "type", int(us[i]), lambda shown: f"{shown} µs from 1970 is beyond years 1..9999 UTC", label))
+    keep = np.ones(len(us), dtype=bool)
+    keep[far] = False
+    return pc.if_else(pa.array(keep), col, pa.scalar(None, col.type))
 
 
 def _strings_to_ts(col, name: str, reasons: dict[int, list[Reason]], label: str | None = None):
