@@ -97,13 +97,18 @@ def field_value(f: FieldPlan) -> st.SearchStrategy:
         hi = min(hi, int(f.maximum)) if f.maximum is not None else hi
         return st.integers(lo, hi) | st.sampled_from([lo, hi])
     if t == "number":
-        lo = float(f.minimum) if f.minimum is not None else -1e12
-        hi = float(f.maximum) if f.maximum is not None else 1e12
-        return st.floats(lo, hi, allow_nan=False) | st.sampled_from([lo, hi])
+        lo = float(f.minimum if f.minimum is not None else f.exclusive_minimum if f.exclusive_minimum is not None else -1e12)
+        hi = float(f.maximum if f.maximum is not None else f.exclusive_maximum if f.exclusive_maximum is not None else 1e12)
+        inside = st.floats(lo, hi, allow_nan=False, exclude_min=f.exclusive_minimum is not None, exclude_max=f.exclusive_maximum is not None)
+        return inside | st.sampled_from([lo, hi])
     if t == "timestamp":
         return st.datetimes(timezones=st.sampled_from([__import__("datetime").UTC])).map(lambda d: d.isoformat()) | st.sampled_from(TIMESTAMPS[:3])
     if t == "boolean":
         return st.booleans()
+    if t == "date":
+        return st.dates().map(lambda d: d.isoformat())
+    if t == "time":
+        return st.times().map(lambda x: x.isoformat()) | st.sampled_from(["12:00:00+01:00", "23:59:59.999999Z", "24:00:00"])
     if t == "string":
         if f.format == "uuid":
             return st.uuids().map(str)

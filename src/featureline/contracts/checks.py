@@ -98,10 +98,17 @@ class Check:
 
 
 def _show(a: Any, logical_type: str | None) -> str:
-    if logical_type in ("timestamp", "date", "time") and isinstance(a, int):
+    """A bound as messages show it: times and dates in ISO 8601 (checks hold them as numbers)."""
+    import datetime as dt
+
+    if logical_type == "timestamp" and isinstance(a, int):
         from ..timeutil import from_us
 
         return from_us(a).isoformat()
+    if logical_type == "date" and isinstance(a, int):
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=a)).isoformat()
+    if isinstance(a, dt.time):
+        return a.isoformat()
     return repr(a)
 
 
@@ -164,4 +171,8 @@ def _bound(v: Any, t: str) -> Any:
         from datetime import date
 
         return (date.fromisoformat(str(v)) - date(1970, 1, 1)).days
+    if t == "time":
+        from datetime import time
+
+        return v if isinstance(v, time) else time.fromisoformat(str(v))
     return v

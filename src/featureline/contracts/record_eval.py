@@ -163,10 +163,14 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
             ]
             ind += "    "
         elif t == "date":
+            lines.append(f"{ind}_o = v")  # reasons show the date, checks compare epoch days
             lines.append(f"{ind}v = (v - _DATE0).days")
+        elif t == "time":
+            lines.append(f"{ind}v = v.replace(tzinfo=None)")  # as Arrow holds it: the offset is dropped
         elif t in ("object", "array"):
             lines.append(f"{ind}v = _json(v)")  # checked as the column path holds it: JSON text
         is_ts = t == "timestamp"
+        shown = "_o" if t == "date" else "v"
         body = 0
         for j, c in enumerate(mine):
             if c.rule == "required":
@@ -191,7 +195,7 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
                 lines += [
                     f"{ind}if v not in {cname}ok:",
                     f"{ind}    if not {cname}rx(v):",
-                    f"{ind}        fail(out, {cname}, v, {is_ts})",
+                    f"{ind}        fail(out, {cname}, {shown}, {is_ts})",
                     f"{ind}    elif len({cname}ok) < {_MEMO_LIMIT}:",
                     f"{ind}        {cname}ok.add(v)",
                 ]
@@ -209,14 +213,14 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
                 lines += [
                     f"{ind}_s = seen[{name!r}]",
                     f"{ind}if v in _s:",
-                    f"{ind}    fail(out, {cname}, v, {is_ts})",
+                    f"{ind}    fail(out, {cname}, {shown}, {is_ts})",
                     f"{ind}else:",
                     f"{ind}    _s.add(v)",
                 ]
                 body += 1
                 continue
             lines.append(f"{ind}if {cond}:")
-            lines.append(f"{ind}    fail(out, {cname}, v, {is_ts})")
+            lines.append(f"{ind}    fail(out, {cname}, {shown}, {is_ts})")
             body += 1
         if body == 0 and not is_ts and t != "date":
             lines.append(f"{ind}pass")
