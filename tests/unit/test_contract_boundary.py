@@ -458,3 +458,11 @@ def test_a_table_timestamp_beyond_year_9999_is_a_type_reason(plan):
     res = v.validate_table(table, now=NOW)
     assert res.valid_index == [0] and v.fallbacks == 0
     assert [(r.field, r.rule) for r in res.invalid[0].reasons] == [("updated_at", "type")]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_unique_object_fields_compare_as_json_text(path):
+    v = contract("      - {name: meta, logicalType: object, unique: true}")
+    res = v.validate_json([b'{"meta": {"a": [1]}}', b'{"meta": {"a": [2]}}', b'{"meta": {"a": [1]}}'], now=NOW, path=path)
+    assert res.valid_index == [0, 1]
+    assert [(r.field, r.rule, r.value) for r in res.invalid[0].reasons] == [("meta", "unique", '{"a":[1]}')]
