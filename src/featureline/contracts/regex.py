@@ -31,8 +31,12 @@ def pattern_error(pattern: object) -> str | None:
 
 def searcher(pattern: str) -> Callable[[str], bool]:
     """A function str -> True when `pattern` is found in it (searched, not anchored: ODCS semantics)."""
-    regexp = re2.compile(pattern, _OPTIONS)._regexp  # the RE2 object: one C++ call, no match object
-    match, unanchored = regexp.Match, re2._Anchor.UNANCHORED
+    compiled = re2.compile(pattern, _OPTIONS)
+    regexp, anchor = getattr(compiled, "_regexp", None), getattr(re2, "_Anchor", None)
+    if regexp is None or anchor is None:  # google-re2 changed its internals: the public API (5x slower)
+        return lambda text: compiled.search(text) is not None
+    # the RE2 object under google-re2's re-like wrapper: one C++ call, no match object built
+    match, unanchored = regexp.Match, anchor.UNANCHORED
 
     def found(text: str) -> bool:
         b = text.encode()
