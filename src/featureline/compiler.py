@@ -268,10 +268,12 @@ class Compiler:
                     arrow = "float32"
         pattern = opts.get("pattern")
         if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                self.p.add("invalid-pattern", f"pattern does not compile: {e}", s.loc(*at, "logicalTypeOptions", "pattern"))
+            from .contracts.regex import pattern_error
+
+            why = pattern_error(pattern)
+            if why is not None:  # every engine runs patterns on RE2 (contracts/regex.py)
+                self.p.add("invalid-pattern", f"pattern does not compile in RE2: {why}", s.loc(*at, "logicalTypeOptions", "pattern"))
+                pattern = None
         enum = None
         for q, rule in enumerate(prop.quality):
             qat = (*at, "quality", q)
@@ -313,6 +315,7 @@ class Compiler:
             has_default=default is not _MISSING,
             default=None if default is _MISSING else default,
             description=prop.description,
+            classification=prop.classification,
             location=s.loc(*at, "name"),
         )
 

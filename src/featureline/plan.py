@@ -27,6 +27,9 @@ ARROW_TYPES = {
     "array": "string",  # kept as JSON text
 }
 NUMERIC = ("integer", "number")
+# ODCS `classification` values that do not make a field's values secret (compared case-insensitively);
+# any other classification (restricted, confidential, pii, ...) redacts them in reasons and reports
+OPEN_CLASSIFICATIONS = ("public", "internal", "unclassified")
 ORDERED = ("integer", "number", "string", "date", "timestamp", "time", "boolean")
 
 
@@ -51,7 +54,14 @@ class FieldPlan:
     has_default: bool = False
     default: Any = None
     description: str | None = None
+    classification: str | None = None  # ODCS classification, as written
     location: Location | None = field(default=None, compare=False)
+
+    @property
+    def redacted(self) -> bool:
+        """Values of this field never appear in reasons, reports or dead-letter headers."""
+        c = (self.classification or "").strip().lower()
+        return bool(c) and c not in OPEN_CLASSIFICATIONS
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,11 @@ class ContractPlan:
     @property
     def columns(self) -> dict[str, str]:
         return {f.name: f.logical_type for f in self.fields}
+
+    @property
+    def redactions(self) -> dict[str, str]:
+        """Redacted field -> its classification (the label its placeholders show)."""
+        return {f.name: (f.classification or "").strip() for f in self.fields if f.redacted}
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ schema:
       - {name: born, logicalType: date, logicalTypeOptions: {minimum: "2000-01-01"}}
       - {name: ts, logicalType: timestamp, required: true, logicalTypeOptions: {minimum: "2020-01-01T00:00:00Z"}}
       - {name: meta, logicalType: object}
+      - {name: at, logicalType: time, logicalTypeOptions: {minimum: "08:00:00"}}
 customProperties:
   - {property: eventTimeField, value: ts}
   - {property: maxFutureSkew, value: 1h}
@@ -119,6 +120,10 @@ CASES = [
     ({"ts": "later"}, [("ts", "type")]),
     ({"ts": None}, [("ts", "required")]),
     ({"meta": [1]}, [("meta", "type")]),
+    ({"at": "07:59:59"}, [("at", "minimum")]),
+    ({"at": "08:00:00"}, []),
+    ({"at": "09:00:00+05:00"}, []),  # an offset is dropped, as Arrow's time64 does
+    ({"at": "8 am"}, [("at", "type")]),
     ({"extra": 1}, [("extra", "unknown_field")]),
     ({"x": -1, "n": 7, "color": "blue"}, [("color", "enum"), ("n", "multipleOf"), ("x", "exclusiveMinimum")]),
     ({"x": "a", "code": "a"}, [("code", "minLength"), ("code", "pattern"), ("x", "type")]),
@@ -148,6 +153,12 @@ def test_rule(validator, path, change, expected):
     assert sorted((r.field, r.rule) for r in row.reasons) == sorted(expected)
     assert all(r.message for r in row.reasons)
     assert row.raw == json.dumps(_record(change)).encode()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_bound_messages_show_dates_and_times(validator, path):
+    res = run(validator, [_record({"born": "1999-12-31", "at": "07:00:00"})], path)
+    assert sorted(r.message for r in res.invalid[0].reasons) == ["'07:00:00' is below the minimum 08:00:00", "'1999-12-31' is below the minimum 2000-01-01"]
 
 
 @pytest.mark.parametrize("path", PATHS)

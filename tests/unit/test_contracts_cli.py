@@ -18,7 +18,8 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COM
 
 
 def fl(*args, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **GIT_ENV}
+    # the featureline of this tree, whichever one the interpreter has installed
+    env = {**os.environ, **GIT_ENV, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "featureline", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -192,3 +193,34 @@ def test_export_cli(producer_repo):
     r = fl("contracts", "export", "transactions", "--format", "pydantic", cwd=producer_repo)
     assert r.returncode == 0 and "class Transactions" in r.stdout
     assert fl("contracts", "export", "nope", cwd=producer_repo).returncode == 2
+
+
+def test_poison_records_are_findings_not_tracebacks(producer_repo):
+    good = (REPO / "samples/transactions.jsonl").read_bytes().splitlines()[0]
+    deep = b'{"txn_id": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    (producer_repo / "samples/transactions_poison.jsonl").write_bytes(b"\n".join([good, deep, b"\xff\xfe{", good]) + b"\n")
+    r = fl("contracts", "check", "--data", "samples/transactions_poison.jsonl", "--format", "json", cwd=producer_repo)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    data = json.loads(r.stdout)
+    assert [(f["line"], f["rule"]) for f in data["findings"]] == [(2, "json"), (3, "json"), (4, "unique")]
+    assert "nesting deeper than 128 levels" in data["findings"][0]["message"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "junit", "github"])
+def test_classified_values_never_show_in_reports(producer_repo, fmt):
+    """`customer_email` is `classification: restricted` in the example contract."""
+    lines = (REPO / "samples/transactions.jsonl").read_text().splitlines()[:3]
+    recs = [json.loads(x) for x in lines]
+    recs[0]["customer_email"] = "jane.secret.doe at example.com"  # format
+    recs[1]["customer_email"] = "jane.secret.doe@example.com" + "x" * 300  # maxLength
+    recs[2]["customer_email"] = 42  # type
+    bad = [json.dumps(x) for x in recs] + ['{"customer_email": "jane.secret.doe@example.com", ']  # malformed
+    (producer_repo / "samples/transactions_pii.jsonl").write_text("\n".join(bad) + "\n")
+    r = fl("contracts", "check", "--data", "samples/transactions_pii.jsonl", "--format", fmt, "--output", "report.out", cwd=producer_repo)
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = (producer_repo / "report.out").read_text()
+    assert "customer_email" in report and "redacted: restricted, " in report
+    assert "secret" not in report and "secret" not in r.stdout + r.stderr
+    if fmt == "json":
+        rules = sorted((f["line"], f["rule"]) for f in json.loads(report)["findings"])
+        assert rules == [(1, "format"), (2, "maxLength"), (3, "type"), (4, "json")]

@@ -19,6 +19,8 @@ def _scalar(value: Any, arr: pa.Array) -> pa.Scalar:
         return pa.scalar(value, type=pa.timestamp("us", tz=t.tz))
     if pa.types.is_date32(t):
         return pa.scalar(value, type=pa.int32()).cast(pa.date32())
+    if pa.types.is_time64(t):
+        return pa.scalar(value, type=t)
     if pa.types.is_integer(t) and isinstance(value, float) and not value.is_integer():
         return pa.scalar(value, type=pa.float64())
     return pa.scalar(value)

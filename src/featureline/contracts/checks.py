@@ -12,14 +12,14 @@ Rules raised while decoding (before any check runs): `json` (not valid JSON),
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..plan import ContractPlan, FieldPlan
 from ..timeutil import to_us
+from .result import Reason, redacted, show
 
-# Formats featureline checks; each is a regular expression both engines run (RE2 and Python re agree on these).
+# Formats featureline checks; each is a regular expression every engine runs on RE2 (`regex.py`).
 FORMAT_PATTERNS = {
     "email": r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
     "uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
@@ -56,39 +56,59 @@ class Check:
     field: str | None
     arg: Any = None
     logical_type: str | None = None
+    redact: str | None = None  # the field's classification when its values are redacted
+
+    def reason(self, value: Any) -> Reason:
+        """The Reason for `value` violating this check: value cut or redacted, message built from that."""
+        if self.redact is not None and value is not None:
+            shown = redacted(self.redact, value)
+            return Reason(self.field, self.rule, shown, self._message(value, shown))
+        return Reason(self.field, self.rule, value, self._message(value, show(value)))
 
     def message(self, value: Any) -> str:
+        return self.reason(value).message
+
+    def _message(self, value: Any, shown: str) -> str:
+        """`shown`: how the value may be quoted (cut, or a placeholder); `value` only for its length."""
         r, a = self.rule, self.arg
         if r == "required":
             return f"`{self.field}` is required but is null"
         if r in BOUND_RULES:
-            return f"{value!r} is {BOUND_RULES[r][1]} {_show(a, self.logical_type)}"
+            return f"{shown} is {BOUND_RULES[r][1]} {_show(a, self.logical_type)}"
         if r == "multipleOf":
-            return f"{value!r} is not a multiple of {a}"
+            return f"{shown} is not a multiple of {a}"
         if r == "minLength":
             return f"length {len(value)} is below minLength {a}"
         if r == "maxLength":
             return f"length {len(value)} is above maxLength {a}"
         if r == "pattern":
-            return f"{value!r} does not match pattern {a!r}"
+            return f"{shown} does not match pattern {a!r}"
         if r == "format":
-            return f"{value!r} is not a valid {a}"
+            return f"{shown} is not a valid {a}"
         if r == "enum":
-            return f"{value!r} is not one of {', '.join(map(str, a))}"
+            return f"{shown} is not one of {', '.join(map(str, a))}"
         if r == "unique":
-            return f"{value!r} appears more than once in the batch"
+            return f"{shown} appears more than once in the batch"
         if r == "event_time_future":
             from ..timeutil import format_duration
 
-            return f"event time {value} is more than {format_duration(a)} in the future"
-        return f"{value!r} violates {r}"
+            plain = shown if self.redact is not None or not isinstance(value, str) else value
+            return f"event time {plain} is more than {format_duration(a)} in the future"
+        return f"{shown} violates {r}"
 
 
 def _show(a: Any, logical_type: str | None) -> str:
-    if logical_type in ("timestamp", "date", "time") and isinstance(a, int):
+    """A bound as messages show it: times and dates in ISO 8601 (checks hold them as numbers)."""
+    import datetime as dt
+
+    if logical_type == "timestamp" and isinstance(a, int):
         from ..timeutil import from_us
 
         return from_us(a).isoformat()
+    if logical_type == "date" and isinstance(a, int):
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=a)).isoformat()
+    if isinstance(a, dt.time):
+        return a.isoformat()
     return repr(a)
 
 
@@ -98,11 +118,21 @@ def compile_checks(contract: ContractPlan) -> tuple[Check, ...]:
     for f in contract.fields:
         out.extend(field_checks(f))
     if contract.event_time_field:
-        out.append(Check("event_time_future", contract.event_time_field, contract.max_future_skew_us, "timestamp"))
+        label = contract.redactions.get(contract.event_time_field)
+        out.append(Check("event_time_future", contract.event_time_field, contract.max_future_skew_us, "timestamp", label))
     return tuple(out)
 
 
 def field_checks(f: FieldPlan) -> list[Check]:
+    out = _field_checks(f)
+    if f.redacted:
+        from dataclasses import replace
+
+        out = [replace(c, redact=(f.classification or "").strip()) for c in out]
+    return out
+
+
+def _field_checks(f: FieldPlan) -> list[Check]:
     t = f.logical_type
     out: list[Check] = []
     if f.required:
@@ -141,11 +171,8 @@ def _bound(v: Any, t: str) -> Any:
         from datetime import date
 
         return (date.fromisoformat(str(v)) - date(1970, 1, 1)).days
+    if t == "time":
+        from datetime import time
+
+        return v if isinstance(v, time) else time.fromisoformat(str(v))
     return v
-
-
-def format_regex(name: str) -> re.Pattern:
-    return _FORMAT_RE[name]
-
-
-_FORMAT_RE = {k: re.compile(v) for k, v in FORMAT_PATTERNS.items()}

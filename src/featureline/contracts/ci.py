@@ -218,9 +218,14 @@ def _check_data(path: Path, plans: dict, flag: str | None, now: int | None, repo
         res = v.validate_table(table, now=now)
         where = [i + 2 for i in range(table.num_rows)]  # line 1 is the header
     elif suffix in (".parquet", ".pq"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as e:
+            report.findings.append(Finding("data", rel, None, None, "parquet", f"unreadable Parquet: {e}", c.id))
+            return
         res = v.validate_table(table, now=now)
         where = [i + 1 for i in range(table.num_rows)]  # row numbers
     else:

@@ -47,13 +47,23 @@ from typing import Any
 from ..plan import ContractPlan, FieldPlan
 from ..timeutil import to_us
 from .checks import FORMAT_PATTERNS, INT_RANGES
-from .record_eval import python_regex
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 AVRO_NAMESPACE = "featureline.contracts"
 # RFC 3339 time of day, offset optional (featureline reads naive times as UTC)
 TIME_PATTERN = r"^\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:[Zz]|[+-]\d{2}:\d{2})?$"
 _AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def python_regex(pattern: str) -> str:
+    """A pattern for Python's `re` (the generated pydantic model) that means what it means in RE2.
+
+    In Python `$` also matches before a final newline; in RE2 (and ECMA-262, which
+    ODCS names) only at the very end. A trailing unescaped `$` becomes `\\Z`.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
 
 
 class ExportError(ValueError):

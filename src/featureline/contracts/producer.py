@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plan import ContractPlan
-from .result import Reason
+from .result import FATAL, Reason, failure
 
 
 class ContractViolation(ValueError):
@@ -74,8 +74,19 @@ class ContractProducer:
         self.refused = 0
 
     def check(self, record: dict | bytes) -> bytes:
-        """The record's JSON bytes if it follows the contract; else raise ContractViolation."""
-        raw = record if isinstance(record, (bytes, bytearray)) else self._encode(record)
+        """The record's JSON bytes if it follows the contract; else raise ContractViolation
+        (also for a record that does not encode as JSON, or whose check raised: rule `internal`)."""
+        if isinstance(record, (bytes, bytearray)):
+            raw = bytes(record)
+        else:
+            try:
+                raw = self._encode(record)
+            except FATAL:
+                raise
+            except BaseException as e:
+                self.refused += 1
+                why = failure(e, withhold=bool(self.contract.redactions), rule="json", what="cannot encode the record as JSON")
+                raise ContractViolation(self.contract.id, self.contract.version, (why,)) from None
         res = self.validator.validate_json([raw])
         if res.invalid:
             self.refused += 1

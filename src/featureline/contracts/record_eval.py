@@ -7,22 +7,14 @@ property tests hold it to the same answers as `arrow_eval`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from . import timestamps
 from .checks import FORMAT_PATTERNS, Check
-
-
-def python_regex(pattern: str) -> str:
-    """Make Python's `re` agree with RE2 (the Arrow engine) on a trailing `$`.
-
-    In Python `$` also matches before a final newline; in RE2 (and ECMA-262, which
-    ODCS names) only at the very end. A trailing unescaped `$` becomes `\\Z`.
-    """
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        return pattern[:-1] + r"\Z"
-    return pattern
+from .regex import searcher
 
 
 def _num(v: Any, logical_type: str | None) -> Any:
@@ -68,8 +60,8 @@ def compile_record_check(c: Check) -> Callable[[Any, int], bool]:
     if r == "maxLength":
         return lambda v, now: len(v) > a
     if r in ("pattern", "format"):
-        rx = re.compile(python_regex(FORMAT_PATTERNS[a] if r == "format" else a))
-        return lambda v, now: rx.search(v) is None
+        found = searcher(FORMAT_PATTERNS[a] if r == "format" else a)
+        return lambda v, now: not found(v)
     if r == "enum":
         allowed = frozenset(a)
         return lambda v, now: v not in allowed
@@ -92,24 +84,22 @@ def show_value(v: Any) -> Any:
 
 
 def _fail(out: list, c: Check, v: Any, is_ts: bool) -> None:
-    from .result import Reason
-
     if is_ts and v is not None:
         v = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=v)
-    shown = show_value(v)
-    out.append(Reason(c.field, c.rule, shown, c.message(shown)))
+    out.append(c.reason(show_value(v)))
 
 
-def _type_reason(out: list, name: str, v: Any) -> None:
-    from .result import Reason
+def ts_type_reason(name: str, v: Any, label: str | None):
+    """The `type` reason of a string that is not an ISO 8601 timestamp (both paths)."""
+    from .result import make_reason
 
-    out.append(Reason(name, "type", v, f"expected an ISO 8601 timestamp, got string {v!r}"))
+    return make_reason(name, "type", v, lambda shown: f"expected an ISO 8601 timestamp, got string {shown}", label)
 
 
 _MEMO_LIMIT = 100_000
 
 
-def build_row_checker(fields, checks) -> Callable:
+def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> Callable:
     """Generate one straight-line Python function checking a decoded record against all checks.
 
     `fields`: (name, logical_type) pairs in contract order. The function is
@@ -118,20 +108,24 @@ def build_row_checker(fields, checks) -> Callable:
     already known for the row, `seen` a dict field -> set for uniqueness. Timestamps
     are parsed here (ISO 8601, naive = UTC) and compared as epoch microseconds.
     Generated code is how dataclasses and attrs get their speed; it keeps each check
-    a plain comparison with its constant inlined.
+    a plain comparison with its constant inlined. `labels`: redacted field -> classification.
     """
     import datetime as _dt
 
+    labels = labels or {}
     env: dict[str, Any] = {
-        "_fromiso": _dt.datetime.fromisoformat,
+        "_fromiso": timestamps._fromiso,
         "_UTC": _dt.UTC,
-        "_EPOCH": _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC),
-        "_US": _dt.timedelta(microseconds=1),
+        "_EPOCH": timestamps._EPOCH,
+        "_US": timestamps._US,
+        "_MIN_US": timestamps.MIN_US,
+        "_MAX_US": timestamps.MAX_US,
+        "_json": lambda v: msgspec.json.encode(v).decode(),
         "_DATE0": _dt.date(1970, 1, 1),
         "_explained": lambda prior, name: any(r.field == name or r.field is None for r in prior),
     }
     env["fail"] = _fail
-    env["type_reason"] = _type_reason
+    env["type_reason"] = lambda out, name, v: out.append(ts_type_reason(name, v, labels.get(name)))
     lines = ["def check(row, now, prior, seen, out):"]
     for name, t in fields:
         mine = [c for c in checks if c.field == name]
@@ -150,21 +144,33 @@ def build_row_checker(fields, checks) -> Callable:
         lines.append("    else:")
         ind = "        "
         if t == "timestamp":
+            # timestamps.parse_ts, inlined (the per-record hot path)
             lines += [
                 f"{ind}try:",
                 f"{ind}    _d = _fromiso(v)",
                 f"{ind}except ValueError:",
                 f"{ind}    _d = None",
-                f"{ind}    type_reason(out, {name!r}, v)",
                 f"{ind}if _d is not None:",
                 f"{ind}    if _d.tzinfo is None:",
                 f"{ind}        _d = _d.replace(tzinfo=_UTC)",
-                f"{ind}    v = (_d - _EPOCH) // _US",
+                f"{ind}    _d = (_d - _EPOCH) // _US",
+                f"{ind}    if not _MIN_US <= _d <= _MAX_US:",
+                f"{ind}        _d = None",
+                f"{ind}if _d is None:",
+                f"{ind}    type_reason(out, {name!r}, v)",
+                f"{ind}else:",
+                f"{ind}    v = _d",
             ]
             ind += "    "
         elif t == "date":
+            lines.append(f"{ind}_o = v")  # reasons show the date, checks compare epoch days
             lines.append(f"{ind}v = (v - _DATE0).days")
+        elif t == "time":
+            lines.append(f"{ind}v = v.replace(tzinfo=None)")  # as Arrow holds it: the offset is dropped
+        elif t in ("object", "array"):
+            lines.append(f"{ind}v = _json(v)")  # checked as the column path holds it: JSON text
         is_ts = t == "timestamp"
+        shown = "_o" if t == "date" else "v"
         body = 0
         for j, c in enumerate(mine):
             if c.rule == "required":
@@ -184,12 +190,12 @@ def build_row_checker(fields, checks) -> Callable:
             elif r in ("pattern", "format"):
                 # regexes are pure: values seen to match are remembered (bounded), so a
                 # low-cardinality column (countries, e-mails of returning users) skips the regex
-                env[f"{cname}rx"] = re.compile(python_regex(FORMAT_PATTERNS[a] if r == "format" else a)).search
+                env[f"{cname}rx"] = searcher(FORMAT_PATTERNS[a] if r == "format" else a)
                 env[f"{cname}ok"] = set()
                 lines += [
                     f"{ind}if v not in {cname}ok:",
-                    f"{ind}    if {cname}rx(v) is None:",
-                    f"{ind}        fail(out, {cname}, v, {is_ts})",
+                    f"{ind}    if not {cname}rx(v):",
+                    f"{ind}        fail(out, {cname}, {shown}, {is_ts})",
                     f"{ind}    elif len({cname}ok) < {_MEMO_LIMIT}:",
                     f"{ind}        {cname}ok.add(v)",
                 ]
@@ -207,14 +213,14 @@ def build_row_checker(fields, checks) -> Callable:
                 lines += [
                     f"{ind}_s = seen[{name!r}]",
                     f"{ind}if v in _s:",
-                    f"{ind}    fail(out, {cname}, v, {is_ts})",
+                    f"{ind}    fail(out, {cname}, {shown}, {is_ts})",
                     f"{ind}else:",
                     f"{ind}    _s.add(v)",
                 ]
                 body += 1
                 continue
             lines.append(f"{ind}if {cond}:")
-            lines.append(f"{ind}    fail(out, {cname}, v, {is_ts})")
+            lines.append(f"{ind}    fail(out, {cname}, {shown}, {is_ts})")
             body += 1
         if body == 0 and not is_ts and t != "date":
             lines.append(f"{ind}pass")

@@ -5,8 +5,9 @@ ODCS does not define is an error (so typos are caught). featureline enforces:
 logicalType, required, unique, primaryKey, logicalTypeOptions (min/max,
 exclusive bounds, multipleOf, minLength/maxLength, pattern, format, integer
 format i8..u64), quality rules of type `library` (`invalidValues` with
-`validValues` is the enum, `nullValues`, `duplicateValues`), and its own
-settings under `customProperties` (see CONTRACT_SETTINGS).
+`validValues` is the enum, `nullValues`, `duplicateValues`), `classification`
+(redaction of the field's values in reasons), and its own settings under
+`customProperties` (see CONTRACT_SETTINGS).
 """
 
 from __future__ import annotations
@@ -95,13 +96,13 @@ class SchemaProperty(Spec):
     quality: list[QualityRule] = Field(default_factory=list)
     examples: list[Any] | None = None
     customProperties: list[CustomProperty] = Field(default_factory=list)
+    classification: str | None = None  # anything but public/internal/unclassified: values redacted
     # ODCS keys featureline accepts and does not act on:
     id: str | None = None
     businessName: str | None = None
     physicalName: str | None = None
     partitioned: bool | None = None
     partitionKeyPosition: int | None = None
-    classification: str | None = None
     encryptedName: str | None = None
     transformSourceObjects: list[str] | None = None
     transformLogic: str | None = None

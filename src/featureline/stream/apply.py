@@ -25,7 +25,6 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from ..contracts.result import Reason
 from ..contracts.validator import ContractValidator
 from ..online.layout import TileLayout, entity_key, esc, tile_layouts
 from ..online.state import Guard, read_state
@@ -216,7 +215,7 @@ class StreamApplier:
                 if keep[i]:
                     keep[i] = False
                     value = raw[i].as_py()
-                    dead[int(valid_idx[i])] = (Reason(c.field, c.rule, value, c.message(value)),)
+                    dead[int(valid_idx[i])] = (c.reason(value),)  # cut, or redacted for a classified field
         return None if keep.all() else keep
 
     def _where_filtered(self, events: pa.Table) -> int:
