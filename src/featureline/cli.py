@@ -351,7 +351,7 @@ def _quiet_logs() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addFilter(_Drop())
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the stream prints one line per outage itself (stream/outage.py)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the stream prints one line per outage itself (outage.py)
     # Beam logs a DoFn's error with its traceback before re-raising it: the CLI reports it once
     for name in ("apache_beam.runners.worker", "apache_beam.runners.common"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -376,7 +376,8 @@ def dead_letters(
     plan = compile_project(project)
     topics = [topic] if topic else sorted(stream_sources(plan))
     try:
-        rows = [r for t in topics for r in read_dead_letters(kafka_config(plan), t)]
+        by_topic = {t: plan.contracts[plan.sources[s].contract] for t, s in stream_sources(plan).items()}
+        rows = [r for t in topics for r in read_dead_letters(kafka_config(plan), t, contract=by_topic.get(t))]
     except Exception as e:  # no broker
         _err(f"error: cannot read dead letters at {plan.project.kafka_bootstrap}: {e}")
         raise typer.Exit(1) from None

@@ -65,19 +65,19 @@ def test_records_of_aborted_transactions_are_never_applied(tmp_path, services):
 
 
 def test_records_deleted_before_they_were_read_stop_the_job_unless_skipped_and_counted(tmp_path, services):
-    from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient
-    from kafka.structs import OffsetAndMetadata, TopicPartition
+    from kafka.structs import TopicPartition
 
     d, plan, topic = _world(tmp_path, services)
     try:
         now = time.time_ns() // 1000
-        _send(services.kafka_bootstrap, topic, [e.value for e in events_for(120, seed=5, minutes=5, end_us=now - 2_000_000, bad_share=0)])
+        values = [e.value for e in events_for(120, seed=5, minutes=5, end_us=now - 2_000_000, bad_share=0)]
+        _send(services.kafka_bootstrap, topic, values[:10])
+        r = run_stream(d)  # the stream had read 10 records
+        assert r.returncode == 0, r.stderr[-3000:]
+        _send(services.kafka_bootstrap, topic, values[10:])
         tp = TopicPartition(topic, 0)
         group = plan.project.kafka_consumer_group
-        c = KafkaConsumer(bootstrap_servers=services.kafka_bootstrap, group_id=group, enable_auto_commit=False)
-        c.commit({tp: OffsetAndMetadata(10, "", -1)})  # the stream had read 10 records
-        c.close(autocommit=False)
         admin = KafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
         admin.delete_records({tp: 50})  # retention took offsets 0..49 before it read 10..49
         admin.close()
@@ -193,3 +193,34 @@ def test_a_dead_letter_too_large_goes_as_a_stub_and_one_that_cannot_be_written_s
         dv.close()
     assert committed(bootstrap, group, t2, 1) == {0: None}
     assert read_dlq(bootstrap, t2, 1, timeout_s=5) == []
+
+
+def test_dead_letters_never_show_a_classified_field(tmp_path, services):
+    """customer_email is `classification: restricted`: neither the dead letters' reasons nor the
+    payload `featureline dead-letters` shows may hold it; the record in the DLQ stays whole (replay)."""
+    import subprocess
+    import sys
+
+    d, plan, topic = _world(tmp_path, services)
+    try:
+        now = time.time_ns() // 1000
+        [good] = [json.loads(e.value) for e in events_for(1, seed=9, minutes=1, end_us=now - 2_000_000, bad_share=0)]
+        secret = "alice.secret@example.org"
+        bad = dict(good, customer_email=secret + " " * 300)  # too long and not an e-mail
+        _send(services.kafka_bootstrap, topic, [json.dumps(bad).encode()])
+        r = run_stream(d)
+        assert r.returncode == 0, r.stderr[-3000:]
+        [m] = read_dlq(services.kafka_bootstrap, topic, 1)
+        assert secret.encode() in m.value  # the payload is kept for replay
+        assert all(secret.encode() not in v for _, v in m.headers)
+        for fmt in ("json", "text"):
+            out = subprocess.run(
+                [sys.executable, "-m", "featureline", "dead-letters", "--format", fmt, "-p", str(d)], capture_output=True, text=True, timeout=120, cwd=d
+            )
+            assert out.returncode == 0, out.stderr[-2000:]
+            assert secret not in out.stdout and secret not in out.stderr
+            if fmt == "json":
+                [row] = json.loads(out.stdout)
+                assert "<redacted: restricted" in row["value"] and row["rule"] in ("format", "maxLength")
+    finally:
+        cleanup(plan)

@@ -77,7 +77,7 @@ class OnlineStore:
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
         self._merge_shas: dict[str, str] = {}  # generated write scripts by name -> SHA
-        self.outage = None  # a stream.outage.Outage: guarded writes wait out Redis outages (the stream sets it)
+        self.outage = None  # a featureline.outage.Outage: guarded writes wait out Redis outages (the stream sets it)
 
     # -- reads ---------------------------------------------------------------------
     def service(self, name: str) -> _Service:
@@ -382,6 +382,16 @@ class OnlineStore:
             if self.outage is not None:
                 self.outage.ok()
             return got
+
+    def retrying(self, fn):
+        """fn() (a read, or a write safe to repeat), waiting out Redis outages when `self.outage` is set."""
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        if self.outage is None:
+            return fn()
+        from ..outage import retrying
+
+        return retrying(fn, self.outage, (ConnectionError, TimeoutError))
 
     def claim(self, keys: tuple[str, str], args: list, guard=None) -> list:
         """The stream's uniqueness claims (`claims.py`); `guard` as in `merge_many`."""

@@ -181,7 +181,7 @@ class StreamApplier:
             return None
         g = self.guards.get((topic, partition))
         if g is None:
-            st = read_state(self.store.client, self.store.prefix)
+            st = self.store.retrying(lambda: read_state(self.store.client, self.store.prefix))
             start = st.seq(self.group, topic, partition) if st is not None else 0
             g = self.guards[(topic, partition)] = Guard(self.store.client, self.store.prefix, self.store_id, self.group, topic, partition, start)
         return g

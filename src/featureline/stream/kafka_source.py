@@ -254,7 +254,11 @@ class KafkaOffsetRestrictionProvider(RestrictionProvider):
         topic, partition = element
         key = (topic, int(partition))
         if key not in self._offsets:
-            self._lookup(topic)
+            from kafka.errors import KafkaError
+
+            from ..outage import Outage, retrying
+
+            retrying(lambda: self._lookup(topic), Outage(f"Kafka (offsets of {topic})"), (KafkaError, TimeoutError))
         begin, end, committed = self._offsets[key]
         c = self.config
         explicit = (c.start_offsets or {}).get(key)

@@ -213,8 +213,8 @@ def _dofns():
 
         def setup(self):
             from ..online.store import OnlineStore
+            from ..outage import Outage
             from .apply import StreamApplier
-            from .outage import Outage
 
             self.store = OnlineStore(self.plan)
             self.store.outage = Outage("Redis (the stream's writes)")  # writes wait out an outage, then go on
@@ -386,10 +386,18 @@ def run(plan: Plan, opts: StreamOptions, *, on_new_partitions=None):
 
 def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     from ..online.store import OnlineStore
+    from ..outage import Outage, retrying, transient_errors
 
     topics = stream_sources(plan, opts.sources)
     watch = not opts.until_caught_up and opts.discover_every_s > 0
-    partitions = _partitions(plan, topics) if watch or opts.runner == DEFAULT_RUNNER else []
+    # Redis or the broker away at launch: wait for them (one line), as a running job would
+    starting = Outage("Redis or Kafka (the stream's start)")
+    patience = 600.0 if opts.until_caught_up else None
+
+    def retried(fn):
+        return retrying(fn, starting, transient_errors(), give_up_after_s=patience)
+
+    partitions = retried(lambda: _partitions(plan, topics)) if watch or opts.runner == DEFAULT_RUNNER else []
     if watch:
         _watch_partitions(plan, topics, set(partitions), opts.discover_every_s, on_new_partitions)
     deliver = None
@@ -414,20 +422,20 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     from .starts import committed_offsets, resolve_starts
 
     store = OnlineStore(plan)
-    ensure_dlq_topics(plan, topics)
+    retried(lambda: ensure_dlq_topics(plan, topics))
     if deliver is not None:
         deliver.flush()  # fenced: from here on the group's offsets are final
     group = plan.project.kafka_consumer_group
-    partitions = partitions or _partitions(plan, topics)
+    partitions = partitions or retried(lambda: _partitions(plan, topics))
     # a store that lost its data is refused (the group applied records before: they are not there)
-    has_history = any(o is not None for o in committed_offsets(kafka_config(plan), group, partitions).values())
-    state = wait_for_store(store, has_history=has_history, group=group)
-    boundaries, epochs = read_boundaries(store, plan, sorted(topics.values()))
+    has_history = any(o is not None for o in retried(lambda: committed_offsets(kafka_config(plan), group, partitions)).values())
+    state = retried(lambda: wait_for_store(store, has_history=has_history, group=group))
+    boundaries, epochs = retried(lambda: read_boundaries(store, plan, sorted(topics.values())))
     if opts.from_us is not None:
         boundaries = {s: opts.from_us for s in boundaries}
-    dlq_from = start_epochs(plan, store, topics, epochs)
-    starts, lost, behind = resolve_starts(
-        kafka_config(plan), group, partitions, policy=opts.start, skip_lost=opts.skip_lost, applied=state.applied(group, partitions)
+    dlq_from = retried(lambda: start_epochs(plan, store, topics, epochs))
+    starts, lost, behind = retried(
+        lambda: resolve_starts(kafka_config(plan), group, partitions, policy=opts.start, skip_lost=opts.skip_lost, applied=state.applied(group, partitions))
     )
     for (t, part), o in behind.items():
         d = dlq_from.setdefault(topics[t], {})
@@ -477,13 +485,18 @@ def _watch_partitions(plan: Plan, topics, known: set, every_s: float, on_new) ->
     """A daemon thread comparing the topics' partitions with those at launch (`known`), every every_s."""
     import threading
 
+    from ..outage import Outage
+
+    outage = Outage("Kafka (partition discovery)")
+
     def watch() -> None:
         while True:
             time.sleep(every_s)
             try:
                 new = sorted(set(_partitions(plan, topics)) - known)
-            except Exception as e:  # a broker hiccup: try again next period
-                print(f"[stream] partition discovery failed: {e}", file=sys.stderr, flush=True)
+                outage.ok()
+            except Exception as e:  # a broker away: try again next period (one line per outage)
+                outage.failed(e, "looking again")
                 continue
             if new:
                 names = ", ".join(f"{t}:{p}" for t, p in new)

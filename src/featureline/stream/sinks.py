@@ -208,12 +208,33 @@ class Deliver:
         waits on the broker (coordinator lookup, fencing an earlier producer with its id)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        todo = [tuple(tp) for tp in partitions if tuple(tp) not in self.producers]
-        if not todo:
-            return
-        with ThreadPoolExecutor(min(8, len(todo))) as ex:
-            made = list(ex.map(lambda tp: (tp, self._new_producer(*tp)), todo))
-        self.producers.update(made)
+        from kafka.errors import ProducerFencedError
+
+        from ..outage import Outage, retrying, transient_errors
+
+        def once() -> None:
+            todo = [tuple(tp) for tp in partitions if tuple(tp) not in self.producers]
+            if not todo:
+                return
+            with ThreadPoolExecutor(min(8, len(todo))) as ex:
+                made = list(ex.map(lambda tp: (tp, self._try_new_producer(*tp)), todo))
+            self.producers.update((tp, p) for tp, p in made if not isinstance(p, BaseException))
+            failed = [p for _, p in made if isinstance(p, BaseException)]
+            for e in failed:
+                if isinstance(e, ProducerFencedError):
+                    raise e
+            if failed:
+                raise failed[0]
+
+        if self.outage is None:
+            self.outage = Outage("Kafka (the stream's dead letters and offset commits)")
+        retrying(once, self.outage, transient_errors())
+
+    def _try_new_producer(self, topic: str, partition: int):
+        try:
+            return self._new_producer(topic, partition)
+        except Exception as e:  # noqa: BLE001 - start() retries
+            return e
 
     def _producer_config(self) -> dict:
         from kafka import KafkaProducer
@@ -265,7 +286,7 @@ class Deliver:
 
         from kafka.errors import ProducerFencedError
 
-        from .outage import Outage
+        from ..outage import Outage
 
         tp = (out.topic, out.partition)
         if self.outage is None:
@@ -403,10 +424,18 @@ class LagProbe:
             self._consumer.close()
 
 
-def read_dead_letters(config: dict, topic: str, *, timeout_s: float = 10.0) -> list[dict]:
+def read_dead_letters(config: dict, topic: str, *, timeout_s: float = 10.0, contract: ContractPlan | None = None) -> list[dict]:
     """Every committed dead letter of `topic` (read from `<topic>.dlq` up to its end at call
     time, `read_committed`), as dicts: source partition/offset, contract, rule, field, message,
-    reasons, key and value."""
+    reasons, key and value. With `contract`, the value is shown with its classified fields
+    redacted (`contracts.redact.redact_payload`; the record in the topic stays as it was)."""
+    from ..contracts.redact import redact_payload
+
+    def show(value: bytes | None) -> str | None:
+        if value is None:
+            return None
+        return redact_payload(contract, value) if contract is not None else value.decode("utf-8", "replace")
+
     import time
 
     from kafka import KafkaConsumer
@@ -437,7 +466,8 @@ def read_dead_letters(config: dict, topic: str, *, timeout_s: float = 10.0) -> l
                             "message": h.get("message"),
                             "reasons": json.loads(h["reasons"]) if "reasons" in h else [],
                             "key": m.key.decode("utf-8", "replace") if m.key is not None else None,
-                            "value": m.value.decode("utf-8", "replace") if m.value is not None else None,
+                            "value": show(m.value),
+                            "stub": h.get("stub") == "true",
                         }
                     )
         return out

@@ -59,3 +59,28 @@ class Outage:
     def _say(self, text: str) -> None:
         if not self.quiet:
             print(f"[stream] {text}", file=sys.stderr, flush=True)
+
+
+def retrying(fn, outage: Outage, retry_on: tuple, *, give_up_after_s: float | None = None):
+    """fn() until it stops raising one of `retry_on` (a line when it first fails, one when it
+    works again); after give_up_after_s of failures the last error is raised."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            value = fn()
+        except retry_on as e:
+            if give_up_after_s is not None and time.monotonic() - t0 > give_up_after_s:
+                raise
+            time.sleep(outage.failed(e))
+            continue
+        outage.ok()
+        return value
+
+
+def transient_errors() -> tuple:
+    """What a Redis or Kafka call raises while the service is away (the calls are retried)."""
+    from kafka.errors import KafkaError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, KafkaError, TimeoutError, ConnectionError)
