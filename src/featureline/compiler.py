@@ -28,7 +28,7 @@ from .plan import (
 from .repo import LoadedRepo, Sourced, load_repo
 from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
 from .specs.project import ENV_REF
-from .timeutil import MINUTE, SECOND, default_hop, format_duration, parse_duration
+from .timeutil import DAY, MINUTE, SECOND, default_hop, format_duration, parse_duration
 
 # logicalTypeOptions featureline enforces, per logicalType
 TYPE_OPTIONS = {
@@ -208,6 +208,19 @@ class Compiler:
             elif f.logical_type != "timestamp":
                 self.p.add("invalid-type", f"eventTimeField `{etf}` must have logicalType timestamp, not {f.logical_type}", s.loc(*at))
                 self._bad_event_time.add(spec.id)
+        unique_within_us = None
+        within, at = setting("uniqueWithin", None)
+        has_unique = any(f.unique for f in fields)
+        if within is not None and etf is None:
+            self.p.add("invalid-value", "uniqueWithin needs the contract's eventTimeField: duplicates are looked for within buckets of event time", s.loc(*at))
+        elif within is not None and not has_unique:
+            self.p.add("invalid-value", "uniqueWithin is set but no property of the contract is unique", s.loc(*at), "remove it, or set `unique: true` on a property")
+        elif etf is not None and has_unique:
+            try:
+                unique_within_us = parse_duration(str(within if within is not None else "1d"))
+            except ValueError as e:
+                self.p.add("invalid-duration", str(e), s.loc(*at))
+                unique_within_us = DAY
         keys, at = setting("keyFields", [])
         if isinstance(keys, str):
             keys = [keys]
@@ -232,6 +245,7 @@ class Compiler:
             samples=tuple(str(sv["path"]) for sv in spec.servers or () if sv.get("type") == "local" and sv.get("path")),
             unknown_fields=str(unknown),
             max_future_skew_us=skew_us,
+            unique_within_us=unique_within_us,
             file=s.doc.file,
             location=s.loc("id"),
         )
@@ -376,6 +390,13 @@ class Compiler:
                     self.p.add("no-topic", f"source `{name}` streams but names no topic, and contract `{c.id}` binds none", s.loc("stream"), "set `stream: {topic: ...}` or the contract's `topic` customProperty")
                     continue
                 stream = StreamPlan(topic=topic, format=spec.stream.format)
+                if any(fp.unique for fp in c.fields) and c.unique_within_us is None:
+                    self.p.add(
+                        "no-event-time",
+                        f"source `{name}` streams contract `{c.id}`, which has unique properties but no eventTimeField: the stream keeps uniqueness per bucket of event time (uniqueWithin)",
+                        s.loc("stream"),
+                        f"set `eventTimeField` in contract `{c.id}`",
+                    )
             out[name] = SourcePlan(name, c.id, et, batch, stream, s.loc("name"))
         return out
 

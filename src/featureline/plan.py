@@ -76,6 +76,9 @@ class ContractPlan:
     topic: str | None
     unknown_fields: str  # reject | ignore
     max_future_skew_us: int
+    # `unique` fields: a value may appear once per bucket of this much event time (uniqueWithin);
+    # None when the contract has no eventTimeField (unique within one input: a file, a batch)
+    unique_within_us: int | None = None
     samples: tuple[str, ...] = ()  # globs of sample data files (ODCS servers of type local)
     file: str = field(compare=False, default="")
     location: Location | None = field(default=None, compare=False)

@@ -208,6 +208,31 @@ CASES = [
             "features/user_features.yaml:20:14: error[invalid-hop]: hop 2h is longer than window 1h",
         ],
     ),
+    (
+        "contracts/transactions.yaml",
+        "value: 1d",
+        "value: 1 day",
+        [
+            "contracts/transactions.yaml:115:12: error[invalid-duration]: cannot parse duration '1 day': use a number and a unit (us, ms, s, m, h, d, w), e.g. '10m', '1h30m', '7d'",
+        ],
+    ),
+    (
+        "contracts/users.yaml",
+        "  - property: keyFields\n    value: [user_id]",
+        "  - property: keyFields\n    value: [user_id]\n  - property: uniqueWithin\n    value: 1h",
+        [
+            "contracts/users.yaml:52:12: error[invalid-value]: uniqueWithin is set but no property of the contract is unique\n   = help: remove it, or set `unique: true` on a property",
+        ],
+    ),
+    (
+        "contracts/transactions.yaml",
+        "  - property: eventTimeField\n    value: event_time\n",
+        "",
+        [
+            "contracts/transactions.yaml:113:12: error[invalid-value]: uniqueWithin needs the contract's eventTimeField: duplicates are looked for within buckets of event time",
+            "features/entities.yaml:10:11: error[no-event-time]: source `transactions` has no event-time column: set `event_time:` here or `eventTimeField` in contract `transactions`",
+        ],
+    ),
 ]
 
 

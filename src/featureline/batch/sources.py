@@ -99,22 +99,29 @@ def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False
     # uniqueness in one GROUP BY per unique field (cheaper than a window over every row):
     # the first occurrence in arrival order is valid, later ones are duplicates
     joins = []
+    window = contract.unique_within_us  # per bucket of event time (uniqueWithin), as in the stream
+    ctf = contract.event_time_field
     for i, (fname, rule, _sql) in enumerate(checks):
         if rule != "unique":
             continue
         field = next(f for f in contract.fields if f.name == fname)
-        from ..contracts.sql_eval import SQL_TYPES
+        from ..contracts.sql_eval import SQL_TYPES, bucket_sql
 
         cast = f"TRY_CAST({q(fname)} AS {SQL_TYPES[field.logical_type]})" if fname in cols else "NULL"
+        if window:
+            raw_t = f"TRY_CAST({q(ctf)} AS TIMESTAMPTZ)" if ctf in cols else "CAST(NULL AS TIMESTAMPTZ)"
+            b_raw, b_typed = bucket_sql(raw_t, window), bucket_sql(f"t.{q(ctf)}", window)
+        else:
+            b_raw = b_typed = "0"
         dup = f"__dup_{name}_{i}"
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {cast} AS __dv, min(__arrival) AS __dfirst FROM {raw} "
-            f"WHERE {cast} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
+            f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {cast} AS __dv, {b_raw} AS __db, min(__arrival) AS __dfirst FROM {raw} "
+            f"WHERE {cast} IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1"
         )
-        joins.append((i, dup, fname))
+        joins.append((i, dup, fname, b_typed))
         checks[i] = (fname, rule, f"(d{i}.__dfirst IS NOT NULL AND t.__arrival > d{i}.__dfirst)")
     typed = f"(SELECT {', '.join(items + flags)}, __arrival FROM {raw})"
-    join_sql = " ".join(f"LEFT JOIN {dup} d{i} ON d{i}.__dv = t.{q(fname)}" for i, dup, fname in joins)
+    join_sql = " ".join(f"LEFT JOIN {dup} d{i} ON d{i}.__dv = t.{q(fname)} AND d{i}.__db IS NOT DISTINCT FROM {b}" for i, dup, fname, b in joins)
     viol = [f"({sql}) AS __v{i}" for i, (_, _, sql) in enumerate(checks)]
     any_bad = " OR ".join(f"({sql})" for _, _, sql in checks) or "FALSE"
     keep = ", ".join(f"t.{q(f.name)}" for f in contract.fields)
@@ -124,7 +131,7 @@ def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False
         f"CREATE OR REPLACE {temp}TABLE {q('__src_' + name) if temp else table} AS SELECT {keep}, epoch_us(t.{q(et)}) AS __t, t.__arrival, "
         f"coalesce({any_bad}, FALSE) AS __bad{', ' + ', '.join(viol) if viol else ''} FROM {typed} t {join_sql}"
     )
-    for _, dup, _ in joins:
+    for _, dup, _, _ in joins:
         con.execute(f"DROP TABLE {dup}")
     counts = ", ".join(f"count(*) FILTER (WHERE __v{i})" for i in range(len(checks)))
     row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT __bad){', ' + counts if counts else ''} FROM {table}").fetchall()[0]

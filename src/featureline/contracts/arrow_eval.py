@@ -45,7 +45,10 @@ class ArrowChecks:
         out = []
         for c in self.checks:
             col = table.column(c.field)
-            mask = self._mask(c, col, now_us)
+            if c.rule == "unique":
+                mask = _duplicates(col, buckets(table, c))
+            else:
+                mask = self._mask(c, col, now_us)
             if mask is None:
                 continue
             if isinstance(mask, np.ndarray):
@@ -87,14 +90,29 @@ class ArrowChecks:
         if r == "enum":
             return pc.and_(pc.invert(pc.is_in(col, value_set=pa.array(list(c.arg), type=col.type))), pc.is_valid(col))
         if r == "unique":
-            return _duplicates(col)
+            return _duplicates(col)  # (violations() gives it the uniqueWithin buckets)
         if r == "event_time_future":
             return pc.greater(col, pa.scalar(now_us + c.arg, type=col.type))
         raise ValueError(f"unknown rule {r}")
 
 
-def _duplicates(col) -> np.ndarray | None:
-    """True for the second and later occurrences of a non-null value (the first one is valid)."""
+def buckets(table: pa.Table, c: Check) -> np.ndarray | None:
+    """Per row, the start of its uniqueWithin bucket of event time (None: unique within the whole
+    input). A row without a (valid) event time is in a bucket of its own kind (int64 min)."""
+    if c.arg is None:
+        return None
+    et, window = c.arg
+    t = table.column(et).cast(pa.int64())
+    x = pc.fill_null(t, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    b = x - np.mod(x, window)
+    if t.null_count:
+        b[np.asarray(pc.is_null(t).to_numpy(zero_copy_only=False), dtype=bool)] = np.iinfo(np.int64).min
+    return b
+
+
+def _duplicates(col, buckets: np.ndarray | None = None) -> np.ndarray | None:
+    """True for the second and later occurrences of a non-null value (in the same bucket, when
+    `buckets` is given: see `buckets`); the first one is valid."""
     n = len(col)
     if n < 2:
         return None
@@ -105,8 +123,11 @@ def _duplicates(col) -> np.ndarray | None:
     if len(enc.dictionary) == n - col.null_count:
         return None  # all distinct
     valid = ~np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
-    idx = np.where(valid, idx, -1)
-    _, first = np.unique(idx, return_index=True)
+    idx = np.where(valid, idx, -1).astype(np.int64)
+    if buckets is None:
+        _, first = np.unique(idx, return_index=True)
+    else:
+        _, first = np.unique(np.stack([idx, buckets], axis=1), axis=0, return_index=True)
     dup = valid.copy()
     dup[first] = False
     return dup

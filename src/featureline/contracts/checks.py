@@ -88,7 +88,11 @@ class Check:
         if r == "enum":
             return f"{shown} is not one of {', '.join(map(str, a))}"
         if r == "unique":
-            return f"{shown} appears more than once in the batch"
+            if a is None:
+                return f"{shown} appears more than once in the batch"
+            from ..timeutil import format_duration
+
+            return f"{shown} appeared before within the same {format_duration(a[1])} of event time (uniqueWithin)"
         if r == "event_time_future":
             from ..timeutil import format_duration
 
@@ -114,9 +118,14 @@ def _show(a: Any, logical_type: str | None) -> str:
 
 def compile_checks(contract: ContractPlan) -> tuple[Check, ...]:
     """The checks of a contract, in a stable order (field order, then rule order)."""
+    from dataclasses import replace
+
     out: list[Check] = []
     for f in contract.fields:
         out.extend(field_checks(f))
+    if contract.unique_within_us:  # unique per bucket of event time: arg = (event-time field, bucket size)
+        window = (contract.event_time_field, contract.unique_within_us)
+        out = [replace(c, arg=window) if c.rule == "unique" else c for c in out]
     if contract.event_time_field:
         label = contract.redactions.get(contract.event_time_field)
         out.append(Check("event_time_future", contract.event_time_field, contract.max_future_skew_us, "timestamp", label))
@@ -176,3 +185,8 @@ def _bound(v: Any, t: str) -> Any:
 
         return v if isinstance(v, time) else time.fromisoformat(str(v))
     return v
+
+
+def bucket_start(t_us: int, window_us: int) -> int:
+    """The start of the uniqueWithin bucket an event time falls in (a multiple of the window since the epoch)."""
+    return t_us - t_us % window_us

@@ -127,6 +127,11 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
     env["fail"] = _fail
     env["type_reason"] = lambda out, name, v: out.append(ts_type_reason(name, v, labels.get(name)))
     lines = ["def check(row, now, prior, seen, out):"]
+    uniques = [c for c in checks if c.rule == "unique"]
+    et_field = next((c.arg[0] for c in uniques if c.arg), None)
+    if et_field is not None:
+        lines.append("    _et = None")
+    tail: list[str] = []  # unique checks, last: they key on the event time's uniqueWithin bucket
     for name, t in fields:
         mine = [c for c in checks if c.field == name]
         if not mine and t != "timestamp":
@@ -162,6 +167,8 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
                 f"{ind}    v = _d",
             ]
             ind += "    "
+            if name == et_field:
+                lines.append(f"{ind}_et = v")
         elif t == "date":
             lines.append(f"{ind}_o = v")  # reasons show the date, checks compare epoch days
             lines.append(f"{ind}v = (v - _DATE0).days")
@@ -210,12 +217,17 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
                 env[f"{cname}fn"] = compile_record_check(c)
                 cond = f"{cname}fn(v, now)"
             elif r == "unique":
-                lines += [
-                    f"{ind}_s = seen[{name!r}]",
-                    f"{ind}if v in _s:",
-                    f"{ind}    fail(out, {cname}, {shown}, {is_ts})",
-                    f"{ind}else:",
-                    f"{ind}    _s.add(v)",
+                lines.insert(1, f"    {cname}v = None")
+                lines += [f"{ind}{cname}v = v", f"{ind}{cname}o = {shown}"]
+                key = f"({cname}v, None if _et is None else _et - _et % {int(a[1])})" if a else f"{cname}v"
+                tail += [
+                    f"    if {cname}v is not None:",
+                    f"        _k = {key}",
+                    f"        _s = seen[{name!r}]",
+                    "        if _k in _s:",
+                    f"            fail(out, {cname}, {cname}o, {is_ts})",
+                    "        else:",
+                    "            _s.add(_k)",
                 ]
                 body += 1
                 continue
@@ -224,6 +236,7 @@ def build_row_checker(fields, checks, labels: dict[str, str] | None = None) -> C
             body += 1
         if body == 0 and not is_ts and t != "date":
             lines.append(f"{ind}pass")
+    lines += tail
     lines.append("    return out")
     src = "\n".join(lines)
     exec(compile(src, "<featureline row checker>", "exec"), env)  # noqa: S102 - generated from the contract's checks

@@ -100,8 +100,16 @@ def violation(c: Check, now_us: int) -> str:
     if r == "event_time_future":
         return f"coalesce(epoch_us({col}) > {now_us + int(a)}, FALSE)"
     if r == "unique":
-        return f"({col} IS NOT NULL AND row_number() OVER (PARTITION BY {col} ORDER BY __arrival) > 1)"
+        bucket = f", {bucket_sql(q(a[0]), a[1])}" if a else ""
+        return f"({col} IS NOT NULL AND row_number() OVER (PARTITION BY {col}{bucket} ORDER BY __arrival) > 1)"
     raise ValueError(f"unknown rule {r}")
+
+
+def bucket_sql(ts_sql: str, window_us: int) -> str:
+    """SQL of the start of the uniqueWithin bucket of a TIMESTAMPTZ (exact integer floor, as
+    `checks.bucket_start`); NULL for a null time."""
+    x = f"epoch_us({ts_sql})"
+    return f"({x} - ((({x} % {int(window_us)}) + {int(window_us)}) % {int(window_us)}))"
 
 
 def type_flag(name: str) -> str:

@@ -169,14 +169,15 @@ class ContractValidator:
     def _duplicates_by_row(self, table: pa.Table) -> dict[int, Reason]:
         """Row -> its `unique` reason, for values seen in an earlier row (the fallback's unique check,
         on the source column: compared by Arrow, so no value needs to become a Python object)."""
-        from .arrow_eval import _duplicates
+        from .arrow_eval import _duplicates, buckets
 
         out: dict[int, Reason] = {}
         for c in self.checks:
             if c.rule != "unique" or c.field not in table.column_names:
                 continue
             col = table.column(c.field)
-            dup = _duplicates(col)
+            b = buckets(_event_times(table, c.arg[0]), c) if c.arg else None
+            dup = _duplicates(col, b)
             for i in np.flatnonzero(dup).tolist() if dup is not None else ():
                 try:
                     value = _show(col[i].as_py())
@@ -453,3 +454,14 @@ def _strings_to_ts(col, name: str, reasons: dict[int, list[Reason]], label: str 
         if out[i] is None:
             reasons.setdefault(i, []).append(ts_type_reason(name, v, label))
     return pa.array(out, type=pa.int64()).cast(TS)
+
+
+def _event_times(table: pa.Table, et: str) -> pa.Table:
+    """The event-time column as the contract reads it, for uniqueWithin buckets (a value that does
+    not cast is null: a bucket of its own kind, as on the other paths)."""
+    col = table.column(et) if et in table.column_names else pa.nulls(table.num_rows, TS)
+    try:
+        col = _cast_column(col, TS, et, "timestamp", {}, None)
+    except Exception:  # noqa: BLE001 - no usable event times
+        col = pa.nulls(table.num_rows, TS)
+    return pa.table({et: col})

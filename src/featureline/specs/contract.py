@@ -37,6 +37,7 @@ CONTRACT_SETTINGS = {
     "topic": "the Kafka topic the records arrive on (default: the schema object's physicalName)",
     "unknownFields": "reject | ignore: a record with a property the contract lacks; default reject",
     "maxFutureSkew": "how far in the future an event time may be, e.g. 5m; default 5m",
+    "uniqueWithin": "`unique` properties: a value may appear once per this much event time (buckets since the epoch), e.g. 1d; default 1d",
 }
 PROPERTY_SETTINGS = {
     "default": "the value a reader uses when the field is absent (makes adding it compatible)",

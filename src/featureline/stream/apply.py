@@ -33,7 +33,6 @@ from ..plan import Plan, ViewPlan
 from .check import Checked, ContractCheck
 from .outcome import DeadLetter, Outcome
 
-UNIQUE_HORIZON_US = 3_600_000_000  # how long a unique value is remembered across batches (1 h)
 
 class StreamApplier:
     """Applies micro-batches of one stream source to the online store."""
@@ -47,7 +46,6 @@ class StreamApplier:
         boundary_us: int | None = None,
         epoch: str = "",
         dlq_from: dict[int, int] | None = None,
-        unique_horizon_us: int = UNIQUE_HORIZON_US,
         store_id: str | None = None,
         group: str = "",
     ):
@@ -67,7 +65,6 @@ class StreamApplier:
         self.epoch = f"@{epoch}" if epoch else ""
         # below these offsets, a bad record was dead-lettered by an earlier pass over the topic
         self.dlq_from = {int(k): int(v) for k, v in (dlq_from or {}).items()}
-        self.unique_horizon_us = unique_horizon_us
         self.views: list[ViewPlan] = [v for v in plan.views.values() if v.source == source and v.online]
         self.layouts: list[tuple[ViewPlan, TileLayout]] = [(v, lay) for v in self.views if v.kind == "window" for lay in tile_layouts(v)]
         # slots of one entity are merged together: one HMGET and one HSET per entity and batch
@@ -83,6 +80,13 @@ class StreamApplier:
         self._events = {v.name: self.engine.events_sql(v) for v in self.views}
         self._macros: set[str] = set()  # table macros made on this connection (see _macro)
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
+        if self._unique and not self.contract.unique_within_us:
+            raise ValueError(
+                f"contract `{self.contract.id}` has unique properties but no eventTimeField: the stream keeps uniqueness "
+                "per bucket of event time (uniqueWithin)"
+            )
+        # a bucket's claims are kept while one of its records could still change a windowed feature
+        self._claim_reach = max((lay.reach_us for _, lay in self.layouts), default=0) + self.contract.max_future_skew_us
         self._et = self.source.event_time
         # with the store's id (online/state.py) every write checks that Redis still holds all the
         # writes before it, and each batch ends with its `applied` mark; without: unguarded writes
@@ -187,35 +191,40 @@ class StreamApplier:
         return g
 
     # -- parts ---------------------------------------------------------------------------
-    def _claim_unique(self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int, guard: Guard | None):
-        """Claim each unique field's values in Redis (first record wins); a value claimed by another
-        record makes this one a duplicate. Claims live in hashes per period of the horizon (this
-        one and the previous one are checked), so a value is remembered for at least the horizon.
-        Returns a keep mask over `table`'s rows, or None when all are kept."""
+    def _claim_unique(
+        self, tp: str, table: pa.Table, offs: np.ndarray, dead: dict, valid_idx: np.ndarray, now: int, guard: Guard | None
+    ) -> np.ndarray | None:
+        """Claim each unique field's values in Redis (the first record wins); a value another record
+        claimed makes this one a duplicate. Claims live in one hash per uniqueWithin bucket of event
+        time (the contract's setting, as the batch engine checks), kept until no record of the bucket
+        can change a windowed feature any more; a record older than that changes nothing (`late`) and
+        is not checked. Returns a keep mask over `table`'s rows, or None when all are kept."""
         keep = np.ones(table.num_rows, dtype=bool)
-        period = max(1, self.unique_horizon_us)
-        bucket = now // period
+        window = self.contract.unique_within_us
+        t_us = table.column(self._et).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        bucket = t_us - np.mod(t_us, window)
+        expires = bucket + window + self._claim_reach  # when the bucket's claims can go (us)
         for c in self._unique:
             raw = table.column(c.field)
-            col = (raw if pa.types.is_string(raw.type) else raw.cast(pa.string())).to_pylist()
-            idx = [i for i, v in enumerate(col) if v is not None]
-            if not idx:
-                continue
+            if pa.types.is_string(raw.type):
+                col = raw.to_pylist()
+            elif pa.types.is_timestamp(raw.type) or pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
+                col = raw.cast(pa.string()).to_pylist()
+            else:
+                col = [None if v is None else msgspec.json.encode(v).decode() for v in raw.to_pylist()]
             head = f"{self.store.prefix}:_uniq:{self.contract.id}:{c.field}:"
-            args = (
-                2 * period // 1000 + 1,
-                msgspec.msgpack.encode([col[i] for i in idx]),
-                msgspec.msgpack.encode(offs[idx].tolist()),
-                tp,
-            )
-            keys = (f"{head}{bucket}", f"{head}{bucket - 1}")
-            got = self.store.claim(keys, list(args), guard)
-            for k in range(0, len(got), 2):
-                i = idx[int(got[k])]
-                if keep[i]:
-                    keep[i] = False
-                    value = raw[i].as_py()
-                    dead[int(valid_idx[i])] = (c.reason(value),)  # cut, or redacted for a classified field
+            groups: dict[int, list[int]] = {}
+            for i, v in enumerate(col):
+                if v is not None and expires[i] > now:
+                    groups.setdefault(int(bucket[i]), []).append(i)
+            for b, idx in sorted(groups.items()):
+                args = [int(expires[idx[0]]) // 1000 + 1, msgspec.msgpack.encode([col[i] for i in idx]), msgspec.msgpack.encode(offs[idx].tolist()), tp]
+                got = self.store.claim((f"{head}{b}",), args, guard)
+                for k in range(0, len(got), 2):
+                    i = idx[int(got[k])]
+                    if keep[i]:
+                        keep[i] = False
+                        dead[int(valid_idx[i])] = (c.reason(raw[i].as_py()),)
         return None if keep.all() else keep
 
     def _where_filtered(self, events: pa.Table) -> int:
