@@ -1,6 +1,7 @@
 # featureline: the two commands of the README, and their parts.
 #   make quickstart   set up, start Redis + Kafka, run the example end to end
 #   make test         set up, start Redis + Kafka, run the whole test suite
+#   make soak         the stream under faults for 11 minutes (not part of make test)
 # Both are idempotent: a second run reuses the venv and the running services.
 
 SHELL := /bin/bash
@@ -12,8 +13,9 @@ FL := $(VENV)/bin/featureline
 # the venv is rebuilt when pyproject.toml changes
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: quickstart test venv services services-down cluster cluster-down lint clean
+.PHONY: quickstart test soak fuzz venv services services-down cluster cluster-down lint clean
 
 venv: $(STAMP)
 
@@ -45,6 +47,14 @@ quickstart: venv services
 test: venv services
 	@echo "[test] running the test suite against the real Redis and Kafka"
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# not part of `make test`: the live stream for 11 minutes under faults (docs/reliability.md)
+soak: venv services
+	@$(PY) bench/soak.py $(SOAK_ARGS)
+
+# not part of `make test`: the contract runtime's fuzz for 5 minutes
+fuzz: venv
+	@$(PY) bench/fuzz_contracts.py --minutes 5
 
 lint: venv
 	@$(VENV)/bin/ruff check src tests
