@@ -17,7 +17,7 @@ Cases, each run in a fresh subprocess (own timings, own peak RSS):
             spine rows: seconds, rows/s, peak RSS.
 Afterwards the outputs are compared row by row (ours vs the ASOF baseline vs Feast) and the
 windowed values of a sample of rows are checked against a plain numpy evaluation of
-DESIGN.md section 3.
+docs/semantics.md.
 
 Feast lives in its own venv (it pins pydantic/pyarrow/duckdb versions of its own):
     python3 -m venv .venv-bench && .venv-bench/bin/pip install 'feast[duckdb]==0.67.*' pyarrow pandas
@@ -264,7 +264,7 @@ def setup_feast(py: Path) -> None:
 def compare_latest(ours: Path, other: Path, data_glob: str, name: str) -> dict:
     """Rows of `other` (keyed by spine_row) whose values differ from ours, and for those: whether the
     user has several events at the matched event time (a tie: the ASOF baseline and Feast pick any of
-    them; DESIGN.md section 3 picks the last by arrival order) and whether ours is that last one."""
+    them; docs/semantics.md picks the last by arrival order) and whether ours is that last one."""
     import duckdb
 
     con = duckdb.connect()
@@ -317,7 +317,7 @@ def missing_rows(spine: Path, other: Path, ours: Path, data_glob: str) -> dict:
 
 
 def check_windowed(out_path: Path, data_glob: str, sample: int, seed: int) -> dict:
-    """Recompute the 12 windowed features of `sample` spine rows with numpy from DESIGN.md section 3:
+    """Recompute the 12 windowed features of `sample` spine rows with numpy from docs/semantics.md:
     AGG over events with floor(t - W, H) <= event_time < t; empty window: count/sum 0, mean/max null."""
     import numpy as np
     import pyarrow.compute as pc
@@ -705,7 +705,7 @@ def print_report(a, ours_runs, asof_runs, feast_runs, feast_reason, win_runs, ch
             print(f"    spine rows missing from {c['vs']}'s output: " + ", ".join(f"{k}: {v:,}" for k, v in c["missing"].items()))
     if wcheck:
         print(
-            f"  windowed vs numpy (DESIGN.md 3): {wcheck['rows']:,} rows, {wcheck['values']:,} values, {wcheck['mismatches']} mismatches {wcheck['first'] or ''}"
+            f"  windowed vs numpy (docs/semantics.md): {wcheck['rows']:,} rows, {wcheck['values']:,} values, {wcheck['mismatches']} mismatches {wcheck['first'] or ''}"
         )
 
     print("\n== targets ==")

@@ -1,4 +1,4 @@
-"""A plain-Python oracle of DESIGN.md section 3, written from its text alone; used only by tests.
+"""A plain-Python oracle of docs/semantics.md, written from its text alone; used only by tests.
 
 Times are integer microseconds since the epoch. An event is a dict with `event_time`,
 `arrival` (its position in arrival order: Kafka offset, or row order in batch files)

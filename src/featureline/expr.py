@@ -4,7 +4,7 @@ One small SQL subset, parsed with sqlglot: column references, literals,
 comparisons, AND/OR/NOT, IN (literal list), BETWEEN, IS [NOT] NULL, LIKE,
 arithmetic (+ - * /), unary minus, COALESCE and parentheses. Each construct
 has a DuckDB form and an Arrow compute form, so anything outside the subset is
-a compile error (DESIGN.md section 3: an expression either engine cannot run
+a compile error (docs/semantics.md: an expression either engine cannot run
 is rejected before any engine sees it).
 """
 

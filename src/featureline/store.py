@@ -49,7 +49,7 @@ class FeatureStore:
 
         `spine`: a pyarrow Table, a pandas DataFrame, a dict of columns, or a parquet/csv path,
         with the service's join keys and a time column (`at_column`, default: timestamp,
-        event_time or ts). Values follow DESIGN.md section 3: only events strictly before
+        event_time or ts). Values follow docs/semantics.md: only events strictly before
         the row's time count.
         """
         table = read_spine(spine)

@@ -1,6 +1,6 @@
 """Durations and instants, in integer microseconds since the Unix epoch (UTC).
 
-DESIGN.md section 3: event times are UTC with microsecond precision, naive
+docs/semantics.md: event times are UTC with microsecond precision, naive
 timestamps are UTC, and `floor(x, H)` rounds down to a multiple of H since the
 epoch. Integers keep every engine exact (no float seconds anywhere).
 """
@@ -58,7 +58,7 @@ def floor(x: int, h: int) -> int:
 
 
 def default_hop(window_us: int) -> int:
-    """DESIGN.md: 5 min for W < 12 h, 1 h for W < 12 d, 1 day otherwise."""
+    """docs/semantics.md: 5 min for W < 12 h, 1 h for W < 12 d, 1 day otherwise."""
     if window_us < 12 * HOUR:
         return 5 * MINUTE
     if window_us < 12 * DAY:

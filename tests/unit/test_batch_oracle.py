@@ -1,4 +1,4 @@
-"""The DuckDB engine against the plain-Python oracle of DESIGN.md section 3, on random event streams."""
+"""The DuckDB engine against the plain-Python oracle of docs/semantics.md, on random event streams."""
 
 from __future__ import annotations
 

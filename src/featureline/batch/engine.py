@@ -1,4 +1,4 @@
-"""Point-in-time feature values in DuckDB, exact to DESIGN.md section 3.
+"""Point-in-time feature values in DuckDB, exact to docs/semantics.md.
 
 For a spine (entity keys + a time t per row):
 

@@ -1,6 +1,6 @@
 """features/*.yaml: entities, sources, feature views and feature services.
 
-A feature view is either *windowed* (it has `aggregations:`, DESIGN.md section 3
+A feature view is either *windowed* (it has `aggregations:`, docs/semantics.md
 windowed aggregations) or *latest* (it has `features:` and a `ttl`, the latest
 value as of t). The two are a discriminated union chosen by those keys.
 """

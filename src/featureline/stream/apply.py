@@ -9,12 +9,12 @@
 
 Every consumed record is counted exactly once as applied, dead-lettered or filtered
 (consumed = applied + dead_lettered + filtered). `late` counts applied records too old for
-any window or ttl to read (DESIGN.md section 3: counted and reported; they change nothing).
+any window or ttl to read (docs/semantics.md: counted and reported; they change nothing).
 
 The tiles are built by the same SQL as the backfill to online (`batch/online_backfill.py`)
 over the same view definitions (`BatchEngine.events_sql`), so both engines apply one
 definition of inputs, filters and accumulators. Arrival order in the stream is the
-partition offset (DESIGN.md section 3, last/first ties).
+partition offset (docs/semantics.md, last/first ties).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kafka source for Beam's Python SDK, over kafka-python (DESIGN.md section 5).
+"""Kafka source for Beam's Python SDK, over kafka-python (docs/stream.md).
 
 Beam's own ``ReadFromKafka`` is a Java cross-language transform; this one is a Python
 splittable DoFn:

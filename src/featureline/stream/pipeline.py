@@ -7,7 +7,7 @@
 
 The steps are one fused stage, so each micro-batch goes through them in order before
 the next: an offset is committed only after Redis acknowledged its records' effects,
-atomically with its dead letters (DESIGN.md section 5). Helper processes take the pure-Python
+atomically with its dead letters (docs/semantics.md, Delivery). Helper processes take the pure-Python
 Kafka work off this one: a reader per partition (decoding + contract check, reader_proc.py)
 and one for the Kafka transactions (deliver_proc.py); see docs/stream.md, "Processes". Aggregation state lives in Redis,
 none in Beam, so the same pipeline runs on FnApiRunner here and on Flink or Dataflow.
