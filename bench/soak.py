@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.integration.faults import PrivateKafka, PrivateRedis  # noqa: E402
+from tests.integration.test_stream_faults import project  # noqa: E402 - the fault tests' project copy
 
 USERS, MERCHANTS = 400, 40
 
@@ -55,18 +56,6 @@ def hostile(i: int) -> tuple[bytes | None, bytes, str]:
     ]
     kind, value = kinds[i % len(kinds)]
     return b"1", value, kind
-
-
-def project(d: Path, redis_url: str, bootstrap: str, topic: str) -> None:
-    tag = uuid.uuid4().hex[:8]
-    text = (REPO / "featureline.yaml").read_text()
-    text = text.replace("key_prefix: fl", f"key_prefix: soak{tag}").replace("redis://127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0", redis_url)
-    text = text.replace("127.0.0.1:${FEATURELINE_KAFKA_PORT:-9092}", bootstrap).replace("consumer_group: featureline-payments", f"consumer_group: soak{tag}")
-    (d / "featureline.yaml").write_text(text)
-    shutil.copytree(REPO / "features", d / "features")
-    shutil.copytree(REPO / "contracts", d / "contracts")
-    ent = d / "features" / "entities.yaml"
-    ent.write_text(ent.read_text().replace("    stream:\n      format: json", f"    stream:\n      topic: {topic}\n      format: json"))
 
 
 class Stream:
@@ -195,7 +184,7 @@ def main() -> int:
     topic = f"soak_{uuid.uuid4().hex[:8]}"
     d = work / "project"
     d.mkdir()
-    project(d, redis.url, kafka.bootstrap, topic)
+    project(d, redis_url=redis.url, bootstrap=kafka.bootstrap, topic=topic)
     now = time.time_ns() // 1000
     write_history(d, events=300, users=USERS, merchants=MERCHANTS, days=3, end=dt.datetime.fromtimestamp((now - 3 * HOUR) / 1e6, dt.UTC))
     plan = compile_project(d)

@@ -224,3 +224,33 @@ def test_dead_letters_never_show_a_classified_field(tmp_path, services):
                 assert "<redacted: restricted" in row["value"] and row["rule"] in ("format", "maxLength")
     finally:
         cleanup(plan)
+
+
+def test_poison_records_are_dead_lettered_and_the_stream_goes_on(tmp_path, services):
+    """Before the record boundary, ~1,000 nested arrays raised RecursionError in the reader process:
+    the job died, and every restart died on the same record. Now each hostile record is a dead
+    letter with a bounded reason, counted, and the records around it are applied."""
+    d, plan, topic = _world(tmp_path, services)
+    try:
+        now = time.time_ns() // 1000
+        good = [e.value for e in events_for(40, seed=11, minutes=5, end_us=now - 2_000_000, bad_share=0)]
+        hostile = [
+            b'{"txn_id": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+            b'{"txn_id": "x", "currency": "' + b"E" * (600 * 1024) + b'"}',
+            b'{"txn_id": "\xff\xfe", "user_id": 1}',
+            b'{"amount": NaN}',
+            b'{"user_id": ' + b"9" * 400 + b"}",
+        ]
+        values = good[:20] + hostile + good[20:]
+        _send(services.kafka_bootstrap, topic, values)
+        r = run_stream(d)
+        assert r.returncode == 0, r.stderr[-3000:]
+        c = counts(r.stdout)
+        assert (c["consumed"], c["applied"], c["dead_lettered"]) == (len(values), len(good), len(hostile))
+        dlq = read_dlq(services.kafka_bootstrap, topic, len(hostile))
+        assert sorted(int(dict(m.headers)[HEADER + "offset"]) for m in dlq) == list(range(20, 20 + len(hostile)))
+        for m in dlq:
+            assert sum(len(v) for _, v in m.headers) < 32 * 1024  # the 600 KiB value is not copied into headers
+        assert {dict(m.headers)[HEADER + "rule"].decode() for m in dlq} <= {"json", "type", "enum", "required", "format", "internal"}
+    finally:
+        cleanup(plan)

@@ -213,11 +213,9 @@ class StreamApplier:
             else:
                 col = [None if v is None else msgspec.json.encode(v).decode() for v in raw.to_pylist()]
             head = f"{self.store.prefix}:_uniq:{self.contract.id}:{c.field}:"
-            groups: dict[int, list[int]] = {}
-            for i, v in enumerate(col):
-                if v is not None and expires[i] > now:
-                    groups.setdefault(int(bucket[i]), []).append(i)
-            for b, idx in sorted(groups.items()):
+            ok = (expires > now) & ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            for b in np.unique(bucket[ok]).tolist():  # usually one bucket a batch
+                idx = np.flatnonzero(ok & (bucket == b)).tolist()
                 args = [int(expires[idx[0]]) // 1000 + 1, msgspec.msgpack.encode([col[i] for i in idx]), msgspec.msgpack.encode(offs[idx].tolist()), tp]
                 got = self.store.claim((f"{head}{b}",), args, guard)
                 for k in range(0, len(got), 2):

@@ -82,7 +82,7 @@ class StreamMetrics:
         lag = sum(self.lag.values()) if self.lag else 0
         return (
             f"consumed {t['consumed']:,} = applied {t['applied']:,} + dead-lettered {t['dead_lettered']:,} + filtered {t['filtered']:,}"
-            f" | late {t['late']:,} | lost {t['lost']:,} | {t['consumed'] / secs:,.0f} rec/s | lag {lag:,} | {fresh}"
+            f" | late {t['late']:,} | lost {t['lost']:,} | internal {t['internal']:,} | {t['consumed'] / secs:,.0f} rec/s | lag {lag:,} | {fresh}"
         )
 
     def serve(self, port: int) -> None:
