@@ -128,7 +128,7 @@ class DeliverProcess:
 def child_main() -> int:
     from kafka import KafkaProducer  # noqa: F401 - imported before the first command (prewarm)
 
-    from .sinks import Deliver
+    from .sinks import Abandoned, Deliver
 
     fin, fout = child_fds()
     parent = os.getppid()
@@ -136,7 +136,7 @@ def child_main() -> int:
     if cmd is None:
         return 0
     _, config, group_id, contracts = cmd
-    d = Deliver(config, group_id, contracts)
+    d = Deliver(config, group_id, contracts, alive=lambda: os.getppid() == parent)
     try:
         while True:
             cmd = _recv(fin)
@@ -151,6 +151,8 @@ def child_main() -> int:
                 else:
                     d.deliver(arg)
                 _send(fout, ("ok", seq))
+            except Abandoned:
+                return 0  # the job died: nothing of this batch is committed, its restart replays it
             except Exception as e:  # reported to the parent, which stops the job
                 _send(fout, ("error", seq, f"{type(e).__name__}: {e}"))
                 return 1

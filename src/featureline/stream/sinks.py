@@ -67,6 +67,10 @@ DEFAULT_MAX_REQUEST_SIZE = 1_048_576  # kafka-python's max_request_size
 MIN_DLQ_MESSAGE_BYTES = REASONS_MAX + 12 * HEADER_MAX + RECORD_OVERHEAD + 2 * HEADER_MAX
 
 
+class Abandoned(RuntimeError):
+    """The job that handed this batch over died during a retry: leave it to the job's restart."""
+
+
 class DeadLetterError(StreamStopped):
     """A dead letter that cannot be written even as a stub (not worth retrying: the job stops)."""
 
@@ -187,7 +191,7 @@ class Deliver:
     is sent again. Not retried: a dead letter that cannot fit (DeadLetterError), and a producer
     fenced by another job with the same group (two jobs on one group: this one stops)."""
 
-    def __init__(self, config: dict, group_id: str, contracts: dict[str, ContractPlan], *, call_timeout_s: float = 30.0):
+    def __init__(self, config: dict, group_id: str, contracts: dict[str, ContractPlan], *, call_timeout_s: float = 30.0, alive=None):
         self.config = {k: v for k, v in config.items()}
         self.group_id = group_id
         self.contracts = contracts  # topic -> contract
@@ -195,6 +199,7 @@ class Deliver:
         self.producers: dict[tuple[str, int], object] = {}
         self.limits: dict[str, int] = {}  # dead-letter topic -> bytes a record may take
         self.outage = None  # one per process: an outage is one line, whatever the partitions
+        self.alive = alive or (lambda: True)  # False: the job is gone, stop retrying (its restart takes over)
         self._consumer = None
 
     def _producer(self, topic: str, partition: int):
@@ -213,6 +218,8 @@ class Deliver:
         from ..outage import Outage, retrying, transient_errors
 
         def once() -> None:
+            if not self.alive():
+                raise Abandoned("the job is gone")
             todo = [tuple(tp) for tp in partitions if tuple(tp) not in self.producers]
             if not todo:
                 return
@@ -313,6 +320,8 @@ class Deliver:
                 self._drop(*tp)
                 retry = True
                 time.sleep(outage.failed(e))
+                if not self.alive():
+                    raise Abandoned("the job is gone: its restart replays this batch") from None
         outage.ok()
 
     def _transaction(self, out: Outcome) -> None:
