@@ -2,9 +2,9 @@
 
 One small SQL subset, parsed with sqlglot: column references, literals,
 comparisons, AND/OR/NOT, IN (literal list), BETWEEN, IS [NOT] NULL, LIKE,
-arithmetic (+ - * /), unary minus, COALESCE and parentheses. Each construct
-has a DuckDB form and an Arrow compute form, so anything outside the subset is
-a compile error (docs/semantics.md: an expression either engine cannot run
+arithmetic (+ - * /), unary minus, COALESCE and parentheses. Each construct has
+one canonical SQL form both engines run in DuckDB (the stream over each Arrow
+micro-batch), so anything outside the subset is a compile error (docs/semantics.md: an expression either engine cannot run
 is rejected before any engine sees it).
 """
 
