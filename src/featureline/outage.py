@@ -41,10 +41,11 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self, err: BaseException, action: str = "retrying") -> float:
-        """Note a failure; returns how long to wait before the next try (doubling, capped)."""
+    def failed(self, err: BaseException, action: str = "retrying", *, since: float | None = None) -> float:
+        """Note a failure (of a try begun at monotonic time `since`: the outage began then, not when
+        the try gave up); returns how long to wait before the next try (doubling, capped)."""
         if self.since is None:
-            self.since = time.monotonic()
+            self.since = time.monotonic() if since is None else since
             self.tries = 0
             self.count += 1
             self._say(f"{self.what} unreachable ({describe(err)}); {action} with backoff, nothing is lost")
@@ -66,12 +67,13 @@ def retrying(fn, outage: Outage, retry_on: tuple, *, give_up_after_s: float | No
     works again); after give_up_after_s of failures the last error is raised."""
     t0 = time.monotonic()
     while True:
+        t_try = time.monotonic()
         try:
             value = fn()
         except retry_on as e:
             if give_up_after_s is not None and time.monotonic() - t0 > give_up_after_s:
                 raise
-            time.sleep(outage.failed(e))
+            time.sleep(outage.failed(e, since=t_try))
             continue
         outage.ok()
         return value

@@ -62,3 +62,20 @@ def test_two_readers_per_partition_only_when_cores_are_left_over():
     assert auto_readers_per_partition(4, cores=2) == 1
     assert auto_readers_per_partition(3, cores=8) == 2
     assert auto_readers_per_partition(0, cores=8) == 1
+
+
+def test_an_outage_is_one_line_down_and_one_back_with_doubling_capped_waits(capsys):
+    import time
+
+    from featureline.outage import Outage
+
+    o = Outage("Redis (test)", first_s=0.1, max_s=0.5)
+    began = time.monotonic() - 3.0  # the try that failed had been waiting 3 s
+    waits = [o.failed(ConnectionError("refused"), since=began if i == 0 else None) for i in range(6)]
+    assert waits == [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]
+    o.ok()
+    o.ok()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "unreachable (ConnectionError: refused)" in lines[0]
+    assert "back after 3." in lines[1] and "(6 tries)" in lines[1]
+    assert o.count == 1 and not o.down

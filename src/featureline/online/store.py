@@ -360,6 +360,7 @@ class OnlineStore:
         if guard is not None:
             args = [*guard.take(), *args]
         while True:
+            t_try = time.monotonic()
             try:
                 sha = self._merge_shas.get(name)
                 if sha is None:
@@ -377,7 +378,7 @@ class OnlineStore:
             except (ConnectionError, TimeoutError) as e:
                 if self.outage is None or guard is None:
                     raise
-                time.sleep(self.outage.failed(e))  # same guard arguments: a try that ran is not counted twice
+                time.sleep(self.outage.failed(e, since=t_try))  # same guard arguments: a try that ran is not counted twice
                 continue
             if self.outage is not None:
                 self.outage.ok()

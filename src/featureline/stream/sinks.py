@@ -301,6 +301,7 @@ class Deliver:
         outage = self.outage
         retry = resized = False
         while True:
+            t_try = time.monotonic()
             try:
                 if retry and self._committed(out) >= out.hi + 1:
                     break  # the commit had landed before the failure
@@ -319,7 +320,7 @@ class Deliver:
             except Exception as e:  # noqa: BLE001 - retried: the broker decides when it is back
                 self._drop(*tp)
                 retry = True
-                time.sleep(outage.failed(e))
+                time.sleep(outage.failed(e, since=t_try))
                 if not self.alive():
                     raise Abandoned("the job is gone: its restart replays this batch") from None
         outage.ok()
