@@ -131,7 +131,7 @@ class JsonDecoder:
                 if isinstance(value, float) and not math.isfinite(value):
                     reasons.append(make_reason(key, "type", value, lambda v: "the number does not fit a 64-bit float", label))
                     continue
-            what = f"a {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
+            what = f"{'an' if t[0] in 'aeiou' else 'a'} {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
             if t == "integer" and isinstance(value, float):
                 what = "an integer (no fraction, no exponent)"
             reasons.append(make_reason(key, "type", value, lambda v, w=what, k=kind: f"expected {w}, got {k} {v}" if k == "string" else f"expected {w}, got {k}", label))

@@ -385,7 +385,7 @@ def _cast_column(col, want: pa.DataType, name: str, t: str, reasons: dict[int, l
             out.append(pa.array([v]).cast(want)[0].as_py())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
             out.append(None)
-            reasons.setdefault(i, []).append(make_reason(name, "type", _show(v), lambda shown: f"expected a {t}, got {shown}", label))
+            reasons.setdefault(i, []).append(make_reason(name, "type", _show(v), lambda shown: f"expected {'an' if t[0] in 'aeiou' else 'a'} {t}, got {shown}", label))
     return pa.array(out, type=want)
 
 
