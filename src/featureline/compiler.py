@@ -20,6 +20,7 @@ from .plan import (
     FieldPlan,
     Plan,
     ProjectPlan,
+    ServePlan,
     ServicePlan,
     SourcePlan,
     StreamPlan,
@@ -135,6 +136,7 @@ class Compiler:
             kafka_client=client,
             offline_path=str((self.root / self._env(spec.offline_store.path, s, "offline_store", "path")).resolve()),
             redis_timeout_s=_seconds(spec.online_store.timeout),
+            serve=_serve_plan(spec.serve, env_name),
         )
 
     # -- contracts -----------------------------------------------------------------
@@ -658,6 +660,21 @@ def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPla
     c.p = problems
     plans = c._contracts()
     return plans, sorted(problems.items, key=lambda p: (p.location.file, p.location.line, p.location.col) if p.location else ("", 0, 0))
+
+
+def _serve_plan(spec, env_name) -> ServePlan:
+    return ServePlan(
+        auth_token_envs=tuple(env_name(t) for t in spec.auth_tokens),
+        max_body=spec.max_body,
+        max_entities=spec.max_entities,
+        max_features=spec.max_features,
+        timeout_s=_seconds(spec.timeout),
+        header_timeout_s=_seconds(spec.header_timeout),
+        body_timeout_s=_seconds(spec.body_timeout),
+        keep_alive_s=_seconds(spec.keep_alive),
+        max_connections=spec.max_connections,
+        metrics_port=spec.metrics_port,
+    )
 
 
 def _seconds(text: str) -> float:

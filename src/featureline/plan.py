@@ -200,6 +200,22 @@ class EntityPlan:
 
 
 @dataclass(frozen=True)
+class ServePlan:
+    """`featureline serve`'s limits and timeouts (seconds); tokens as environment variable names."""
+
+    auth_token_envs: tuple[str, ...] = ()
+    max_body: int = 4 << 20
+    max_entities: int = 1000
+    max_features: int = 500
+    timeout_s: float = 1.0
+    header_timeout_s: float = 5.0
+    body_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1024
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True)
 class ProjectPlan:
     name: str
     root: str
@@ -215,6 +231,7 @@ class ProjectPlan:
     kafka_client: Mapping[str, Any]
     offline_path: str  # absolute
     redis_timeout_s: float = 5.0  # socket connect and read timeout of every Redis call
+    serve: ServePlan = ServePlan()
 
 
 @dataclass(frozen=True)

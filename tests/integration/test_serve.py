@@ -392,15 +392,20 @@ def test_ready_says_when_the_store_lost_its_data_or_is_being_built(online):
 
 
 def test_redis_down_is_503(online):
+    """A Redis that refuses connections: 503 at once, naming the kind of error, never the URL
+    (it may carry a password) nor the host and port."""
     d, plan, *_ = online
-    dead = dataclasses.replace(plan, project=dataclasses.replace(plan.project, redis_url=f"redis://127.0.0.1:{_free_port()}/0"))
+    port = _free_port()
+    dead = dataclasses.replace(plan, project=dataclasses.replace(plan.project, redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0"))
     t0 = time.perf_counter()
     with _Server(create_app(dead)) as http:
         assert http.get("/health").status_code == 200
         r = http.get("/ready")
-        assert r.status_code == 503 and "redis" in r.json()["error"]
+        assert r.status_code == 503 and "unavailable (ConnectionError)" in r.json()["error"]
+        assert "s3cret" not in r.text and str(port) not in r.text and "127.0.0.1" not in r.text
         r = http.post("/features/online", json={"service": "user_activity", "entities": [{"user_id": 1}]})
         assert r.status_code == 503 and "unavailable" in r.json()["error"]
+        assert "s3cret" not in r.text and str(port) not in r.text and "127.0.0.1" not in r.text
         r = http.post("/get-online-features", json={"feature_service": "user_activity", "entities": {"user_id": [1]}})
         assert r.status_code == 503
         r = http.post("/features/online", json={"service": "user_activity", "entities": [{"user_id": "x"}]})

@@ -79,7 +79,11 @@ class StoreState:
 
 
 def read_state(client, prefix: str) -> StoreState | None:
-    raw = client.hgetall(marker_key(prefix))
+    return state_from(client.hgetall(marker_key(prefix)))
+
+
+def state_from(raw: dict) -> StoreState | None:
+    """The marker hash's fields (HGETALL's reply, sync or async client) -> its state."""
     if not raw:
         return None
     d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}

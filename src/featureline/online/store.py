@@ -54,6 +54,26 @@ def connect(plan: Plan):
     return redis.Redis.from_url(plan.project.redis_url, password=password, socket_timeout=t, socket_connect_timeout=t)
 
 
+def connect_async(plan: Plan, *, timeout: float, max_connections: int = 64):
+    """A `redis.asyncio` client for serving: bounded timeouts, a bounded pool (a request waits at
+    most `timeout` for a connection), one immediate retry (a stale connection after a restart)."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    password = os.environ.get(plan.project.redis_password_env) if plan.project.redis_password_env else None
+    pool = BlockingConnectionPool.from_url(
+        plan.project.redis_url,
+        password=password,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+    return Redis(connection_pool=pool)
+
+
 class _Service:
     """A service's read plan: groups, generated script and output layout (built once)."""
 
@@ -93,6 +113,15 @@ class OnlineStore:
 
     def get(self, service: str, entity_rows, *, at_us: int | None = None) -> dict[str, list]:
         """Features of `service` for each entity row, as of `at_us` (default: now), as columns."""
+        svc, rows, ents, t = self._prepare(service, entity_rows, at_us)
+        return self._finish(svc, rows, self._eval(svc, ents, t, len(rows)), t)
+
+    async def get_async(self, aclient, service: str, entity_rows, *, at_us: int | None = None) -> dict[str, list]:
+        """`get` through a `redis.asyncio` client: the event loop runs on while Redis answers."""
+        svc, rows, ents, t = self._prepare(service, entity_rows, at_us)
+        return self._finish(svc, rows, await self._eval_async(aclient, svc, ents, t, len(rows)), t)
+
+    def _prepare(self, service: str, entity_rows, at_us: int | None):
         svc = self.service(service)
         rows = _rows(entity_rows, svc.join_keys)
         n = len(rows)
@@ -103,7 +132,9 @@ class OnlineStore:
         for row in rows:
             for jk in svc.group_keys:
                 ents.append(esc(row[jk[0]]) if len(jk) == 1 else entity_key(row[k] for k in jk))
-        raw = self._eval(svc, ents, t, n)
+        return svc, rows, ents, t
+
+    def _finish(self, svc: _Service, rows: list[dict], raw, t: int) -> dict[str, list]:
         values = msgpack.unpackb(raw, raw=True) if raw else []
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
         width = len(svc.outputs)
@@ -133,6 +164,30 @@ class OnlineStore:
         finally:
             pool.release(conn)
         return self.client.evalsha(svc.sha, 0, t, n, *ents)
+
+    async def _eval_async(self, aclient, svc: _Service, ents: list[str], t: int, n: int):
+        from redis.exceptions import ConnectionError, NoScriptError
+
+        if svc.sha is None:
+            svc.sha = await aclient.script_load(svc.script)
+        pool = aclient.connection_pool
+        conn = await pool.get_connection()
+        ok = False
+        try:  # straight on a pooled connection, as `_eval`
+            await conn.send_command("EVALSHA", svc.sha, 0, t, n, *ents)
+            raw = await conn.read_response()
+            ok = True
+            return raw
+        except NoScriptError:
+            ok = True  # the connection is fine; the server lost its scripts
+            svc.sha = await aclient.script_load(svc.script)
+        except ConnectionError:
+            pass  # a stale connection (Redis restarted): once more through the client's retry policy
+        finally:
+            if not ok:  # an error or a cancellation mid-reply: the connection's state is unknown
+                await conn.disconnect()
+            await pool.release(conn)
+        return await aclient.evalsha(svc.sha, 0, t, n, *ents)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
     # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender

@@ -54,11 +54,40 @@ class OfflineSettings(Spec):
     path: str = "data/offline"
 
 
+_DURATION = r"^\d+(\.\d+)?(ms|s|m)$"
+
+
+class ServeSettings(Spec):
+    """`featureline serve`: limits, timeouts and authentication (docs/security.md)."""
+
+    # bearer tokens required on the feature endpoints, /metrics and /openapi.json; each an ${ENV} reference
+    auth_tokens: list[str] = Field(default_factory=list, max_length=16)
+    max_body: int = Field(default=4 << 20, ge=1024, le=1 << 30)  # bytes of one request body
+    max_entities: int = Field(default=1000, ge=1, le=100_000)  # entity rows of one request
+    max_features: int = Field(default=500, ge=1, le=10_000)  # feature refs of one request
+    timeout: str = Field(default="1s", pattern=_DURATION)  # a request's Redis time (connect + read), then 503
+    header_timeout: str = Field(default="5s", pattern=_DURATION)  # from a request's first byte to its last header
+    body_timeout: str = Field(default="10s", pattern=_DURATION)  # to read a request's body
+    keep_alive: str = Field(default="5s", pattern=_DURATION)  # an idle keep-alive connection is closed after it
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)  # open connections + requests, then 503
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # serve /metrics there instead (no token)
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        for t in v:
+            m = ENV_REF.fullmatch(t.strip())
+            if m is None or m.group(2) is not None:
+                raise ValueError("auth tokens must be environment references like ${FEATURELINE_TOKEN} (no default), never literal values")
+        return v
+
+
 class ProjectSpec(Spec):
     project: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     description: str | None = None
     online_store: RedisSettings = Field(default_factory=RedisSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     offline_store: OfflineSettings = Field(default_factory=OfflineSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     features: list[str] = Field(default_factory=lambda: ["features/*.yaml", "features/**/*.yaml"])
     contracts: list[str] = Field(default_factory=lambda: ["contracts/*.yaml", "contracts/**/*.yaml"])
