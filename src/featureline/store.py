@@ -21,6 +21,7 @@ class FeatureStore:
         self.strict = strict
         self.memory_limit = memory_limit
         self.cache = cache
+        self._aclient = None  # (event loop, redis.asyncio client) of get_online_features_async
 
     @cached_property
     def batch(self):
@@ -43,6 +44,31 @@ class FeatureStore:
 
             return pa.table(cols)
         return cols
+
+    async def get_online_features_async(self, service: str, entity_rows, *, to_arrow: bool = False):
+        """`get_online_features` for asyncio services: the event loop runs on while Redis answers
+        (redis.asyncio, the project's `online_store.timeout` on every call). One client per event loop."""
+        import asyncio
+
+        from .online.store import connect_async
+
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient[0] is not loop:
+            self._aclient = (loop, connect_async(self.plan, timeout=self.plan.project.redis_timeout_s))
+        cols = await self.online.get_async(self._aclient[1], service, entity_rows)
+        if to_arrow:
+            import pyarrow as pa
+
+            return pa.table(cols)
+        return cols
+
+    async def aclose(self) -> None:
+        """Close the asyncio client of `get_online_features_async` (if one was made)."""
+        if self._aclient is not None:
+            client = self._aclient[1]
+            self._aclient = None
+            await client.aclose()
+            await client.connection_pool.disconnect()
 
     def get_historical_features(self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False):
         """Every spine row (in order, with its columns) and the service's features as of its time.

@@ -8,12 +8,9 @@ import dataclasses
 import datetime as dt
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,89 +18,28 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-import uvicorn
+from tests.integration.serving import Server, drop_prefix, free_port, make_project
 
 from featureline.batch.engine import BatchEngine
-from featureline.batch.online_backfill import rebuild_online
-from featureline.compiler import compile_project
-from featureline.generator import write_history
 from featureline.online.store import OnlineStore
 from featureline.plan import ServicePlan
 from featureline.serve import create_app
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-# a view whose feature names clash with user_transactions' (count_1h), on another entity
-EXTRA_VIEW = """
-feature_views:
-  - name: merchant_counts
-    entity: merchant
-    source: transactions
-    aggregations:
-      - function: count
-        windows: [1h, 24h]
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """uvicorn serving an app in a thread on a free loopback port."""
-
-    def __init__(self, app):
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> httpx.Client:
-        self.thread.start()
-        deadline = time.time() + 15
-        while not self.server.started:
-            assert time.time() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-        return self.client
-
-    def __exit__(self, *exc) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def online(tmp_path_factory, services):
     d = tmp_path_factory.mktemp("serve")
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    (d / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml")
-        .read_text()
-        .replace("key_prefix: fl", f"key_prefix: {prefix}")
-        .replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
-    )
-    shutil.copytree(REPO / "features", d / "features")
-    shutil.copytree(REPO / "contracts", d / "contracts")
-    (d / "features" / "extra.yaml").write_text(EXTRA_VIEW)
-    T = time.time_ns() // 1000 - 1_000_000
-    write_history(d, events=6_000, users=120, merchants=20, days=8, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
-    plan = compile_project(d)
-    engine = BatchEngine(plan)
-    store = OnlineStore(plan)
-    rebuild_online(engine, store, T)  # what `featureline backfill --to online` does: the store is marked ready
+    plan, engine, store, T = make_project(d, services.redis_port)
     yield d, plan, engine, store, T
-    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        store.client.delete(*keys)
+    drop_prefix(store)
 
 
 @pytest.fixture(scope="module")
 def http(online):
     d, plan, *_ = online
-    with _Server(create_app(plan, max_entities=50)) as client:
+    with Server(create_app(plan, max_entities=50)) as client:
         yield client
 
 
@@ -377,7 +313,7 @@ def test_ready_says_when_the_store_lost_its_data_or_is_being_built(online):
     other = dataclasses.replace(plan, project=dataclasses.replace(plan.project, redis_key_prefix=prefix))
     store = OnlineStore(other)
     try:
-        with _Server(create_app(other)) as http:
+        with Server(create_app(other)) as http:
             r = http.get("/ready")
             assert r.status_code == 503 and "holds no featureline data" in r.json()["error"] and "backfill --to online" in r.json()["error"]
             sid = begin_backfill(store.client, prefix)
@@ -395,10 +331,10 @@ def test_redis_down_is_503(online):
     """A Redis that refuses connections: 503 at once, naming the kind of error, never the URL
     (it may carry a password) nor the host and port."""
     d, plan, *_ = online
-    port = _free_port()
+    port = free_port()
     dead = dataclasses.replace(plan, project=dataclasses.replace(plan.project, redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0"))
     t0 = time.perf_counter()
-    with _Server(create_app(dead)) as http:
+    with Server(create_app(dead)) as http:
         assert http.get("/health").status_code == 200
         r = http.get("/ready")
         assert r.status_code == 503 and "unavailable (ConnectionError)" in r.json()["error"]
@@ -443,7 +379,7 @@ def _wait_health(proc: subprocess.Popen, port: int) -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cli_serve_starts_and_stops_on_sigterm(online, workers):
     d, *_ = online
-    port = _free_port()
+    port = free_port()
     proc = _cli(d, port, "--workers", str(workers))
     try:
         _wait_health(proc, port)
@@ -466,3 +402,31 @@ def test_cli_serve_starts_and_stops_on_sigterm(online, workers):
             proc.wait()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+
+
+def test_async_sdk_read_equals_the_sync_read(online):
+    """`await FeatureStore.get_online_features_async(...)` (what `serve` uses): the same values as
+    the sync read, concurrent calls on one loop, and a Redis that lost its scripts reloads them."""
+    import asyncio
+
+    from featureline import FeatureStore
+
+    d, plan, *_ = online
+    fs = FeatureStore(d)
+    rows = _rows(20)
+
+    async def main():
+        try:
+            first = await fs.get_online_features_async("fraud_detection", rows)
+            fs.online.client.script_flush()
+            many = await asyncio.gather(*(fs.get_online_features_async("fraud_detection", [r]) for r in rows))
+            table = await fs.get_online_features_async("fraud_detection", rows, to_arrow=True)
+            return first, many, table
+        finally:
+            await fs.aclose()
+
+    first, many, table = asyncio.run(main())
+    sync = fs.get_online_features("fraud_detection", rows)
+    assert first == sync
+    assert len(many) == len(rows) and all(m == {k: [v[i]] for k, v in sync.items()} for i, m in enumerate(many))
+    assert table.to_pydict() == sync
