@@ -447,10 +447,15 @@ def serve(
     project: Path = ProjectOpt,
 ) -> None:
     """Serve online features over HTTP: POST /features/online, Feast's POST /get-online-features,
-    GET /health, /ready, /metrics (Prometheus), /openapi.json. Stops on SIGINT/SIGTERM."""
-    from .serve import run
+    GET /health, /ready, /metrics (Prometheus), /openapi.json. Limits, timeouts and bearer tokens:
+    featureline.yaml's `serve:` (docs/security.md). Stops on SIGINT/SIGTERM."""
+    from .serve import ServeError, run
 
-    run(project, host=host, port=port, workers=workers)
+    try:
+        run(project, host=host, port=port, workers=workers)
+    except ServeError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(1) from None
 
 
 def _entity_rows(specs: list[str]) -> list[dict]:

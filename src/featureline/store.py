@@ -68,7 +68,6 @@ class FeatureStore:
             client = self._aclient[1]
             self._aclient = None
             await client.aclose()
-            await client.connection_pool.disconnect()
 
     def get_historical_features(self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False):
         """Every spine row (in order, with its columns) and the service's features as of its time.

@@ -247,7 +247,7 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         from ..online.state import marker_key, state_from
 
         try:
-            st = state_from(await store_call(redis["client"].hgetall(marker_key(plan.project.redis_key_prefix))))
+            st = state_from(await store_call(redis["client"].client.hgetall(marker_key(plan.project.redis_key_prefix))))
         except HTTPError as e:
             return Response(_encode({"status": "unavailable", "error": e.message}), 503, media_type=JSON)
         if st is None or not st.id:
@@ -289,7 +289,6 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         await warm_up()
         yield
         await redis["client"].aclose()
-        await redis["client"].connection_pool.disconnect()
 
     routes = [
         Route("/features/online", measured("/features/online", features_online), methods=["POST"]),
