@@ -16,6 +16,8 @@ each bound against a real socket).
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import msgspec
@@ -34,6 +36,34 @@ LIMITS = HeadLimits()
 def configure(header_timeout: float, max_head: int = 64 << 10) -> None:
     LIMITS.header_timeout = header_timeout
     LIMITS.max_head = max_head
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OncePerMinute) for f in log.filters):
+        log.addFilter(OncePerMinute())
+
+
+class OncePerMinute(logging.Filter):
+    """uvicorn's warnings about clients ("Invalid HTTP request received.", "Exceeded concurrency
+    limit."): each message at most once a minute, with how many were dropped since, so a
+    hostile client cannot flood the log."""
+
+    def __init__(self, every: float = 60.0):
+        super().__init__()
+        self.every = every
+        self.seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = str(record.msg)
+        now = time.monotonic()
+        last, dropped = self.seen.get(key, (-self.every, 0))
+        if now - last < self.every:
+            self.seen[key] = (last, dropped + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped:,} more in the last {now - last:.0f}s, not shown)"
+        return True
 
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}

@@ -1,0 +1,81 @@
+"""Pure parts of `featureline serve`: bearer-token checks, the log limiters, request bounds."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from featureline.plan import ServePlan
+from featureline.serve.app import ServeError, _Limited, authorized, tokens
+from featureline.serve.http import OncePerMinute
+from featureline.serve.reader import HTTPError, read_time
+
+
+def test_tokens_come_from_the_environment_and_must_be_long_enough():
+    s = ServePlan(auth_token_envs=("A", "B"))
+    assert tokens(s, {"A": "a" * 16, "B": "b" * 20}) == [b"a" * 16, b"b" * 20]
+    with pytest.raises(ServeError, match="B is not set"):
+        tokens(s, {"A": "a" * 16})
+    with pytest.raises(ServeError, match="B holds 5 characters"):
+        tokens(s, {"A": "a" * 16, "B": "short"})
+    assert tokens(ServePlan(), {}) == []
+
+
+def test_authorized_accepts_any_listed_token_as_bearer_only():
+    ok = [b"first-token-0123456789", b"second-token-0123456789"]
+    assert authorized("Bearer first-token-0123456789", ok)
+    assert authorized("Bearer second-token-0123456789", ok)
+    assert not authorized("Bearer first-token-012345678", ok)  # a prefix
+    assert not authorized("first-token-0123456789", ok)
+    assert not authorized("bearer first-token-0123456789", ok)
+    assert not authorized(None, ok)
+    assert not authorized("Bearer ", ok)
+
+
+def test_uvicorn_client_warnings_are_shown_once_a_minute_with_a_count():
+    f = OncePerMinute(every=60)
+    rec = lambda: logging.LogRecord("uvicorn.error", logging.WARNING, "", 0, "Invalid HTTP request received.", (), None)  # noqa: E731
+    assert f.filter(rec())
+    assert not any(f.filter(rec()) for _ in range(100))
+    f.seen["Invalid HTTP request received."] = (f.seen["Invalid HTTP request received."][0] - 61, 100)
+    r = rec()
+    assert f.filter(r) and "100 more" in r.msg
+    info = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "Started server process", (), None)
+    assert all(f.filter(info) for _ in range(3))
+
+
+def test_internal_errors_log_a_traceback_once_a_minute(caplog):
+    limited = _Limited(every=60)
+    with caplog.at_level(logging.INFO, logger="featureline.serve"):
+        for _ in range(5):
+            try:
+                raise KeyError("x")
+            except KeyError:
+                limited("KeyError", "internal error on /features/online: KeyError")
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(caplog.records) == 5 and len(tracebacks) == 1
+
+
+@pytest.mark.parametrize(
+    "at, ok",
+    [
+        (None, True),
+        ("2026-01-01T00:00:00Z", True),
+        (1_700_000_000_000_000, True),
+        (-1, False),
+        (10**30, False),
+        ("2300-01-01", False),
+        ("x" * 65, False),
+        (1.5, False),
+        (True, False),
+        ("99999-01-01", False),
+    ],
+)
+def test_read_time_bounds(at, ok):
+    if ok:
+        assert read_time(at) > 0
+    else:
+        with pytest.raises(HTTPError) as e:
+            read_time(at)
+        assert e.value.status == 422 and len(e.value.message) < 200
