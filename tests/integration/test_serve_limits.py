@@ -126,6 +126,8 @@ class _BlackHole:
                 self.conns.append(c)
             except TimeoutError:
                 pass
+            except OSError:  # closed
+                return
 
     def close(self) -> None:
         self.stop = True

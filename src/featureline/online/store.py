@@ -55,39 +55,49 @@ def connect(plan: Plan):
 
 
 def connect_async(plan: Plan, *, timeout: float, max_connections: int = 64) -> AsyncRedis:
-    """A `redis.asyncio` client for reads from an event loop, with bounded timeouts."""
+    """A `redis.asyncio` client for reads from an event loop; every call within `timeout`."""
     from redis.asyncio import ConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     password = os.environ.get(plan.project.redis_password_env) if plan.project.redis_password_env else None
-    pool = ConnectionPool.from_url(
-        plan.project.redis_url,
-        password=password,
-        max_connections=max_connections,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-    )
-    return AsyncRedis(Redis(connection_pool=pool), max_connections)
+
+    def pool(socket_timeout):
+        return ConnectionPool.from_url(
+            plan.project.redis_url,
+            password=password,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+
+    # the read path's connections carry no socket timeout: `call` bounds the whole call instead
+    # (redis-py would add an asyncio.wait_for, i.e. a task, to every send)
+    return AsyncRedis(Redis(connection_pool=pool(timeout)), pool(None), max_connections, timeout)
 
 
 class AsyncRedis:
     """A redis.asyncio client (`client`, for any command) and `call`, the read path's command
     on a connection of its own: a LIFO of idle connections, at most `size` in use, without
     redis-py's pool checks on every call (a lock and a probe read: measured ~2x the cost of
-    the EVALSHA itself). A caller waits for a connection as long as its own deadline allows."""
+    the EVALSHA itself). `call` takes at most `timeout`: waiting for a connection, connecting,
+    sending and reading (TimeoutError)."""
 
-    def __init__(self, client, size: int):
+    def __init__(self, client, pool, size: int, timeout: float):
         import asyncio
 
         self.client = client
+        self.pool = pool
+        self.timeout = timeout
         self.idle: list = []
         self.slots = asyncio.Semaphore(size)
 
     async def call(self, *args):
-        async with self.slots:
-            conn = self.idle.pop() if self.idle else self.client.connection_pool.make_connection()
+        import asyncio
+
+        async with asyncio.timeout(self.timeout), self.slots:
+            conn = self.idle.pop() if self.idle else self.pool.make_connection()
             ok = False
             try:
                 await conn.send_command(*args)
@@ -105,6 +115,7 @@ class AsyncRedis:
         self.idle.clear()
         await self.client.aclose()
         await self.client.connection_pool.disconnect()
+        await self.pool.disconnect()
 
 
 class _Service:

@@ -83,6 +83,7 @@ class _Limited:
 def create_app(project: Any = ".", *, max_entities: int | None = None, settings: ServePlan | None = None):
     """The Starlette app serving `project` (a path or a compiled plan)."""
     from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeout
     from starlette.applications import Starlette
     from starlette.responses import Response
     from starlette.routing import Route
@@ -139,11 +140,11 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         return doc
 
     async def store_call(coro):
-        """A Redis call bounded by `timeout`: late or failed -> 503 naming only the kind of error."""
+        """A Redis call (bounded by `timeout`: `AsyncRedis` bounds its reads, `ready` its own
+        command): late or failed -> 503 naming only the kind of error."""
         try:
-            async with asyncio.timeout(cfg.timeout_s):
-                return await coro
-        except TimeoutError:
+            return await coro
+        except (TimeoutError, RedisTimeout):
             metrics.redis_errors.labels("TimeoutError").inc()
             raise HTTPError(503, f"the online store did not answer within {cfg.timeout_s:g}s") from None
         except RedisError as e:
@@ -247,7 +248,8 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         from ..online.state import marker_key, state_from
 
         try:
-            st = state_from(await store_call(redis["client"].client.hgetall(marker_key(plan.project.redis_key_prefix))))
+            hgetall = redis["client"].client.hgetall(marker_key(plan.project.redis_key_prefix))
+            st = state_from(await store_call(asyncio.wait_for(hgetall, cfg.timeout_s)))
         except HTTPError as e:
             return Response(_encode({"status": "unavailable", "error": e.message}), 503, media_type=JSON)
         if st is None or not st.id:
