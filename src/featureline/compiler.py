@@ -26,8 +26,8 @@ from .plan import (
     ViewPlan,
 )
 from .repo import LoadedRepo, Sourced, load_repo
-from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
 from .secrets import ENV_REF, check, is_secret_key, ref_var, split_url
+from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
 from .timeutil import DAY, MINUTE, SECOND, default_hop, format_duration, parse_duration
 
 # logicalTypeOptions featureline enforces, per logicalType
