@@ -26,7 +26,7 @@ from .plan import (
     ViewPlan,
 )
 from .repo import LoadedRepo, Sourced, load_repo
-from .secrets import ENV_REF, check, is_secret_key, ref_var, split_url
+from .secrets import ENV_REF, is_secret_key, ref_var, refusal, split_url
 from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
 from .timeutil import DAY, MINUTE, SECOND, default_hop, format_duration, parse_duration
 
@@ -147,7 +147,7 @@ class Compiler:
         """The variable of secret `value` (a bare `${VAR}`), or None; anything else is reported."""
         if value is None:
             return None
-        why = check(value)
+        why = refusal(value)
         if why:
             m = ENV_REF.fullmatch(value.strip()) if isinstance(value, str) else None
             var = m.group(1) if m else example  # ${VAR:-default}: keep its VAR
@@ -166,7 +166,7 @@ class Compiler:
             self.p.add("literal-secret", f"`url`: query parameter `{name}` is a secret, and a URL may hold one only as a reference in its userinfo", s.loc(*at), hint, secret=True)
         env, origin = None, "online_store.password"
         if password is not None:
-            why = check(password)
+            why = refusal(password)
             if why:
                 self.p.add("literal-secret", f"`url`: the password in the URL's userinfo: {why}", s.loc(*at), hint, secret=True)
             env, origin = ref_var(password), "online_store.url"
@@ -177,9 +177,9 @@ class Compiler:
             else:
                 env = field_env
         url = self._env(bare, s, *at)
-        if url != bare and not params and password is None:
+        if url != bare:  # did a variable bring a password (which the plan would then hold)?
             _, brought, brought_params = split_url(url)
-            if brought is not None or brought_params:
+            if brought is not None or set(brought_params) - set(params):
                 names = ", ".join(f"${{{m.group(1)}}}" for m in ENV_REF.finditer(bare))
                 self.p.add("literal-secret", f"`url`: {names} put a password in the URL, and the compiled plan would hold it", s.loc(*at), hint)
         return url, env, origin

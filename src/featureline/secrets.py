@@ -4,7 +4,7 @@ A secret is the Redis password (`online_store.password`, or the password in the 
 userinfo), `kafka.sasl_password`, and any `kafka.client` setting whose name says it is one
 (`is_secret_key`). In featureline.yaml each must be a bare `${VAR}`: a literal value, a
 `${VAR:-default}` (a default secret is a literal one) or a reference inside other text is a
-compile error (compiler.py, with `check`). The compiled plan keeps the reference, never the
+compile error (compiler.py, with `refusal`). The compiled plan keeps the reference, never the
 value; the value is read from the environment of the process that connects (`redis_params`,
 `kafka_config`, `resolve_kafka`), so a Beam runner's workers read their own. Each value read is
 remembered, and `redact` takes it out of text about to be printed.
@@ -43,7 +43,7 @@ def ref_var(value) -> str | None:
     return m.group(1) if m and m.group(2) is None else None
 
 
-def check(value) -> str | None:
+def refusal(value) -> str | None:
     """Why `value` may not be written as a secret, or None when it is a bare `${VAR}`."""
     if ref_var(value):
         return None
@@ -81,12 +81,12 @@ def split_url(url: str) -> tuple[str, str | None, list[str]]:
     return show(f"{scheme}://{user + '@' if user else ''}{host}{tail}"), show(password) or None, secret_params
 
 
-def resolve(var: str, setting: str) -> str:
-    """The value of secret `var` (for `setting`, named in the error) from this process's environment."""
+def resolve(var: str, what: str) -> str:
+    """The value of secret `var` (`what` it is, for the error) from this process's environment."""
     value = os.environ.get(var)
     if value is None:
         raise SecretError(
-            f"environment variable `{var}` is not set: it holds {setting} (featureline.yaml); "
+            f"{what} is read from environment variable `{var}`, which is not set here: "
             "set it where the connection is made (for a job on a runner: on its workers)"
         )
     if value:
@@ -98,7 +98,7 @@ def redis_params(project) -> tuple[str, str | None]:
     """(url, password) for `redis.Redis.from_url(url, password=password, ...)` (or redis.asyncio's).
     The plan's URL never holds the password: it is passed on its own, read now."""
     env = project.redis_password_env
-    return project.redis_url, (resolve(env, f"the Redis password ({project.redis_password_from})") if env else None)
+    return project.redis_url, (resolve(env, f"the Redis password ({project.redis_password_from} in featureline.yaml)") if env else None)
 
 
 def kafka_settings(project) -> dict:
@@ -119,7 +119,7 @@ def resolve_kafka(cfg: Mapping) -> dict:
     for k, v in cfg.items():
         var = ref_var(v) if is_secret_key(k) else None
         if var:
-            out[k] = resolve(var, "kafka.sasl_password" if k == SASL_PASSWORD else f"kafka.client.{k}")
+            out[k] = resolve(var, f"{'kafka.sasl_password' if k == SASL_PASSWORD else 'kafka.client.' + k} in featureline.yaml")
     return out
 
 

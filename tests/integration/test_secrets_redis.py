@@ -77,6 +77,7 @@ def _cli(*args, cwd, env):
 def test_a_password_reference_connects_and_is_never_shown(tmp_path, monkeypatch, locked_redis, online_store, var, value):
     import redis
 
+    where = "password" if "password:" in online_store else "url"
     d = _project(tmp_path, online_store.replace("{port}", str(locked_redis)))
     monkeypatch.setenv(var, value)
     plan = compile_project(d)
@@ -99,4 +100,4 @@ def test_a_password_reference_connects_and_is_never_shown(tmp_path, monkeypatch,
     unset = {k: v for k, v in env.items() if k != var}
     got = _cli("get", "-s", "fraud_detection", "-e", "user_id=1", "-e", "merchant_id=2", cwd=d, env=unset)
     assert got.returncode == 2
-    assert f"error: environment variable `{var}` is not set: it holds the Redis password" in got.stderr, got.stderr
+    assert f"error: the Redis password (online_store.{where} in featureline.yaml) is read from environment variable `{var}`, which is not set here" in got.stderr

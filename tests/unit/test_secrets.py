@@ -148,9 +148,9 @@ def test_a_missing_secret_is_an_error_naming_the_variable_and_setting_when_conne
     monkeypatch.delenv("FL_PW")
     monkeypatch.delenv("FL_SSL_PW")
     plan = compile_project(".")  # compiling needs no secret (CI has none)
-    with pytest.raises(SecretError, match=r"`FL_PW` is not set: it holds the Redis password \(online_store\.url\)"):
+    with pytest.raises(SecretError, match=r"^the Redis password \(online_store\.url in featureline\.yaml\) is read from environment variable `FL_PW`, which is not set here"):
         connect(plan)
-    with pytest.raises(SecretError, match=r"`FL_SSL_PW` is not set: it holds kafka\.client\.ssl_password"):
+    with pytest.raises(SecretError, match=r"^kafka\.client\.ssl_password in featureline\.yaml is read from environment variable `FL_SSL_PW`, which"):
         kafka_config(plan.project)
     with pytest.raises(SecretError):
         sinks_kafka_config(plan)
@@ -216,3 +216,23 @@ def _app():
     from featureline.cli import app
 
     return app
+
+
+def test_outage_lines_redact_resolved_secrets(secret_project, capsys):
+    from featureline.outage import Outage
+    from featureline.secrets import kafka_config
+
+    cfg = kafka_config(compile_project(".").project)
+    Outage("Kafka").failed(ConnectionError(f"login refused for {cfg['sasl_plain_password']}"))
+    err = capsys.readouterr().err
+    assert "login refused for ***" in err and PW not in err
+
+
+@pytest.mark.parametrize("url", ["redis://${FL_USER}@127.0.0.1:6379/0", "redis://${FL_USER}:${FL_PW}@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0?${FL_USER}"])
+def test_a_non_secret_variable_cannot_smuggle_a_password_into_the_plan(example_project, monkeypatch, url):
+    monkeypatch.setenv("FL_USER", f"alice:{PW}" if "?" not in url else f"password={PW}")
+    monkeypatch.setenv("FL_PW", "x")
+    _edit(example_project, URL, f"  url: {url}")
+    with pytest.raises(SpecError) as e:
+        compile_project(".")
+    assert [p.code for p in e.value.problems] == ["literal-secret"] and PW not in e.value.render()
