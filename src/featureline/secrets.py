@@ -22,7 +22,7 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
 SASL_PASSWORD = "sasl_plain_password"  # kafka-python's name of kafka.sasl_password
-LITERAL = "secrets must be environment references like ${KAFKA_PASSWORD}, never literal values"
+LITERAL = "secrets must be environment references like ${VAR}, never literal values"
 
 _resolved: set[str] = set()  # values read in this process, for redact()
 
