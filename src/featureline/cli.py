@@ -25,21 +25,27 @@ ProjectOpt = typer.Option(".", "--project", "-p", envvar="FEATURELINE_PROJECT", 
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr)
+    from .secrets import redact
+
+    print(redact(text), file=sys.stderr)  # no secret value read by this process is ever printed
 
 
 def handle_errors(fn):
-    """SpecError -> its problems on stderr, exit 1."""
+    """SpecError -> its problems on stderr, exit 1; a secret's variable unset -> exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from .errors import SpecError
+        from .secrets import SecretError
 
         try:
             return fn(*args, **kwargs)
         except SpecError as e:
             _err(e.render())
             raise typer.Exit(1) from None
+        except SecretError as e:
+            _err(f"error: {e}")
+            raise typer.Exit(2) from None
 
     return wrapper
 

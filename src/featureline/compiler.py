@@ -27,8 +27,8 @@ from .plan import (
     ViewPlan,
 )
 from .repo import LoadedRepo, Sourced, load_repo
+from .secrets import ENV_REF, is_secret_key, ref_var, refusal, split_url
 from .specs.contract import COMPATIBILITY_MODES, CONTRACT_SETTINGS, ContractSpec
-from .specs.project import ENV_REF
 from .timeutil import DAY, MINUTE, SECOND, default_hop, format_duration, parse_duration
 
 # logicalTypeOptions featureline enforces, per logicalType
@@ -65,6 +65,13 @@ AGG_INPUTS = {
 def compile_project(start: str | Path = ".") -> Plan:
     """Load, cross-check and compile the project at or above `start`. Raises SpecError."""
     return Compiler(load_repo(start)).run()
+
+
+def _kafka_settings() -> set[str]:
+    """Every setting a kafka-python consumer, producer or admin client takes."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    return set(KafkaConsumer.DEFAULT_CONFIG) | set(KafkaProducer.DEFAULT_CONFIG) | set(KafkaAdminClient.DEFAULT_CONFIG)
 
 
 def agg_output_type(function: str, input_type: str | None) -> str:
@@ -114,30 +121,95 @@ class Compiler:
         return ENV_REF.sub(sub, value)
 
     def _project(self) -> ProjectPlan:
+        """Project settings; secrets stay `${VAR}` references (secrets.py resolves them when connecting)."""
         s = self.repo.project
         spec = s.spec
-
-        def env_name(v: str | None) -> str | None:
-            return ENV_REF.fullmatch(v.strip()).group(1) if v else None
-
-        client = {k: (self._env(v, s, "kafka", "client", k) if isinstance(v, str) else v) for k, v in spec.kafka.client.items()}
+        kafka = spec.kafka
+        redis_url, password_env, password_from = self._redis(s)
+        tokens = [self._secret(t, s, ("serve", "auth_tokens", i), "FEATURELINE_TOKEN") for i, t in enumerate(spec.serve.auth_tokens)]
         return ProjectPlan(
             name=spec.project,
             root=str(self.root),
-            redis_url=self._env(spec.online_store.url, s, "online_store", "url"),
-            redis_password_env=env_name(spec.online_store.password),
+            redis_url=redis_url,
+            redis_password_env=password_env,
             redis_key_prefix=spec.online_store.key_prefix,
-            kafka_bootstrap=self._env(spec.kafka.bootstrap_servers, s, "kafka", "bootstrap_servers"),
-            kafka_security_protocol=spec.kafka.security_protocol,
-            kafka_sasl_mechanism=spec.kafka.sasl_mechanism,
-            kafka_sasl_username=self._env(spec.kafka.sasl_username, s, "kafka", "sasl_username"),
-            kafka_sasl_password_env=env_name(spec.kafka.sasl_password),
-            kafka_consumer_group=spec.kafka.consumer_group,
-            kafka_client=client,
+            kafka_bootstrap=self._bootstrap(s),
+            kafka_security_protocol=kafka.security_protocol,
+            kafka_sasl_mechanism=kafka.sasl_mechanism,
+            kafka_sasl_username=self._env(kafka.sasl_username, s, "kafka", "sasl_username"),
+            kafka_sasl_password_env=self._secret(kafka.sasl_password, s, ("kafka", "sasl_password"), "KAFKA_PASSWORD"),
+            kafka_consumer_group=kafka.consumer_group,
+            kafka_client=self._kafka_client(s),
             offline_path=str((self.root / self._env(spec.offline_store.path, s, "offline_store", "path")).resolve()),
             redis_timeout_s=_seconds(spec.online_store.timeout),
-            serve=_serve_plan(spec.serve, env_name),
+            redis_password_from=password_from,
+            serve=_serve_plan(spec.serve, tuple(t for t in tokens if t)),
         )
+
+    def _secret(self, value, s: Sourced, at: tuple, example: str) -> str | None:
+        """The variable of secret `value` (a bare `${VAR}`), or None; anything else is reported."""
+        if value is None:
+            return None
+        why = refusal(value)
+        if why:
+            m = ENV_REF.fullmatch(value.strip()) if isinstance(value, str) else None
+            var = m.group(1) if m else example  # ${VAR:-default}: keep its VAR
+            self.p.add("literal-secret", f"`{at[-1]}`: {why}", s.loc(*at), f"write `{at[-1]}: ${{{var}}}` and set {var} where featureline connects", secret=True)
+            return None
+        return ref_var(value)
+
+    def _redis(self, s: Sourced) -> tuple[str, str | None, str]:
+        """The Redis URL without a password (other references expanded), the password's variable,
+        and the setting that names it."""
+        st = s.spec.online_store
+        at = ("online_store", "url")
+        hint = "write the password as a reference: redis://:${REDIS_PASSWORD}@host:6379/0, or `password: ${REDIS_PASSWORD}`"
+        bare, password, params = split_url(st.url)
+        for name in params:
+            self.p.add("literal-secret", f"`url`: query parameter `{name}` is a secret, and a URL may hold one only as a reference in its userinfo", s.loc(*at), hint, secret=True)
+        env, origin = None, "online_store.password"
+        if password is not None:
+            why = refusal(password)
+            if why:
+                self.p.add("literal-secret", f"`url`: the password in the URL's userinfo: {why}", s.loc(*at), hint, secret=True)
+            env, origin = ref_var(password), "online_store.url"
+        if st.password is not None:
+            field_env = self._secret(st.password, s, ("online_store", "password"), "REDIS_PASSWORD")
+            if password is not None:
+                self.p.add("invalid-value", "`password`: the Redis password is set twice, here and in `url`", s.loc("online_store", "password"), "keep one", secret=True)
+            else:
+                env = field_env
+        url = self._env(bare, s, *at)
+        if url != bare:  # did a variable bring a password (which the plan would then hold)?
+            _, brought, brought_params = split_url(url)
+            if brought is not None or set(brought_params) - set(params):
+                names = ", ".join(f"${{{m.group(1)}}}" for m in ENV_REF.finditer(bare))
+                self.p.add("literal-secret", f"`url`: {names} put a password in the URL, and the compiled plan would hold it", s.loc(*at), hint)
+        return url, env, origin
+
+    def _bootstrap(self, s: Sourced) -> str:
+        raw = s.spec.kafka.bootstrap_servers
+        out = self._env(raw, s, "kafka", "bootstrap_servers")
+        if "@" in raw or "@" in out:
+            msg = "`bootstrap_servers`: takes host:port[,host:port] without credentials"
+            self.p.add("invalid-value", msg, s.loc("kafka", "bootstrap_servers"), "credentials go in sasl_username and sasl_password: ${KAFKA_PASSWORD}", secret="@" in raw)
+        return out
+
+    def _kafka_client(self, s: Sourced) -> dict:
+        """kafka.client: known kafka-python settings only; secret-like ones kept as `${VAR}`."""
+        client = s.spec.kafka.client
+        known = _kafka_settings() if client else set()
+        out: dict = {}
+        for k, v in client.items():
+            at = ("kafka", "client", k)
+            if k not in known:
+                self.p.add("unknown-setting", f"`{k}` is not a kafka-python client setting", s.loc(*at, key=True), did_you_mean(k, known))
+            elif is_secret_key(k):
+                if self._secret(v, s, at, f"KAFKA_{k.upper()}"):
+                    out[k] = v.strip()
+            else:
+                out[k] = self._env(v, s, *at) if isinstance(v, str) else v
+        return out
 
     # -- contracts -----------------------------------------------------------------
     def _contracts(self) -> dict[str, ContractPlan]:
@@ -662,9 +734,9 @@ def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPla
     return plans, sorted(problems.items, key=lambda p: (p.location.file, p.location.line, p.location.col) if p.location else ("", 0, 0))
 
 
-def _serve_plan(spec, env_name) -> ServePlan:
+def _serve_plan(spec, tokens: tuple[str, ...]) -> ServePlan:
     return ServePlan(
-        auth_token_envs=tuple(env_name(t) for t in spec.auth_tokens),
+        auth_token_envs=tokens,
         max_body=spec.max_body,
         max_entities=spec.max_entities,
         max_features=spec.max_features,

@@ -11,6 +11,8 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .secrets import mask_line
+
 
 @dataclass(frozen=True)
 class Location:
@@ -29,25 +31,28 @@ class Problem:
     message: str
     location: Location | None = None
     hint: str | None = None
+    secret: bool = False  # the value at `location` is a secret: the snippet shows `***` in its place
 
     def render(self, *, snippet: bool = True) -> str:
         where = f"{self.location}: " if self.location else ""
         out = [f"{where}error[{self.code}]: {self.message}"]
         if snippet and self.location is not None:
-            out.extend(_snippet(self.location))
+            out.extend(_snippet(self.location, self.secret))
         if self.hint:
             out.append(f"   = help: {self.hint}")
         return "\n".join(out)
 
 
-def _snippet(loc: Location) -> list[str]:
+def _snippet(loc: Location, secret: bool = False) -> list[str]:
     try:
         lines = Path(loc.file).read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
     if not 1 <= loc.line <= len(lines):
         return []
-    text = lines[loc.line - 1]
+    text = mask_line(lines[loc.line - 1])  # never show a secret written in the file
+    if secret:
+        text = text[: loc.col - 1] + "***"
     num = str(loc.line)
     pad = " " * len(num)
     width = max(1, (loc.end_col or loc.col + 1) - loc.col)
@@ -78,8 +83,8 @@ class Problems:
 
     items: list[Problem] = field(default_factory=list)
 
-    def add(self, code: str, message: str, location: Location | None = None, hint: str | None = None) -> None:
-        self.items.append(Problem(code, message, location, hint))
+    def add(self, code: str, message: str, location: Location | None = None, hint: str | None = None, *, secret: bool = False) -> None:
+        self.items.append(Problem(code, message, location, hint, secret))
 
     def extend(self, other: list[Problem]) -> None:
         self.items.extend(other)

@@ -21,8 +21,10 @@ MAX_DELAY_S = 5.0
 
 
 def describe(err: BaseException) -> str:
-    """An error in one short line (no traceback)."""
-    text = " ".join(str(err).split())
+    """An error in one short line (no traceback, no secret value)."""
+    from .secrets import redact
+
+    text = " ".join(redact(str(err)).split())
     if len(text) > 300:
         text = text[:300] + "..."
     return f"{type(err).__name__}: {text}" if text else type(err).__name__

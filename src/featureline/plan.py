@@ -219,7 +219,9 @@ class ServePlan:
 class ProjectPlan:
     name: str
     root: str
-    redis_url: str
+    # Secrets are never values here: a variable's name, or a `${VAR}` reference in kafka_client
+    # (featureline/secrets.py reads them when connecting). Other settings are expanded.
+    redis_url: str  # without a password (one written in the URL's userinfo is redis_password_env)
     redis_password_env: str | None
     redis_key_prefix: str
     kafka_bootstrap: str
@@ -228,9 +230,10 @@ class ProjectPlan:
     kafka_sasl_username: str | None
     kafka_sasl_password_env: str | None
     kafka_consumer_group: str
-    kafka_client: Mapping[str, Any]
+    kafka_client: Mapping[str, Any]  # secret-like settings as `${VAR}`
     offline_path: str  # absolute
     redis_timeout_s: float = 5.0  # socket connect and read timeout of every Redis call
+    redis_password_from: str = "online_store.password"  # the setting naming the password (for errors)
     serve: ServePlan = ServePlan()
 
 

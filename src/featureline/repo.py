@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import Location, Problem, Problems, SpecError, did_you_mean
+from .secrets import is_secret_key
 from .yamlio import Document, load_file
 
 PROJECT_FILE = "featureline.yaml"
@@ -135,7 +136,8 @@ def validation_problems(err: ValidationError, doc: Document, model: type[BaseMod
                 expected = [x.strip().strip("'") for x in e.get("ctx", {}).get("expected", "").replace(" or ", ", ").split(",")]
                 hint = did_you_mean(e["input"], expected)
             field_name = next((x for x in reversed(path) if isinstance(x, str)), None)
-            p = Problem("invalid-value", f"`{field_name}`: {msg}" if field_name else msg, doc.loc(path), hint)
+            secret = field_name is not None and is_secret_key(field_name)  # never show a secret's value
+            p = Problem("invalid-value", f"`{field_name}`: {msg}" if field_name else msg, doc.loc(path), hint, secret)
         sig = (p.code, p.location, p.message)
         if sig not in seen:
             seen.add(sig)

@@ -189,7 +189,36 @@ CASES = [
         "  key_prefix: fl",
         "  key_prefix: fl\n  password: hunter2",
         [
-            "featureline.yaml:9:13: error[invalid-value]: `password`: secrets must be environment references like ${KAFKA_PASSWORD}, never literal values",
+            "featureline.yaml:9:13: error[literal-secret]: `password`: secrets must be environment references like ${VAR}, never literal values\n"
+            "   = help: write `password: ${REDIS_PASSWORD}` and set REDIS_PASSWORD where featureline connects",
+        ],
+    ),
+    (
+        "featureline.yaml",
+        "  key_prefix: fl",
+        "  key_prefix: fl\n  password: ${REDIS_PASSWORD:-hunter2}",
+        [
+            "featureline.yaml:9:13: error[literal-secret]: `password`: a secret cannot have a default (the default would be a literal secret): write ${REDIS_PASSWORD}\n"
+            "   = help: write `password: ${REDIS_PASSWORD}` and set REDIS_PASSWORD where featureline connects",
+        ],
+    ),
+    (
+        "featureline.yaml",
+        "  url: redis://127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0",
+        "  url: redis://:hunter2@127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0",
+        [
+            "featureline.yaml:7:8: error[literal-secret]: `url`: the password in the URL's userinfo: secrets must be environment references like ${VAR}, never literal values\n"
+            "   = help: write the password as a reference: redis://:${REDIS_PASSWORD}@host:6379/0, or `password: ${REDIS_PASSWORD}`",
+        ],
+    ),
+    (
+        "featureline.yaml",
+        "  consumer_group: featureline-payments",
+        "  consumer_group: featureline-payments\n  client:\n    sasl_plain_password: hunter2\n    request_timout_ms: 1000",
+        [
+            "featureline.yaml:15:26: error[literal-secret]: `sasl_plain_password`: secrets must be environment references like ${VAR}, never literal values\n"
+            "   = help: write `sasl_plain_password: ${KAFKA_SASL_PLAIN_PASSWORD}` and set KAFKA_SASL_PLAIN_PASSWORD where featureline connects",
+            "featureline.yaml:16:5: error[unknown-setting]: `request_timout_ms` is not a kafka-python client setting\n   = help: did you mean `request_timeout_ms`?",
         ],
     ),
     (

@@ -10,7 +10,6 @@ out of windows and nobody writes. Layout: `layout.py`.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -49,9 +48,11 @@ class OnlineError(ValueError):
 def connect(plan: Plan):
     import redis
 
-    password = os.environ.get(plan.project.redis_password_env) if plan.project.redis_password_env else None
+    from ..secrets import redis_params
+
+    url, password = redis_params(plan.project)  # the password is read now, from this process's environment
     t = plan.project.redis_timeout_s  # explicit: a stalled Redis never hangs a caller
-    return redis.Redis.from_url(plan.project.redis_url, password=password, socket_timeout=t, socket_connect_timeout=t)
+    return redis.Redis.from_url(url, password=password, socket_timeout=t, socket_connect_timeout=t)
 
 
 def connect_async(plan: Plan, *, timeout: float, max_connections: int = 64) -> AsyncRedis:
@@ -60,11 +61,13 @@ def connect_async(plan: Plan, *, timeout: float, max_connections: int = 64) -> A
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    password = os.environ.get(plan.project.redis_password_env) if plan.project.redis_password_env else None
+    from ..secrets import redis_params
+
+    url, password = redis_params(plan.project)  # read now, from this process's environment
 
     def pool(socket_timeout):
         return ConnectionPool.from_url(
-            plan.project.redis_url,
+            url,
             password=password,
             max_connections=max_connections,
             socket_timeout=socket_timeout,

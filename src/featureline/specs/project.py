@@ -1,32 +1,20 @@
-"""featureline.yaml: project settings."""
+"""featureline.yaml: project settings. Secrets (password, sasl_password, secret-like `client`
+keys) are checked by the compiler (featureline/secrets.py has the rules)."""
 
 from __future__ import annotations
 
-import re
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
+from ..secrets import ENV_REF  # noqa: F401 - ${VAR} or ${VAR:-default}
 from .base import Spec
-
-# ${VAR} or ${VAR:-default}
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SECRET_WORDS = ("password", "secret", "token", "key")
-
-
-def _must_be_env_ref(v: str | None) -> str | None:
-    if v is not None and not ENV_REF.fullmatch(v.strip()):
-        raise ValueError("secrets must be environment references like ${KAFKA_PASSWORD}, never literal values")
-    return v
 
 
 class RedisSettings(Spec):
     url: str = "redis://127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0"
-    password: str | None = None  # ${ENV} reference
+    password: str | None = None  # a ${VAR} reference (or the URL's userinfo: redis://:${VAR}@host)
     key_prefix: str = Field(default="fl", pattern=r"^[A-Za-z0-9_.:-]+$")
     # connect and read timeout of every Redis call (a stalled Redis never hangs a job), e.g. 500ms, 5s
     timeout: str = Field(default="5s", pattern=r"^\d+(\.\d+)?(ms|s|m)$")
-
-    _secret = field_validator("password")(_must_be_env_ref)
 
 
 class KafkaSettings(Spec):
@@ -34,20 +22,10 @@ class KafkaSettings(Spec):
     security_protocol: str = Field(default="PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None  # ${ENV} reference
+    sasl_password: str | None = None  # a ${VAR} reference
     consumer_group: str = "featureline"
     # Any other kafka-python client setting, passed through (e.g. request_timeout_ms).
     client: dict[str, str | int | float | bool] = Field(default_factory=dict)
-
-    _secret = field_validator("sasl_password")(_must_be_env_ref)
-
-    @field_validator("client")
-    @classmethod
-    def _no_literal_secrets(cls, v: dict) -> dict:
-        for k, val in v.items():
-            if any(w in k.lower() for w in SECRET_WORDS) and isinstance(val, str):
-                _must_be_env_ref(val)
-        return v
 
 
 class OfflineSettings(Spec):
@@ -60,7 +38,7 @@ _DURATION = r"^\d+(\.\d+)?(ms|s|m)$"
 class ServeSettings(Spec):
     """`featureline serve`: limits, timeouts and authentication (docs/security.md)."""
 
-    # bearer tokens required on the feature endpoints, /metrics and /openapi.json; each an ${ENV} reference
+    # bearer tokens required on the feature endpoints, /metrics and /openapi.json; each an ${ENV} reference (compiler)
     auth_tokens: list[str] = Field(default_factory=list, max_length=16)
     max_body: int = Field(default=4 << 20, ge=1024, le=1 << 30)  # bytes of one request body
     max_entities: int = Field(default=1000, ge=1, le=100_000)  # entity rows of one request
@@ -71,15 +49,6 @@ class ServeSettings(Spec):
     keep_alive: str = Field(default="5s", pattern=_DURATION)  # an idle keep-alive connection is closed after it
     max_connections: int = Field(default=1024, ge=1, le=1_000_000)  # open connections + requests, then 503
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # serve /metrics there instead (no token)
-
-    @field_validator("auth_tokens")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        for t in v:
-            m = ENV_REF.fullmatch(t.strip())
-            if m is None or m.group(2) is not None:
-                raise ValueError("auth tokens must be environment references like ${FEATURELINE_TOKEN} (no default), never literal values")
-        return v
 
 
 class ProjectSpec(Spec):

@@ -154,6 +154,10 @@ class KafkaSourceConfig:
             raise ValueError(f"isolation_level {iso!r}: the stream reads {ISOLATION} only (records of aborted transactions must never be applied)")
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """Settings for a consumer made now: secrets (`${VAR}` in consumer_config) are read here,
+        on the worker, from its environment; the config itself keeps the references."""
+        from ..secrets import resolve_kafka
+
         cfg = dict(DEFAULT_CONSUMER_CONFIG)
         cfg.update(self.consumer_config)
         cfg.update(
@@ -164,7 +168,7 @@ class KafkaSourceConfig:
         )
         cfg.setdefault("client_id", "featureline-kafka-source")
         cfg.update(extra)
-        return cfg
+        return resolve_kafka(cfg)
 
 
 def _consumer(**cfg: Any):
@@ -565,7 +569,8 @@ class ReadFromKafkaPartitions(beam.PTransform):
 
     The partitions are discovered when the pipeline is built (`discover`); bounded reads stop
     at the end offsets taken at launch, unbounded ones run until cancelled. `consumer_config`
-    passes kafka-python client settings through (security, SASL, fetch sizes, isolation_level).
+    passes kafka-python client settings through (security, SASL, fetch sizes, isolation_level);
+    secrets in it as `${VAR}` references are read from the environment where a consumer is made.
     """
 
     def __init__(
@@ -604,7 +609,9 @@ class ReadFromKafkaPartitions(beam.PTransform):
         )
 
     def expand(self, pbegin):
-        cfg = dict(self.config.consumer_config)
+        from ..secrets import resolve_kafka
+
+        cfg = resolve_kafka(self.config.consumer_config)
         partitions = discover(self.config.bootstrap_servers, self.topics, **cfg)
         return (
             pbegin

@@ -324,13 +324,13 @@ def build(
 
     from .check import ContractCheck
     from .kafka_source import ReadFromKafkaPartitions
-    from .sinks import kafka_config
+    from .sinks import kafka_settings
 
     topics = stream_sources(plan, opts.sources)
     if not topics:
         raise ValueError("no source has a stream side feeding an online view: nothing to stream")
     ApplyBatch, Commit = _dofns()
-    cfg = kafka_config(plan)
+    cfg = kafka_settings(plan)  # secrets as references: the transforms are pickled for the runner
     bootstrap = cfg.pop("bootstrap_servers")
     return (
         p

@@ -39,18 +39,18 @@ def dlq_topic(topic: str) -> str:
 
 
 def kafka_config(plan) -> dict:
-    """kafka-python client settings from the project (bootstrap, security, extra client options)."""
-    import os
+    """kafka-python client settings from the project, secrets read now (for a client made now)."""
+    from ..secrets import kafka_config as resolved
 
-    p = plan.project
-    cfg: dict = {"bootstrap_servers": p.kafka_bootstrap, "security_protocol": p.kafka_security_protocol}
-    if p.kafka_sasl_mechanism:
-        cfg["sasl_mechanism"] = p.kafka_sasl_mechanism
-        cfg["sasl_plain_username"] = p.kafka_sasl_username
-        if p.kafka_sasl_password_env:
-            cfg["sasl_plain_password"] = os.environ.get(p.kafka_sasl_password_env)
-    cfg.update(dict(p.kafka_client))
-    return cfg
+    return resolved(plan.project)
+
+
+def kafka_settings(plan) -> dict:
+    """The same with secrets as `${VAR}` references: what may be kept, pickled or printed
+    (`secrets.resolve_kafka` reads them where the client is made)."""
+    from ..secrets import kafka_settings as refs
+
+    return refs(plan.project)
 
 
 # Dead letters are bounded: each header value at most HEADER_MAX bytes, the reasons header at
