@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -40,22 +39,35 @@ class Problem:
         return "\n".join(out)
 
 
+_SNIPPET_MAX_BYTES = 4 << 20  # larger files (refused by the loader anyway) get no snippet
+_SNIPPET_WIDTH = 120  # longer lines are cut around the column
+
+
 def _snippet(loc: Location) -> list[str]:
     try:
-        lines = Path(loc.file).read_text(encoding="utf-8").splitlines()
+        with open(loc.file, "rb") as fh:
+            data = fh.read(_SNIPPET_MAX_BYTES + 1)
     except OSError:
         return []
+    if len(data) > _SNIPPET_MAX_BYTES:
+        return []
+    lines = data.decode("utf-8-sig", "replace").splitlines()
     if not 1 <= loc.line <= len(lines):
         return []
     text = lines[loc.line - 1]
+    col = loc.col
+    width = max(1, (loc.end_col or col + 1) - col)
+    if len(text) > _SNIPPET_WIDTH:  # a window of the line around the column
+        start = max(0, min(col - 1 - _SNIPPET_WIDTH // 4, len(text) - _SNIPPET_WIDTH))
+        text = ("…" if start else "") + text[start : start + _SNIPPET_WIDTH] + ("…" if start + _SNIPPET_WIDTH < len(text) else "")
+        col = col - start + (1 if start else 0)
+    width = min(width, max(1, len(text) - col + 1))
     num = str(loc.line)
     pad = " " * len(num)
-    width = max(1, (loc.end_col or loc.col + 1) - loc.col)
-    width = min(width, max(1, len(text) - loc.col + 1))
     return [
         f"{pad} |",
         f"{num} | {text}",
-        f"{pad} | {' ' * (loc.col - 1)}{'^' * width}",
+        f"{pad} | {' ' * (col - 1)}{'^' * width}",
     ]
 
 
