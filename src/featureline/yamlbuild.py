@@ -17,18 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, DocumentStartEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
-from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.scanner import Scanner, ScannerError
 
 from .errors import Location, Problem
 from .yamlio import MAX_ALIASES, MAX_DEPTH, MAX_KEY_CHARS, MAX_NODES, MAX_NUMBER_DIGITS
 
 _TAG = "tag:yaml.org,2002:"
-_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)$")
+_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)$")  # (`_` removed first) a leading 0 keeps `007` a string
 _INT_OCT = re.compile(r"0o[0-7]+$")
 _INT_HEX = re.compile(r"0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _CORE = {"str", "int", "float", "bool", "null"}  # scalar tags one may write (`!!int 3`)
+_NULL = {"", "~", "null", "Null", "NULL"}
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INF = {".inf": math.inf, ".Inf": math.inf, ".INF": math.inf, "+.inf": math.inf, "+.Inf": math.inf, "+.INF": math.inf}
+_SPECIAL_FLOATS = {**_INF, **{"-" + k.lstrip("+"): -v for k, v in _INF.items()}, ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan}
 _KEY = object()  # a mapping waiting for its next key
 _SKIP = object()  # a key whose value is not kept (duplicate or unusable)
 
@@ -90,8 +93,7 @@ class Builder:
         self.nodes = 0
         self.aliases = 0
 
-    def build(self, events, resolver) -> Any:
-        self._resolve = lambda value, implicit: str(resolver.resolve(ScalarNode, value, implicit))
+    def build(self, events) -> Any:
         stack = [_Frame("doc", None, (), 0, -1, 0)]
         docs = 0
         for ev in events:
@@ -271,22 +273,19 @@ class Builder:
             return out
         if ev.style in ("'", '"', "|", ">") or tag == "!":
             return value  # quoted or block scalars are strings, whatever they look like
-        kind = self._resolve(value, ev.implicit)[len(_TAG) :]
+        kind = _implicit(value)
         if kind == "merge":
             if is_key:
                 self.problems.append(Problem("yaml-merge", "merge keys (`<<`) are not supported: write the keys out, or quote `'<<'` for a key of that name", loc))
             return value
-        out = self._typed(kind, value, loc) if kind in _CORE else value  # timestamps stay as written
-        return value if out is _SKIP else out
+        return value if kind == "str" else self._typed(kind, value, loc)
 
     def _typed(self, kind: str, value: str, loc: Location) -> Any:
         """A plain scalar of a core kind -> its value; _SKIP if it is not of that kind."""
         if kind == "null":
-            return None if value in ("", "~", "null", "Null", "NULL") else _SKIP
+            return None if value in _NULL else _SKIP
         if kind == "bool":
-            return {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}.get(value, _SKIP)
-        if kind == "str":
-            return value
+            return _BOOL.get(value, _SKIP)
         v = value.replace("_", "")
         if sum(c.isalnum() for c in v) > MAX_NUMBER_DIGITS:
             self.problems.append(Problem("yaml-number", f"a number of more than {MAX_NUMBER_DIGITS} digits (quote it if it is a string)", loc))
@@ -299,16 +298,11 @@ class Builder:
             if _INT_HEX.match(v):
                 return int(v[2:], 16)
             return _SKIP
-        low = v.lower()
-        if low in (".inf", "+.inf"):
-            return math.inf
-        if low == "-.inf":
-            return -math.inf
-        if low == ".nan":
-            return math.nan
-        if not _FLOAT.match(low):
+        if v in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[v]
+        if not _FLOAT.match(v):
             return _SKIP
-        out = float(low)
+        out = float(v)
         if math.isinf(out):
             self.problems.append(Problem("yaml-number", f"`{value}` is too large for a number (at most about 1.8e308; write .inf for infinity)", loc))
             return value
@@ -317,6 +311,21 @@ class Builder:
     def _loc(self, ev) -> Location:
         s, e = ev.start_mark, ev.end_mark
         return Location(self.file, s.line + 1, s.column + 1, e.column + 1 if e is not None and e.line == s.line else None)
+
+
+def _implicit(value: str) -> str:
+    """The core-schema kind of a plain scalar (YAML 1.2, plus `_` in numbers); `<<` is "merge"."""
+    if value in _NULL:
+        return "null"
+    if value in _BOOL:
+        return "bool"
+    if value[0] in "0123456789+-.":
+        v = value.replace("_", "")
+        if _INT.match(v) or _INT_OCT.match(v) or _INT_HEX.match(v):
+            return "int"
+        if (_FLOAT.match(v) and not v.lstrip("+-").isdigit()) or v in _SPECIAL_FLOATS:
+            return "float"
+    return "merge" if value == "<<" else "str"
 
 
 def _show(tag: str) -> str:

@@ -95,19 +95,19 @@ def decode(data: bytes, file: str) -> str:
     """UTF-8 bytes of a YAML file -> text; too large or not UTF-8 -> a SpecError naming the file."""
     _check_size(len(data), file)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise SpecError([Problem("yaml-encoding", f"{file} is UTF-16 or UTF-32 (it starts with a byte-order mark): save it as UTF-8", Location(file, 1, 1))])
+        raise SpecError([Problem("yaml-encoding", "the file is UTF-16 or UTF-32 (it starts with a byte-order mark): save it as UTF-8", Location(file, 1, 1))])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = len(data[data.rfind(b"\n", 0, e.start) + 1 : e.start].decode("utf-8", "replace")) + 1
-        msg = f"{file} is not UTF-8: byte 0x{data[e.start]:02x} at line {line}, column {col} ({e.reason}); save it as UTF-8"
+        msg = f"not UTF-8: byte 0x{data[e.start]:02x} ({e.reason}); save the file as UTF-8"
         raise SpecError([Problem("yaml-encoding", msg, Location(file, line, col))]) from None
 
 
 def _check_size(n: int, file: str) -> None:
     if n > MAX_BYTES:
-        raise SpecError([Problem("yaml-too-large", f"{file} is larger than {MAX_BYTES // 1024} KiB, the limit for a YAML file", Location(file, 1, 1))])
+        raise SpecError([Problem("yaml-too-large", f"the file is larger than {MAX_BYTES // 1024:,} KiB, the limit for a YAML file", Location(file, 1, 1))])
 
 
 def load_text(text: str, file: str = "<string>") -> Document:
@@ -125,7 +125,7 @@ def load_text(text: str, file: str = "<string>") -> Document:
     yaml.Scanner = BoundedScanner
     events = yaml.parse(text)
     try:
-        data = builder.build(events, yaml.resolver)
+        data = builder.build(events)
     except Stop as e:
         raise SpecError([*problems, e.problem]) from None
     except TooDeep as e:
