@@ -135,8 +135,12 @@ def compile_expr(text: str, columns: dict[str, str]) -> CompiledExpr:
             node.sql(),
         )
 
-    dtype = typ(tree)
-    return CompiledExpr(tree.sql(dialect="duckdb"), dtype, tuple(dict.fromkeys(used)))
+    try:
+        dtype = typ(tree)
+        sql = tree.sql(dialect="duckdb")
+    except RecursionError:  # not expected within MAX_DEPTH; an error, never a crash
+        raise ExprError(_TOO_DEEP) from None
+    return CompiledExpr(sql, dtype, tuple(dict.fromkeys(used)))
 
 
 def _check_depth(tree) -> None:
