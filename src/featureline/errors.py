@@ -29,11 +29,12 @@ class Problem:
     location: Location | None = None
     hint: str | None = None
 
-    def render(self, *, snippet: bool = True) -> str:
+    def render(self, *, snippet: bool = True, files: dict | None = None) -> str:
+        """`files`: a cache of the lines of files read for snippets, shared by several renders."""
         where = f"{self.location}: " if self.location else ""
         out = [f"{where}error[{self.code}]: {self.message}"]
         if snippet and self.location is not None:
-            out.extend(_snippet(self.location))
+            out.extend(_snippet(self.location, {} if files is None else files))
         if self.hint:
             out.append(f"   = help: {self.hint}")
         return "\n".join(out)
@@ -43,15 +44,19 @@ _SNIPPET_MAX_BYTES = 4 << 20  # larger files (refused by the loader anyway) get 
 _SNIPPET_WIDTH = 120  # longer lines are cut around the column
 
 
-def _snippet(loc: Location) -> list[str]:
+def _lines(file: str) -> list[str]:
     try:
-        with open(loc.file, "rb") as fh:
+        with open(file, "rb") as fh:
             data = fh.read(_SNIPPET_MAX_BYTES + 1)
     except OSError:
         return []
-    if len(data) > _SNIPPET_MAX_BYTES:
-        return []
-    lines = data.decode("utf-8-sig", "replace").splitlines()
+    return [] if len(data) > _SNIPPET_MAX_BYTES else data.decode("utf-8-sig", "replace").splitlines()
+
+
+def _snippet(loc: Location, files: dict) -> list[str]:
+    if loc.file not in files:
+        files[loc.file] = _lines(loc.file)
+    lines = files[loc.file]
     if not 1 <= loc.line <= len(lines):
         return []
     text = lines[loc.line - 1]
@@ -79,7 +84,8 @@ class SpecError(Exception):
         super().__init__(self.render(snippet=False))
 
     def render(self, *, snippet: bool = True) -> str:
-        body = "\n\n".join(p.render(snippet=snippet) for p in self.problems)
+        files: dict = {}
+        body = "\n\n".join(p.render(snippet=snippet, files=files) for p in self.problems)
         n = len(self.problems)
         return f"{body}\n\n{n} error{'s' if n != 1 else ''} found"
 

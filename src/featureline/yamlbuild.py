@@ -20,7 +20,7 @@ from ruamel.yaml.events import AliasEvent, CollectionEndEvent, DocumentStartEven
 from ruamel.yaml.scanner import Scanner, ScannerError
 
 from .errors import Location, Problem
-from .yamlio import MAX_ALIASES, MAX_DEPTH, MAX_KEY_CHARS, MAX_NODES, MAX_NUMBER_DIGITS
+from .yamlio import MAX_ALIASES, MAX_DEPTH, MAX_ERRORS, MAX_KEY_CHARS, MAX_NODES, MAX_NUMBER_DIGITS
 
 _TAG = "tag:yaml.org,2002:"
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)$")  # (`_` removed first) a leading 0 keeps `007` a string
@@ -109,6 +109,8 @@ class Builder:
                 docs += 1
                 if docs > 1:
                     raise Stop(Problem("yaml-documents", "a second YAML document (`---`): a file holds one document", self._loc(ev)))
+            if len(self.problems) >= MAX_ERRORS:
+                raise Stop(Problem("yaml-too-many-errors", f"{MAX_ERRORS} errors in this file: stopped reading it here", self._loc(ev)))
         return stack[0].value
 
     def positions(self) -> tuple[dict, dict]:

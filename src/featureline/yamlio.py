@@ -33,6 +33,7 @@ MAX_ALIASES = 1_000  # alias references (`*name`) in one file
 MAX_NODES = 100_000  # values in one file, each alias counted as the size of what it expands to
 MAX_KEY_CHARS = 1_024  # a mapping key (YAML's own limit for implicit keys)
 MAX_NUMBER_DIGITS = 64  # digits of an integer or float literal
+MAX_ERRORS = 100  # errors found in one file before reading it stops
 
 
 @dataclass

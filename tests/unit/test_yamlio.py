@@ -213,3 +213,15 @@ def test_snippet_of_a_long_line_is_cut_around_the_column(tmp_path):
     assert len(line) < 140 and "!Ref y]" in line
     caret = next(x for x in out.splitlines() if "^" in x)
     assert caret.index("^") == line.index("!Ref")
+
+
+def test_a_flood_of_errors_stops_at_100_and_renders_fast(tmp_path):
+    p = tmp_path / "many.yaml"
+    p.write_text("".join(f"k{i}: !Ref x\n" for i in range(20_000)))
+    t = time.process_time()
+    with pytest.raises(SpecError) as e:
+        load_file(p, str(p))
+    text = e.value.render()
+    assert time.process_time() - t < 2
+    assert len(e.value.problems) == 101 and e.value.problems[-1].code == "yaml-too-many-errors"
+    assert text.endswith("101 errors found")
