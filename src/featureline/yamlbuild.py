@@ -1,9 +1,10 @@
 """YAML parser events -> plain values and positions, within the loader's limits.
 
-Iterative (an explicit stack, never Python recursion), one pass over the events.
-An alias is expanded by copying what its anchor built; it counts as that many
-nodes and that much depth, so a "billion laughs" stops at MAX_NODES, after a
-bounded amount of copying. An alias inside its own anchor (a recursive
+One pass over the events with an explicit stack (the only recursion is the
+deepcopy of an alias's value, at most MAX_DEPTH levels). An alias is expanded
+by copying what its anchor built; it counts as that many nodes and that much
+depth, checked before copying, so a "billion laughs" stops at MAX_NODES after a
+bounded amount of work. An alias inside its own anchor (a recursive
 structure) is an error. Limits that make the rest of the file untrustworthy
 raise `Stop`; the other problems are collected and reading goes on.
 """
@@ -33,7 +34,7 @@ _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fals
 _INF = {".inf": math.inf, ".Inf": math.inf, ".INF": math.inf, "+.inf": math.inf, "+.Inf": math.inf, "+.INF": math.inf}
 _SPECIAL_FLOATS = {**_INF, **{"-" + k.lstrip("+"): -v for k, v in _INF.items()}, ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan}
 _KEY = object()  # a mapping waiting for its next key
-_SKIP = object()  # a key whose value is not kept (duplicate or unusable)
+_SKIP = object()  # a key whose value is not kept (duplicate or unusable); a scalar not of its tag's kind
 
 
 class Stop(Exception):
