@@ -706,8 +706,8 @@ _MISSING = object()
 __all__ = ["compile_project", "Compiler", "agg_output_type", "format_duration"]
 
 
-def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPlan], list]:
-    """Compile contracts given as {file name: YAML text}, outside any project.
+def compile_contract_texts(texts: dict[str, str | Path]) -> tuple[dict[str, ContractPlan], list]:
+    """Compile contracts given as {file name: YAML text, or the path of a file to read}, outside any project.
 
     For producers' CI: a repository of contracts without featureline.yaml, and old
     versions read from git. Returns the plans by id and the problems found (file:line).
@@ -715,13 +715,13 @@ def compile_contract_texts(texts: dict[str, str]) -> tuple[dict[str, ContractPla
     from .errors import SpecError
     from .repo import _validate_doc
     from .specs.contract import ContractSpec
-    from .yamlio import load_text
+    from .yamlio import load_file, load_text
 
     problems = Problems()
     loaded: list[Sourced] = []
     for name, text in texts.items():
         try:
-            doc = load_text(text, name)
+            doc = load_file(text, name) if isinstance(text, Path) else load_text(text, name)
         except SpecError as e:
             problems.extend(e.problems)
             continue

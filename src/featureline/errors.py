@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .secrets import mask_line
 
@@ -33,34 +32,52 @@ class Problem:
     hint: str | None = None
     secret: bool = False  # the value at `location` is a secret: the snippet shows `***` in its place
 
-    def render(self, *, snippet: bool = True) -> str:
+    def render(self, *, snippet: bool = True, files: dict | None = None) -> str:
+        """`files`: a cache of the lines of files read for snippets, shared by several renders."""
         where = f"{self.location}: " if self.location else ""
         out = [f"{where}error[{self.code}]: {self.message}"]
         if snippet and self.location is not None:
-            out.extend(_snippet(self.location, self.secret))
+            out.extend(_snippet(self.location, {} if files is None else files, self.secret))
         if self.hint:
             out.append(f"   = help: {self.hint}")
         return "\n".join(out)
 
 
-def _snippet(loc: Location, secret: bool = False) -> list[str]:
+_SNIPPET_MAX_BYTES = 4 << 20  # larger files (refused by the loader anyway) get no snippet
+_SNIPPET_WIDTH = 120  # longer lines are cut around the column
+
+
+def _lines(file: str) -> list[str]:
     try:
-        lines = Path(loc.file).read_text(encoding="utf-8").splitlines()
+        with open(file, "rb") as fh:
+            data = fh.read(_SNIPPET_MAX_BYTES + 1)
     except OSError:
         return []
+    return [] if len(data) > _SNIPPET_MAX_BYTES else data.decode("utf-8-sig", "replace").splitlines()
+
+
+def _snippet(loc: Location, files: dict, secret: bool = False) -> list[str]:
+    if loc.file not in files:
+        files[loc.file] = _lines(loc.file)
+    lines = files[loc.file]
     if not 1 <= loc.line <= len(lines):
         return []
     text = mask_line(lines[loc.line - 1])  # never show a secret written in the file
     if secret:
         text = text[: loc.col - 1] + "***"
+    col = loc.col
+    width = max(1, (loc.end_col or col + 1) - col)
+    if len(text) > _SNIPPET_WIDTH:  # a window of the line around the column
+        start = max(0, min(col - 1 - _SNIPPET_WIDTH // 4, len(text) - _SNIPPET_WIDTH))
+        text = ("…" if start else "") + text[start : start + _SNIPPET_WIDTH] + ("…" if start + _SNIPPET_WIDTH < len(text) else "")
+        col = col - start + (1 if start else 0)
+    width = min(width, max(1, len(text) - col + 1))
     num = str(loc.line)
     pad = " " * len(num)
-    width = max(1, (loc.end_col or loc.col + 1) - loc.col)
-    width = min(width, max(1, len(text) - loc.col + 1))
     return [
         f"{pad} |",
         f"{num} | {text}",
-        f"{pad} | {' ' * (loc.col - 1)}{'^' * width}",
+        f"{pad} | {' ' * (col - 1)}{'^' * width}",
     ]
 
 
@@ -72,7 +89,8 @@ class SpecError(Exception):
         super().__init__(self.render(snippet=False))
 
     def render(self, *, snippet: bool = True) -> str:
-        body = "\n\n".join(p.render(snippet=snippet) for p in self.problems)
+        files: dict = {}
+        body = "\n\n".join(p.render(snippet=snippet, files=files) for p in self.problems)
         n = len(self.problems)
         return f"{body}\n\n{n} error{'s' if n != 1 else ''} found"
 

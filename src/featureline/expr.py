@@ -10,9 +10,11 @@ is rejected before any engine sees it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .plan import NUMERIC
+from .yamlio import MAX_NUMBER_DIGITS
 
 
 class ExprError(ValueError):
@@ -29,6 +31,10 @@ class CompiledExpr:
     columns: tuple[str, ...]
 
 
+MAX_CHARS = 10_000  # characters of one expression
+MAX_DEPTH = 100  # levels of its syntax tree: each AND, OR, NOT, operator and parenthesis is one
+_TOO_DEEP = f"the expression is nested more than {MAX_DEPTH} levels deep (each AND, OR, NOT, operator and parenthesis is a level; for many alternatives use IN (...))"
+
 _COMPARE = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE")
 _ARITH = ("Add", "Sub", "Mul", "Div")
 
@@ -37,14 +43,19 @@ def compile_expr(text: str, columns: dict[str, str]) -> CompiledExpr:
     """Parse and type-check `text` against `columns` (name -> logical type)."""
     import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import ParseError
+    from sqlglot.errors import ParseError, TokenError
 
+    if len(text) > MAX_CHARS:
+        raise ExprError(f"the expression is {len(text):,} characters long (the limit is {MAX_CHARS:,})")
     try:
         tree = sqlglot.parse_one(text, dialect="duckdb")
-    except ParseError as e:
+    except (ParseError, TokenError) as e:  # TokenError: e.g. a quote left open
         raise ExprError(f"cannot parse expression: {_first_line(e)}") from None
+    except RecursionError:  # sqlglot's parser recurses deeply per parenthesis and NOT
+        raise ExprError("the expression nests parentheses or NOT too deeply to parse (a few dozen levels at most)") from None
     if tree is None:
         raise ExprError("empty expression")
+    _check_depth(tree)
     used: list[str] = []
 
     def typ(node) -> str:
@@ -66,7 +77,10 @@ def compile_expr(text: str, columns: dict[str, str]) -> CompiledExpr:
         if isinstance(node, exp.Null):
             return "null"
         if isinstance(node, exp.Literal):
-            return "string" if node.is_string else ("integer" if node.this.lstrip("-").isdigit() else "number")
+            if node.is_string:
+                return "string"
+            _check_number(node.this)
+            return "integer" if node.this.lstrip("-").isdigit() else "number"
         if isinstance(node, (exp.And, exp.Or)):
             for side in (node.left, node.right):
                 _expect(typ(side), ("boolean",), side)
@@ -121,8 +135,34 @@ def compile_expr(text: str, columns: dict[str, str]) -> CompiledExpr:
             node.sql(),
         )
 
-    dtype = typ(tree)
-    return CompiledExpr(tree.sql(dialect="duckdb"), dtype, tuple(dict.fromkeys(used)))
+    try:
+        dtype = typ(tree)
+        sql = tree.sql(dialect="duckdb")
+    except RecursionError:  # not expected within MAX_DEPTH; an error, never a crash
+        raise ExprError(_TOO_DEEP) from None
+    return CompiledExpr(sql, dtype, tuple(dict.fromkeys(used)))
+
+
+def _check_depth(tree) -> None:
+    """Refuse trees deeper than MAX_DEPTH before anything recurses over them (typ, sql(), DuckDB's parser)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(_TOO_DEEP)
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+
+
+def _check_number(text: str) -> None:
+    """Refuse number literals DuckDB cannot hold (it fails on them at run time, or makes them inf)."""
+    if sum(c.isdigit() for c in text) > MAX_NUMBER_DIGITS:
+        raise ExprError(f"a number of more than {MAX_NUMBER_DIGITS} digits", text)
+    try:
+        big = math.isinf(float(text))
+    except ValueError:
+        return
+    if big:
+        raise ExprError(f"`{text}` is too large for a number (at most about 1.8e308)", text)
 
 
 def _expect(t: str, allowed, node) -> None:

@@ -6,13 +6,19 @@ Rules (what a user of a mature tool expects, unlike PyYAML's YAML 1.1):
 - Dates and timestamps are never converted: `2024-01-01` stays the string the
   user wrote; specs parse times explicitly where they expect them.
 - Duplicate keys are errors, not silently last-wins.
+- Explicit tags other than the core schema's (`!!str`, `!!int`, ...) are errors,
+  on any node; so are merge keys (`<<`) and a second document in a file.
+- Bounded (the limits below): a hostile file fails fast with an error, it
+  never exhausts time, memory or the stack.
 - Errors are `Problem`s with file:line:col.
+
+ruamel.yaml's scanner and parser (iterative) produce events; `build` turns them
+into values itself (yamlbuild.py) instead of using ruamel's composer, which
+recurses per level and turns aliases into shared, possibly cyclic, node graphs.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +27,13 @@ from .errors import Location, Problem, SpecError
 
 Path_ = tuple  # a path into the document: keys and list indices
 
-_TAG = "tag:yaml.org,2002:"
-_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)$")
-_INT_OCT = re.compile(r"0o[0-7]+$")
-_INT_HEX = re.compile(r"0x[0-9a-fA-F]+$")
-_SCALAR_KINDS = {"str", "int", "float", "bool", "null", "timestamp", "binary"}
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+MAX_BYTES = 1 << 20  # size of one YAML file (1 MiB)
+MAX_DEPTH = 64  # mappings and sequences nested in each other, aliases expanded
+MAX_ALIASES = 1_000  # alias references (`*name`) in one file
+MAX_NODES = 100_000  # values in one file, each alias counted as the size of what it expands to
+MAX_KEY_CHARS = 1_024  # a mapping key (YAML's own limit for implicit keys)
+MAX_NUMBER_DIGITS = 64  # digits of an integer or float literal
+MAX_ERRORS = 100  # errors found in one file before reading it stops
 
 
 @dataclass
@@ -68,108 +75,83 @@ class Document:
         return tuple(out)
 
 
-def load_file(path: str | Path) -> Document:
-    p = Path(path)
+def load_file(path: str | Path, name: str | None = None) -> Document:
+    """Read and load one YAML file; `name` (default: the path) is the file errors name."""
+    name = name or str(path)
+    return load_text(read_text(path, name), name)
+
+
+def read_text(path: str | Path, name: str | None = None) -> str:
+    """A YAML file's text: at most MAX_BYTES, UTF-8 (a BOM is allowed), else a SpecError."""
+    name = name or str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as e:
-        raise SpecError([Problem("unreadable-file", f"cannot read {p}: {e.strerror}", Location(str(p), 1, 1))]) from e
-    return load_text(text, str(p))
+        raise SpecError([Problem("unreadable-file", f"cannot read {name}: {e.strerror}", Location(name, 1, 1))]) from None
+    return decode(data, name)
+
+
+def decode(data: bytes, file: str) -> str:
+    """UTF-8 bytes of a YAML file -> text; too large or not UTF-8 -> a SpecError naming the file."""
+    _check_size(len(data), file)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise SpecError([Problem("yaml-encoding", "the file is UTF-16 or UTF-32 (it starts with a byte-order mark): save it as UTF-8", Location(file, 1, 1))])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[data.rfind(b"\n", 0, e.start) + 1 : e.start].decode("utf-8", "replace")) + 1
+        msg = f"not UTF-8: byte 0x{data[e.start]:02x} ({e.reason}); save the file as UTF-8"
+        raise SpecError([Problem("yaml-encoding", msg, Location(file, line, col))]) from None
+
+
+def _check_size(n: int, file: str) -> None:
+    if n > MAX_BYTES:
+        raise SpecError([Problem("yaml-too-large", f"the file is larger than {MAX_BYTES // 1024:,} KiB, the limit for a YAML file", Location(file, 1, 1))])
 
 
 def load_text(text: str, file: str = "<string>") -> Document:
     from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
+    from .yamlbuild import BoundedScanner, Builder, Stop, TooDeep
+
+    if len(text) > MAX_BYTES // 4:  # four UTF-8 bytes at most per character
+        _check_size(len(text.encode("utf-8", "surrogatepass")), file)
+    problems: list[Problem] = []
+    builder = Builder(file, problems)
     yaml = YAML(typ="safe", pure=True)
+    yaml.Scanner = BoundedScanner
+    events = yaml.parse(text)
     try:
-        node = yaml.compose(text)
+        data = builder.build(events)
+    except Stop as e:
+        raise SpecError([*problems, e.problem]) from None
+    except TooDeep as e:
+        loc = Location(file, e.problem_mark.line + 1, e.problem_mark.column + 1)
+        raise SpecError([*problems, Problem("yaml-too-deep", f"nested more than {MAX_DEPTH} levels deep", loc)]) from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
         msg = " ".join(x for x in (e.context, e.problem) if x) or str(e)
-        raise SpecError([Problem("yaml-syntax", f"invalid YAML: {msg}", loc)]) from None
-    doc = Document(file, None)
-    if node is None:
-        return doc
-    problems: list[Problem] = []
-    doc.data = _convert(node, (), doc, problems)
+        raise SpecError([*problems, Problem("yaml-syntax", f"invalid YAML: {msg}", loc)]) from None
+    except ReaderError as e:  # control characters, lone surrogates
+        line, col = _line_col(text, e.position) if isinstance(e.position, int) else (1, 1)
+        msg = f"invalid YAML: character U+{e.character:04X} is not allowed ({e.reason})" if isinstance(e.character, int) else f"invalid YAML: {e}"
+        raise SpecError([*problems, Problem("yaml-syntax", msg, Location(file, line, col))]) from None
+    except (YAMLError, RecursionError) as e:  # a safety net: the limits should stop anything before this
+        raise SpecError([*problems, Problem("yaml-syntax", f"invalid YAML: {type(e).__name__}: {str(e)[:200]}", Location(file, 1, 1))]) from None
+    finally:
+        events.close()
     if problems:
         raise SpecError(problems)
+    doc = Document(file, data)
+    doc.values, doc.keys = builder.positions()
     return doc
 
 
-def _loc(file: str, node) -> Location:
-    s, e = node.start_mark, node.end_mark
-    end = e.column + 1 if e.line == s.line else None
-    return Location(file, s.line + 1, s.column + 1, end)
-
-
-def _convert(node, path: Path_, doc: Document, problems: list[Problem]) -> Any:
-    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-
-    doc.values[path] = _loc(doc.file, node)
-    if isinstance(node, MappingNode):
-        out: dict = {}
-        for knode, vnode in node.value:
-            if not isinstance(knode, ScalarNode):
-                problems.append(Problem("yaml-key", "mapping keys must be plain scalars", _loc(doc.file, knode)))
-                continue
-            key = _scalar(knode, doc, problems)
-            if not isinstance(key, (str, int)) or isinstance(key, bool):
-                key = knode.value  # keys are names: keep what the user wrote
-            if key in out:
-                first = doc.keys.get(path + (key,))
-                problems.append(
-                    Problem(
-                        "duplicate-key",
-                        f"duplicate key `{key}`" + (f" (first defined at line {first.line})" if first else ""),
-                        _loc(doc.file, knode),
-                    )
-                )
-                continue
-            doc.keys[path + (key,)] = _loc(doc.file, knode)
-            out[key] = _convert(vnode, path + (key,), doc, problems)
-        return out
-    if isinstance(node, SequenceNode):
-        return [_convert(v, path + (i,), doc, problems) for i, v in enumerate(node.value)]
-    return _scalar(node, doc, problems)
-
-
-def _scalar(node, doc: Document, problems: list[Problem]) -> Any:
-    value: str = node.value
-    tag: str = node.tag or ""
-    if node.style in ("'", '"', "|", ">"):
-        return value  # quoted or block scalars are strings, whatever they look like
-    if not tag.startswith(_TAG) or tag[len(_TAG) :] not in _SCALAR_KINDS:
-        problems.append(Problem("yaml-tag", f"unsupported YAML tag `{tag}`", _loc(doc.file, node)))
-        return value
-    kind = tag[len(_TAG) :]
-    if kind == "null":
-        return None
-    if kind == "bool":
-        low = value.lower()
-        if low in ("true", "false"):
-            return low == "true"
-        return value  # YAML 1.1 booleans (yes/no/on/off) stay strings
-    if kind == "int":
-        v = value.replace("_", "")
-        if _INT.match(v):
-            return int(v)
-        if _INT_OCT.match(v):
-            return int(v[2:], 8)
-        if _INT_HEX.match(v):
-            return int(v[2:], 16)
-        return value
-    if kind == "float":
-        v = value.lower().replace("_", "")
-        if v in (".inf", "+.inf"):
-            return math.inf
-        if v == "-.inf":
-            return -math.inf
-        if v == ".nan":
-            return math.nan
-        if _FLOAT.match(v):
-            return float(v)
-        return value
-    return value  # str, timestamp (kept as written), binary, etc.
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    pos = min(pos, len(text))
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1

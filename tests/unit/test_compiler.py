@@ -1,8 +1,10 @@
 """The compiled plan of the example repo, and cross-checks that need more than one edit."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,8 @@ from featureline.compiler import compile_project
 from featureline.errors import SpecError
 from featureline.scaffold import scaffold
 from featureline.timeutil import DAY, HOUR, MINUTE
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_example_plan(example_project):
@@ -114,7 +118,9 @@ def test_init_scaffold_passes_check(tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "featureline", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    # the featureline of this tree, whichever one the interpreter has installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "featureline", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_cli_check_ok_and_broken(example_project):
@@ -127,6 +133,26 @@ def test_cli_check_ok_and_broken(example_project):
     assert r.returncode == 1
     assert "features/user_features.yaml:19:23: error[invalid-duration]" in r.stderr
     assert "^^^^^^^" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "text,error",
+    [
+        (  # billion laughs: 9^8 values expanded (minutes and gigabytes before)
+            "\n".join(['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]) + "\n",
+            "featureline.yaml:6:10: error[yaml-too-many-nodes]",
+        ),
+        ("project: &p [x, *p]\n", "featureline.yaml:1:17: error[yaml-alias]"),  # RecursionError before
+        ("project: " + "[" * 5000 + "]" * 5000 + "\n", "featureline.yaml:1:74: error[yaml-too-deep]"),  # RecursionError before
+        ("project: x\nretries: " + "1" * 4301 + "\n", "featureline.yaml:2:10: error[yaml-number]"),  # ValueError before
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep", "long-integer"],
+)
+def test_cli_check_on_a_yaml_bomb_exits_1_with_one_error(example_project, text, error):
+    (example_project / "featureline.yaml").write_text(text)
+    r = _cli("check", cwd=example_project)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(error) and r.stderr.rstrip().endswith("\n1 error found"), r.stderr
 
 
 def test_cli_plan_json_and_text(example_project):

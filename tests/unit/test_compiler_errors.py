@@ -265,6 +265,57 @@ CASES = [
 ]
 
 
+# hostile input: limits, each an error at file:line:col (a RecursionError, TokenError or silent acceptance before)
+WHERE = "where: \"status = 'declined'\""
+CASES += [
+    (
+        "features/user_features.yaml",
+        WHERE,
+        'where: "' + " AND ".join(["amount > 1"] * 3000) + '"',
+        ["features/user_features.yaml:16:12: error[invalid-expression]: in `where`: the expression is 44,995 characters long (the limit is 10,000)"],
+    ),
+    (
+        "features/user_features.yaml",
+        WHERE,
+        'where: "' + " AND ".join(["amount > 1"] * 100_000) + '"',
+        ["features/user_features.yaml:1:1: error[yaml-too-large]: the file is larger than 1,024 KiB, the limit for a YAML file"],
+    ),
+    (
+        "features/user_features.yaml",
+        WHERE,
+        'where: "' + " AND ".join(["amount > 1"] * 150) + '"',
+        [
+            "features/user_features.yaml:16:12: error[invalid-expression]: in `where`: the expression is nested more than 100 levels deep"
+            " (each AND, OR, NOT, operator and parenthesis is a level; for many alternatives use IN (...))"
+        ],
+    ),
+    (
+        "features/user_features.yaml",
+        WHERE,
+        'where: "' + "(" * 3000 + "amount > 1" + ")" * 3000 + '"',
+        ["features/user_features.yaml:16:12: error[invalid-expression]: in `where`: the expression nests parentheses or NOT too deeply to parse (a few dozen levels at most)"],
+    ),
+    (
+        "features/user_features.yaml",
+        WHERE,
+        'where: "amount > ' + "9" * 65 + '"',
+        ["features/user_features.yaml:16:12: error[invalid-expression]: in `where`: a number of more than 64 digits"],
+    ),
+    (
+        "features/user_features.yaml",
+        "    aggregations:\n      - function: count",
+        "    aggregations: !!python/object/apply:os.system\n      - function: count",
+        ["features/user_features.yaml:6:19: error[yaml-tag]: unsupported YAML tag `!!python/object/apply:os.system` on a sequence"],
+    ),
+    (
+        "featureline.yaml",
+        "project: payments_fraud",
+        "project: &n [payments_fraud, *n]",
+        ["featureline.yaml:3:30: error[yaml-alias]: alias `*n` is inside its own anchor (line 3): a recursive structure"],
+    ),
+]
+
+
 @pytest.mark.parametrize("file,old,new,expected", CASES, ids=[c[2].strip()[:40] for c in CASES])
 def test_golden_errors(example_project, file, old, new, expected):
     path = example_project / file
@@ -274,3 +325,23 @@ def test_golden_errors(example_project, file, old, new, expected):
     with pytest.raises(SpecError) as e:
         compile_project(".")
     assert [p.render(snippet=False) for p in e.value.problems] == expected
+
+
+def test_unterminated_quote_in_where_is_a_compile_error(example_project):
+    path = example_project / "features/user_features.yaml"
+    path.write_text(path.read_text().replace(WHERE, "where: \"status = 'declined\"", 1))  # a TokenError before
+    with pytest.raises(SpecError) as e:
+        compile_project(".")
+    [p] = e.value.problems
+    assert p.code == "invalid-expression" and str(p.location) == "features/user_features.yaml:16:12"
+    assert p.message.startswith("in `where`: cannot parse expression:")
+
+
+def test_the_deepest_where_accepted_runs_in_duckdb(example_project):
+    import duckdb
+
+    path = example_project / "features/user_features.yaml"
+    where = " AND ".join(["amount > 1"] * 98)  # 100 levels with the comparisons below the ANDs
+    path.write_text(path.read_text().replace(WHERE, f'where: "{where}"', 1))
+    sql = compile_project(".").views["user_declines"].where
+    assert duckdb.sql(f"SELECT count(*) FROM (SELECT 2.0 AS amount) WHERE {sql}").fetchall() == [(1,)]

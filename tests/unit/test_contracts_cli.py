@@ -224,3 +224,28 @@ def test_classified_values_never_show_in_reports(producer_repo, fmt):
     if fmt == "json":
         rules = sorted((f["line"], f["rule"]) for f in json.loads(report)["findings"])
         assert rules == [(1, "format"), (2, "maxLength"), (3, "type"), (4, "json")]
+
+
+def test_hostile_contract_files_are_lint_errors_not_tracebacks(producer_repo):
+    bad = producer_repo / "bad"
+    bad.mkdir()
+    (bad / "latin1.yaml").write_bytes("apiVersion: v3.0.2\ndescription: caf\xe9\n".encode("latin-1"))
+    (bad / "loop.yaml").write_text("apiVersion: v3.0.2\nschema: &s [*s]\n")
+    (bad / "tagged.yaml").write_text("apiVersion: !!python/object/apply:os.system [echo hi]\n")
+    r = fl("contracts", "check", "bad", "--format", "json", cwd=producer_repo)  # files given on the command line
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    found = [(f["file"], f["line"], f["col"], f["rule"]) for f in json.loads(r.stdout)["findings"]]
+    assert found == [("bad/latin1.yaml", 2, 17, "yaml-encoding"), ("bad/loop.yaml", 2, 13, "yaml-alias"), ("bad/tagged.yaml", 1, 13, "yaml-tag")]
+    r = fl("contracts", "export", "transactions", "--contracts", "bad", cwd=producer_repo)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "bad/latin1.yaml:2:17: error[yaml-encoding]" in r.stderr
+
+
+def test_old_version_not_utf8_is_a_usage_error(producer_repo):
+    p = producer_repo / "contracts/transactions.yaml"
+    good = p.read_bytes()
+    p.write_bytes(good.replace(b"description:", b"description: caf\xe9", 1))
+    git("commit", "-qam", "latin-1 by mistake", cwd=producer_repo)
+    p.write_bytes(good)
+    r = fl("contracts", "check", "--against", "HEAD", cwd=producer_repo)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "contracts/transactions.yaml at HEAD is not UTF-8" in r.stderr

@@ -59,7 +59,7 @@ def export(
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
-    plans, problems = compile_contract_texts({_rel(f): f.read_text(encoding="utf-8") for f in files})
+    plans, problems = compile_contract_texts({_rel(f): f for f in files})
     if name not in plans:
         for p in problems:
             print(p.render(), file=sys.stderr)

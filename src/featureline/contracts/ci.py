@@ -131,8 +131,7 @@ def run_check(
     start = start or Path.cwd()
     files = discover(paths, start)
     report = Report(files=[_rel(f) for f in files])
-    texts = {_rel(f): f.read_text(encoding="utf-8") for f in files}
-    plans, problems = compile_contract_texts(texts)
+    plans, problems = compile_contract_texts({_rel(f): f for f in files})
     report.findings.extend(_lint_finding(p) for p in problems)
     report.contracts = sorted(plans)
     if contract is not None and contract not in plans:

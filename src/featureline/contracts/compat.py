@@ -665,16 +665,22 @@ def git_history(path: str | os.PathLike, ref: str | None = None, cwd: str | os.P
         exists = subprocess.run(["git", "cat-file", "-e", f"{ref}:{rel}"], cwd=top, capture_output=True, check=False)
         if exists.returncode != 0:
             return []
-        return [(ref, _git(["show", f"{ref}:{rel}"], top).decode("utf-8"))]
+        return [(ref, _text(_git(["show", f"{ref}:{rel}"], top), rel, ref))]
 
     raw = _git(["log", "--follow", "-z", "--format=%x00%H", "--name-status", "--", rel], top).decode("utf-8", "surrogateescape")
     out: list[tuple[str, str]] = []
     for commit, status, name in _parse_log(raw, rel):
         if status.startswith("D"):
             continue
-        text = _git(["show", f"{commit}:{name}"], top).decode("utf-8")
-        out.append((commit, text))
+        out.append((commit, _text(_git(["show", f"{commit}:{name}"], top), name, commit)))
     return out
+
+
+def _text(data: bytes, name: str, commit: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise GitError(f"{name} at {commit[:12]} is not UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 _HASH = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")

@@ -37,7 +37,7 @@ def load_contract(contract: str | ContractPlan, project: str | Path = ".") -> Co
     from ..compiler import compile_contract_texts
     from .ci import _rel, discover
 
-    plans, problems = compile_contract_texts({_rel(f): f.read_text(encoding="utf-8") for f in discover(None, Path(project))})
+    plans, problems = compile_contract_texts({_rel(f): f for f in discover(None, Path(project))})
     if contract not in plans:
         raise KeyError(f"no contract `{contract}` (known: {', '.join(sorted(plans))})" + (f"; problems: {problems[0].render(snippet=False)}" if problems else ""))
     return plans[contract]
