@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: quickstart test soak fuzz venv services services-down cluster cluster-down lint clean
+.PHONY: quickstart test soak fuzz fuzz-http venv services services-down cluster cluster-down lint clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ soak: venv services
 # not part of `make test`: the contract runtime's fuzz for 5 minutes
 fuzz: venv
 	@$(PY) bench/fuzz_contracts.py --minutes 5
+
+# not part of `make test` (which runs 300 cases per operation and mode): the HTTP API fuzzed from its OpenAPI document
+fuzz-http: venv services
+	@FEATURELINE_HTTP_FUZZ_EXAMPLES=$${FEATURELINE_HTTP_FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/integration/test_http_fuzz.py -q -k fuzz_from
 
 lint: venv
 	@$(VENV)/bin/ruff check src tests
