@@ -34,14 +34,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.integration.test_serve import _Server
-from tests.projects import make_project
+from tests.integration.serving import Server, drop_prefix, make_project
 
-from featureline.batch.engine import BatchEngine
-from featureline.batch.online_backfill import rebuild_online
-from featureline.compiler import compile_project
-from featureline.generator import write_history
-from featureline.online.store import OnlineStore
 from featureline.serve import create_app
 
 pytestmark = pytest.mark.integration
@@ -71,17 +65,9 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, services):
-    d = make_project(tmp_path_factory.mktemp("http-fuzz"), services)
-    T = time.time_ns() // 1000 - 1_000_000
-    write_history(d, events=2_000, users=60, merchants=10, days=3, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
-    plan = compile_project(d)
-    store = OnlineStore(plan)
-    rebuild_online(BatchEngine(plan), store, T)  # marked ready, like `featureline backfill --to online`
+    plan, _engine, store, _T = make_project(tmp_path_factory.mktemp("http-fuzz"), services.redis_port, events=2_000)
     yield plan
-    prefix = plan.project.redis_key_prefix
-    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        store.client.delete(*keys)
+    drop_prefix(store)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +86,7 @@ def logs():
 
 @pytest.fixture(scope="module")
 def server(project, logs):
-    s = _Server(create_app(project))
+    s = Server(create_app(project))
     with s as client:
         s.url = f"http://127.0.0.1:{s.port}"
         s.http = client
@@ -124,9 +110,17 @@ def check_answer(status: int, ctype: str, body: bytes, new_logs: list[logging.Lo
 # -- schemathesis: every operation of the served document, positive and negative ------------------
 
 
+# a schema-violating request must be refused with one of these (413: over a documented limit)
+CONFIG = """
+[checks.negative_data_rejection]
+expected-statuses = [400, 404, 413, 422]
+"""
+
+
 @pytest.fixture(scope="module")
 def api_schema(server):
-    return schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=10)
+    config = schemathesis.Config.from_str(CONFIG)
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=config, timeout=10)
 
 
 def test_the_document_lists_every_endpoint(api_schema):
