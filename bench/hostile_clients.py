@@ -152,7 +152,7 @@ async def good_clients(port: int, bodies: list[bytes], rate: float, seconds: flo
     wall = clock() - t0
     return {
         "requests": n,
-        "rps": n / wall,
+        "rps": len(lat) / wall,
         "p50_us": pct(lat, 0.5),
         "p99_us": pct(lat, 0.99),
         "max_us": max(lat, default=math.nan),
@@ -237,7 +237,9 @@ async def big_body(port: int, seconds: float) -> dict:
             sent = 0
             answer = asyncio.ensure_future(read_response(reader))
             try:
-                writer.write(b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                writer.write(
+                    b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
                 writer.write(b"%x\r\n%s\r\n" % (len(OPEN), OPEN))
                 while sent < 40 * MIB and not answer.done() and clock() < end:
                     writer.write(frame)
@@ -248,10 +250,15 @@ async def big_body(port: int, seconds: float) -> dict:
                     await writer.drain()
                 status = await asyncio.wait_for(answer, max(1.0, end - clock() + 5))
                 _count(out["body_answers"], str(status))
+            except (ConnectionError, asyncio.IncompleteReadError):  # the server hung up on the body
+                got = answer.done() and not answer.cancelled() and answer.exception() is None
+                _count(out["body_answers"], f"{answer.result()} then closed" if got else "closed")
             except Exception as e:
                 _count(out["body_answers"], type(e).__name__)
             if not answer.done():
                 answer.cancel()
+            elif not answer.cancelled():
+                answer.exception()  # retrieved: no "never retrieved" warning
             out["bodies"] += 1
             out["mib_sent_before_answer"].append(sent / MIB)
             writer.close()
@@ -264,7 +271,9 @@ async def big_body(port: int, seconds: float) -> dict:
                 await asyncio.sleep(0.5)
                 continue
             t = clock()
-            writer.write(b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (1 << 30))
+            writer.write(
+                b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (1 << 30)
+            )
             try:
                 status = await asyncio.wait_for(read_response(reader), max(0.1, end - clock()))
                 _count(out["huge_cl_answers"], str(status))
@@ -288,7 +297,10 @@ async def heavy_read(port: int, seconds: float, users: int, merchants: int) -> d
     rng = random.Random(5)
     bodies = [
         json.dumps(
-            {"service": "fraud_detection", "entities": [{"user_id": rng.randint(1, users), "merchant_id": rng.randint(1, merchants)} for _ in range(1000)]}
+            {
+                "service": "fraud_detection",
+                "entities": [{"user_id": rng.randint(1, users), "merchant_id": rng.randint(1, merchants)} for _ in range(1000)],
+            }
         ).encode()
         for _ in range(20)
     ]
@@ -356,16 +368,31 @@ class Served:
 
     def __init__(self, src: str | None, project: Path, workdir: Path):
         self.src = src
-        self.label = "this checkout" if src is None else Path(src).name
+        self.label = "this checkout" if src is None else Path(src).resolve().name
         self.port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if src is not None:
             env["PYTHONPATH"] = str(Path(src).resolve() / "src")
         self.log_path = workdir / f"serve_{self.port}.log"
         self.logf = open(self.log_path, "w")
-        cmd = [sys.executable, "-m", "featureline", "serve", "--project", str(project), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "featureline",
+            "serve",
+            "--project",
+            str(project),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        where = subprocess.run([sys.executable, "-c", "import featureline; print(featureline.__file__)"], env=env, capture_output=True, text=True)
+        where = subprocess.run(
+            [sys.executable, "-c", "import featureline; print(featureline.__file__)"], env=env, capture_output=True, text=True
+        )
         self.where = where.stdout.strip()
         self.commit = ""
         if src is not None:
@@ -506,7 +533,9 @@ def main() -> None:
     cases = [c for c in a.cases.split(",") if c]
     rng = random.Random(3)
     bodies = [
-        json.dumps({"service": "fraud_detection", "entities": [{"user_id": rng.randint(1, a.users), "merchant_id": rng.randint(1, a.merchants)}]}).encode()
+        json.dumps(
+            {"service": "fraud_detection", "entities": [{"user_id": rng.randint(1, a.users), "merchant_id": rng.randint(1, a.merchants)}]}
+        ).encode()
         for _ in range(2000)
     ]
     results: list[tuple[Served, str, dict]] = []
@@ -523,7 +552,9 @@ def main() -> None:
                     log(f"{srv.label}: {case} ...")
                     res = run_case(srv, case, a, bodies)
                     res["header_timeout"] = header_timeout
-                    log(f"{srv.label} {case}: p50 {fmt(res['p50_us'])} p99 {fmt(res['p99_us'])} errors {res['errors']} {res.get('hostile', '')}")
+                    log(
+                        f"{srv.label} {case}: p50 {fmt(res['p50_us'])} p99 {fmt(res['p99_us'])} errors {res['errors']} {res.get('hostile', '')}"
+                    )
                     results.append((srv, case, res))
             finally:
                 srv.stop()
