@@ -439,14 +439,19 @@ class Served:
         self.logf.close()
 
 
-def run_case(srv: Served, case: str, a, bodies: list[bytes]) -> dict:
+def redis_cpu_s(client) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run_case(srv: Served, case: str, a, bodies: list[bytes], client) -> dict:
     hostile = None
     if case != "clean":
         cmd = [sys.executable, __file__, "--hostile", case, "--port", str(srv.port), "--seconds", str(a.seconds + 3)]
         cmd += ["--slowloris", str(a.slowloris), "--users", str(a.users), "--merchants", str(a.merchants)]
         hostile = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         time.sleep(2)  # its connections open
-    cpu0, lines0, t0 = srv.cpu_s(), srv.log_lines(), time.perf_counter()
+    cpu0, rcpu0, lines0, t0 = srv.cpu_s(), redis_cpu_s(client), srv.log_lines(), time.perf_counter()
     rss = [srv.rss_mib()]
     done = False
 
@@ -465,7 +470,9 @@ def run_case(srv: Served, case: str, a, bodies: list[bytes]) -> dict:
             await s
 
     res = asyncio.run(both())
-    res["server_cpu_pct"] = 100 * (srv.cpu_s() - cpu0) / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    res["server_cpu_pct"] = 100 * (srv.cpu_s() - cpu0) / wall
+    res["redis_cpu_pct"] = 100 * (redis_cpu_s(client) - rcpu0) / wall
     res["server_rss_max_mib"] = max(rss)
     res["server_log_lines"] = srv.log_lines() - lines0
     res["load"] = os.getloadavg()[0]
@@ -512,6 +519,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--slowloris", type=int, default=200, help="the slowloris client's connections")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every case; the servers take turns going first")
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--merchants", type=int, default=300)
@@ -541,22 +549,27 @@ def main() -> None:
     results: list[tuple[Served, str, dict]] = []
     try:
         setup_project(proj, a)
-        for src in a.serve_src or [None]:
-            srv = Served(src, proj, work)
-            try:
+        servers = [Served(src, proj, work) for src in a.serve_src or [None]]
+        try:
+            for srv in servers:
                 srv.wait_ready()
-                header_timeout = _header_timeout(srv, proj)
-                log(f"serving {srv.label} ({srv.where}) {srv.commit} on :{srv.port}; head timeout {header_timeout}")
+                srv.header_timeout = _header_timeout(srv, proj)
+                log(f"serving {srv.label} ({srv.where}) {srv.commit} on :{srv.port}; head timeout {srv.header_timeout}")
                 asyncio.run(good_clients(srv.port, bodies, a.rate, 2.0, a.clients))  # warm-up
+            for rnd in range(a.rounds):
                 for case in cases:
-                    log(f"{srv.label}: {case} ...")
-                    res = run_case(srv, case, a, bodies)
-                    res["header_timeout"] = header_timeout
-                    log(
-                        f"{srv.label} {case}: p50 {fmt(res['p50_us'])} p99 {fmt(res['p99_us'])} errors {res['errors']} {res.get('hostile', '')}"
-                    )
-                    results.append((srv, case, res))
-            finally:
+                    k = (rnd + cases.index(case)) % len(servers)
+                    for srv in servers[k:] + servers[:k]:  # the servers take turns going first
+                        log(f"round {rnd + 1}: {srv.label}: {case} ...")
+                        res = run_case(srv, case, a, bodies, client)
+                        res["header_timeout"] = srv.header_timeout
+                        res["round"] = rnd + 1
+                        log(
+                            f"{srv.label} {case}: p50 {fmt(res['p50_us'])} p99 {fmt(res['p99_us'])} errors {res['errors']} {res.get('hostile', '')}"
+                        )
+                        results.append((srv, case, res))
+        finally:
+            for srv in servers:
                 srv.stop()
     finally:
         n = drop(client)
@@ -581,20 +594,20 @@ def report(a, results) -> None:
         f"{a.seconds:.0f}s per case; latency from each request's due time =="
     )
     print(f"machine: {os.cpu_count()} cpus, load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    head = f"{'server':<16} {'case':<11} {'p50':>8} {'p99':>8} {'max':>8} {'p99/clean':>9} {'errors':<14} {'health p50/max':>16} {'fail':>4} {'cpu%':>5} {'rss MiB':>7} {'log':>4}  hostile client"
+    head = f"{'server':<16} {'rnd':>3} {'case':<11} {'p50':>8} {'p99':>8} {'max':>8} {'p99/clean':>9} {'errors':<14} {'health p50/max':>16} {'fail':>4} {'cpu%':>5} {'redis%':>6} {'rss MiB':>7} {'log':>4}  hostile client"
     print(head)
-    clean = {srv.label: r["p99_us"] for srv, case, r in results if case == "clean"}
-    for srv, case, r in results:
-        ratio = r["p99_us"] / clean[srv.label] if srv.label in clean else math.nan
+    clean = {(srv.label, r["round"]): r["p99_us"] for srv, case, r in results if case == "clean"}
+    for srv, case, r in sorted(results, key=lambda x: (x[2]["round"], CASES.index(x[1]), x[0].label)):
+        ratio = r["p99_us"] / clean.get((srv.label, r["round"]), math.nan)
         errs = ",".join(f"{k}:{v}" for k, v in r["errors"].items()) or "0"
         hfail = sum(r["health_errors"].values())
         print(
-            f"{srv.label[:16]:<16} {case:<11} {fmt(r['p50_us']):>8} {fmt(r['p99_us']):>8} {fmt(r['max_us']):>8} {ratio:>8.2f}x {errs[:14]:<14} "
-            f"{fmt(r['health_p50_us']) + '/' + fmt(r['health_max_us']):>16} {hfail:>4} {r['server_cpu_pct']:>5.0f} {r['server_rss_max_mib']:>7.0f} {r['server_log_lines']:>4}  "
+            f"{srv.label[:16]:<16} {r['round']:>3} {case:<11} {fmt(r['p50_us']):>8} {fmt(r['p99_us']):>8} {fmt(r['max_us']):>8} {ratio:>8.2f}x {errs[:14]:<14} "
+            f"{fmt(r['health_p50_us']) + '/' + fmt(r['health_max_us']):>16} {hfail:>4} {r['server_cpu_pct']:>5.0f} {r['redis_cpu_pct']:>6.0f} {r['server_rss_max_mib']:>7.0f} {r['server_log_lines']:>4}  "
             f"{hostile_summary(case, r.get('hostile', {}), r['header_timeout'])}"
         )
     for srv in dict.fromkeys(s for s, _, _ in results):
-        print(f"  {srv.label}: {srv.where} {srv.commit}; head timeout {next(r['header_timeout'] for s, _, r in results if s is srv)}")
+        print(f"  {srv.label}: {srv.where} {srv.commit}; head timeout {srv.header_timeout}")
 
 
 if __name__ == "__main__":
