@@ -53,7 +53,7 @@ OPERATIONS = {
 
 
 class _Records(logging.Handler):
-    """Every record of the server's loggers (featureline.*, uvicorn.*), in order."""
+    """Every record of the server's loggers (featureline.*, uvicorn.*: warnings and up), in order."""
 
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -71,27 +71,27 @@ def project(tmp_path_factory, services):
 
 
 @pytest.fixture(scope="module")
-def logs():
-    handler = _Records()
-    loggers = [logging.getLogger(n) for n in ("featureline", "uvicorn", "uvicorn.error")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.INFO)
-    yield handler
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
-
-
-@pytest.fixture(scope="module")
-def server(project, logs):
+def server(project):
     s = Server(create_app(project))
     with s as client:
         s.url = f"http://127.0.0.1:{s.port}"
         s.http = client
-        logs.records.clear()  # start-up lines
         yield s
+
+
+@pytest.fixture(scope="module")
+def logs(server):
+    """The server's log records (attached once uvicorn has configured its loggers)."""
+    handler = _Records()
+    ours, uv = logging.getLogger("featureline"), logging.getLogger("uvicorn")  # uvicorn.error propagates to uvicorn
+    level = ours.level
+    ours.setLevel(logging.INFO)
+    for lg in (ours, uv):
+        lg.addHandler(handler)
+    yield handler
+    for lg in (ours, uv):
+        lg.removeHandler(handler)
+    ours.setLevel(level)
 
 
 def check_answer(status: int, ctype: str, body: bytes, new_logs: list[logging.LogRecord], what: str) -> None:
@@ -179,7 +179,8 @@ def test_fuzz_from_openapi(api_schema, server, logs, method, path, mode):
             response.status_code,
             (response.headers.get("content-type") or [""])[0],
             response.content,
-            list(logs.records), f"{method} {path} {case.body!r:.300}"
+            list(logs.records),
+            f"{method} {path} {case.body!r:.300}",
         )
         case.validate_response(response, checks=CHECKS)
 
