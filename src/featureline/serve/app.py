@@ -85,6 +85,8 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeout
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
     from starlette.responses import Response
     from starlette.routing import Route
 
@@ -114,9 +116,9 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     async def body(request) -> dict:
         size = request.headers.get("content-length")
         if size is not None:
-            if not size.isdigit() or len(size) > 12:
+            if not size.isdigit():
                 raise HTTPError(400, "Content-Length must be a number of bytes")
-            if int(size) > cfg.max_body:
+            if len(size) > 18 or int(size) > cfg.max_body:
                 raise HTTPError(413, f"request body of {int(size):,} bytes; the limit is {cfg.max_body:,}")
         chunks, n = [], 0
         try:
@@ -128,6 +130,8 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
                     chunks.append(chunk)
         except TimeoutError:
             raise HTTPError(408, f"request body not received within {cfg.body_timeout_s:g}s") from None
+        except ClientDisconnect:  # nobody will read the answer; nothing to log
+            raise HTTPError(400, "the client left before sending its whole body") from None
         raw = b"".join(chunks)
         try:
             doc = _decode(raw)
@@ -181,10 +185,15 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         return handler
 
     def read_of(doc: dict, service_field: str) -> Read:
-        if doc.get(service_field) is not None:
-            return reader.for_service(doc[service_field])
-        if doc.get("features") is not None:
-            return reader.for_features(doc["features"])
+        service, features = doc.get(service_field), doc.get("features")
+        if service is not None:
+            if features is not None:
+                if service_field == "service":
+                    raise HTTPError(400, "name a `service` or a list of `features`, not both")
+                reader.for_features(features)  # Feast's shape: the service wins, but the list must be valid
+            return reader.for_service(service)
+        if features is not None:
+            return reader.for_features(features)
         raise HTTPError(400, f'name a `{service_field}` or a list of `features` ("view:feature")')
 
     entity_rows = {e: metrics.entities.labels(e) for e in ENDPOINTS[:2]}
@@ -301,7 +310,10 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     ]
     if cfg.metrics_port is None:
         routes.append(Route("/metrics", measured("/metrics", metrics_text), methods=["GET"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def not_routed(request, exc: HTTPException):  # unknown path, wrong method: JSON like every answer
+        return error(exc.status_code, {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, "bad request"), exc.headers)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.reader = reader
     app.state.metrics = metrics
     app.state.plan = plan

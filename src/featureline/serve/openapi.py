@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plan import Plan
-from .reader import INT64, MAX_KEY_CHARS, MAX_NAME
+from .reader import AT_RANGE_US, INT64, MAX_KEY_CHARS, MAX_NAME
 
 _KEY_SCHEMAS = {
     "integer": {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]},
@@ -28,7 +28,7 @@ def openapi(plan: Plan, max_entities: int, *, max_features: int = 500, auth: boo
         ],
     }
     features = {
-        "type": "array",
+        "type": ["array", "null"],
         "maxItems": max_features,
         "items": {"type": "string", "pattern": "^[^:]+:[^:]+$", "maxLength": MAX_NAME},
         "description": 'Feature refs "view:feature" (instead of a service).',
@@ -70,12 +70,15 @@ def openapi(plan: Plan, max_entities: int, *, max_features: int = 500, auth: boo
                 {
                     "type": "object",
                     "properties": {
-                        "service": {"type": "string", "enum": services},
+                        "service": {"type": ["string", "null"], "enum": [*services, None]},
                         "features": features,
                         "entities": entities,
                         "full_feature_names": {"type": "boolean", "default": False, "description": "Name features view__feature"},
                         "at": {
-                            "type": ["string", "integer"],
+                            "type": ["string", "integer", "null"],
+                            "maxLength": 64,
+                            "minimum": AT_RANGE_US[0],
+                            "maximum": AT_RANGE_US[1] - 1,
                             "description": "Read time (ISO 8601 or epoch microseconds); default now. For debugging.",
                         },
                     },
@@ -88,7 +91,7 @@ def openapi(plan: Plan, max_entities: int, *, max_features: int = 500, auth: boo
                 {
                     "type": "object",
                     "properties": {
-                        "feature_service": {"type": "string", "enum": services},
+                        "feature_service": {"type": ["string", "null"], "enum": [*services, None], "description": "Wins over `features` (as in Feast)"},
                         "features": features,
                         "entities": {"type": "object", "properties": {k: {"type": "array", "items": v} for k, v in key_props.items()}},
                         "full_feature_names": {"type": "boolean", "default": False},
