@@ -204,7 +204,7 @@ class ServePlan:
     """`featureline serve`'s limits and timeouts (seconds); tokens as environment variable names."""
 
     auth_token_envs: tuple[str, ...] = ()
-    max_body: int = 4 << 20
+    max_body: int = 1 << 20
     max_entities: int = 1000
     max_features: int = 500
     timeout_s: float = 1.0

@@ -178,7 +178,7 @@ BAD = [
     ("no service", "/features/online", {"entities": [{"user_id": 1}]}, 400, "features"),
     ("no entities", "/features/online", {"service": "user_activity"}, 400, "entities"),
     ("unknown service", "/features/online", {"service": "fraud_detect", "entities": []}, 404, "did you mean `fraud_detection`"),
-    ("huge body", "/features/online", b'{"service": "user_activity", "entities": [' + b" " * (5 << 20) + b"]}", 413, "the limit is 4,194,304"),
+    ("huge body", "/features/online", b'{"service": "user_activity", "entities": [' + b" " * (5 << 20) + b"]}", 413, "the limit is 1,048,576"),
     (
         "unknown feast service",
         "/get-online-features",

@@ -69,7 +69,7 @@ def _status(reply: bytes) -> int | None:
 
 
 def test_a_chunked_body_is_refused_at_the_limit_not_after_reading_it(server):
-    """A 40 MiB chunked body (no Content-Length): 413 once 4 MiB are in, the rest never read
+    """A 40 MiB chunked body (no Content-Length): 413 once 1 MiB is in, the rest never read
     (before: the whole body was read into memory, then refused)."""
     port = int(server.base_url.port)
     s = _raw(port)
@@ -88,7 +88,7 @@ def test_a_chunked_body_is_refused_at_the_limit_not_after_reading_it(server):
         pass  # the server stopped reading: what is asked
     reply = _read_all(s, 5)
     s.close()
-    # the server stops at 4 MiB; what the kernel's socket buffers hold on top varies (up to a few MiB)
+    # the server stops at 1 MiB; what the kernel's socket buffers hold on top varies (up to a few MiB)
     assert sent < 16 << 20, f"the server read {sent:,} bytes before answering"
     if reply:  # the answer may be lost to the reset of the unread rest
         assert _status(reply) == 413 and b"the limit" in reply
@@ -266,17 +266,19 @@ HOSTILE = [
     ("at 10**30", {"service": "user_activity", "entities": [{"user_id": 1}], "at": 10**30}, 422, "between 1970-01-01 and 2200-01-01"),
     ("at -1", {"service": "user_activity", "entities": [{"user_id": 1}], "at": -1}, 422, "between 1970-01-01"),
     ("at year 9999", {"service": "user_activity", "entities": [{"user_id": 1}], "at": "9999-12-31T00:00:00Z"}, 422, "between"),
-    ("at 1 MB", {"service": "user_activity", "entities": [{"user_id": 1}], "at": "2" * 1_000_000}, 422, "is not a time"),
+    ("at 500 kB", {"service": "user_activity", "entities": [{"user_id": 1}], "at": "2" * 500_000}, 422, "is not a time"),
     ("400-digit key", {"service": "user_activity", "entities": [{"user_id": 10**399}]}, 422, "within int64, got an integer of 400 digits"),
     ("2^63 key", {"feature_service": "user_activity", "entities": {"user_id": [2**63]}}, 422, "within int64"),
-    ("3 MB feature", {"features": ["user_transactions:" + "x" * 3_000_000], "entities": [{"user_id": 1}]}, 400, "the limit is 256"),
-    ("3 MB service", {"service": "s" * 3_000_000, "entities": [{"user_id": 1}]}, 400, "the limit is 256"),
+    ("500 kB feature", {"features": ["user_transactions:" + "x" * 500_000], "entities": [{"user_id": 1}]}, 400, "the limit is 256"),
+    ("500 kB service", {"service": "s" * 500_000, "entities": [{"user_id": 1}]}, 400, "the limit is 256"),
+    ("3 MB body", {"service": "s" * 3_000_000, "entities": [{"user_id": 1}]}, 413, "the limit is 1,048,576"),
     ("501 features", {"features": [f"user_transactions:f{i}" for i in range(501)], "entities": [{"user_id": 1}]}, 413, "the limit is 500"),
     ("a million rows", {"service": "user_activity", "entities": [{"user_id": 1}] * 1_000_000}, 413, "the limit is"),
     ("invalid UTF-8", b'{"service": "\xff\xfe", "entities": []}', 400, "malformed JSON"),
     ("lone surrogate", b'{"service": "\\ud800", "entities": []}', 400, "surrogate"),
     ("NUL in a key", {"service": "user_activity", "entities": [{"user_id": 1, "\x00": 2}]}, 422, "unknown key(s)"),
     ("huge key name", {"service": "user_activity", "entities": [{"user_id": 1, "k" * 100_000: 2}]}, 422, "unknown key(s)"),
+    ("1000 entity rows", {"service": "user_activity", "entities": [{"user_id": i} for i in range(1001)]}, 413, "the limit is 1000"),
     ("a number too big", b'{"service": "user_activity", "entities": [{"user_id": 1e400}]}', 400, "malformed JSON"),
     ("5000-digit int", b'{"service": "user_activity", "entities": [{"user_id": ' + b"9" * 5000 + b"}]}", 400, "malformed JSON"),
     ("array body", b"[1, 2]", 400, "must be a JSON object"),

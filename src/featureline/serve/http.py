@@ -7,9 +7,11 @@ it through the app factory, before it serves):
 
 - from a connection's start, or a request's first byte, to the request's last header: at most
   `header_timeout` seconds, else 408 and the connection closes (silently if nothing came);
-- the request line and headers: at most `max_head` bytes, else 431 and the connection closes.
+- the request line and headers: at most `max_head` bytes, else 431 and the connection closes;
+- the body: at most `max_body` bytes as it arrives (chunked too), else 413 and the connection
+  closes, before the app is woken for the rest (a client streaming huge bodies costs little).
 
-The body has its own deadline in the app (`app.py`: `body_timeout`, 408). The protocol relies
+The body's deadline is the app's (`app.py`: `body_timeout`, 408), which checks the size again. The protocol relies
 on uvicorn's internals (pinned in pyproject.toml; tests/integration/test_serve_limits.py checks
 each bound against a real socket).
 """
@@ -25,16 +27,18 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 @dataclass
-class HeadLimits:
+class Limits:
     header_timeout: float = 5.0
     max_head: int = 64 << 10
+    max_body: int = 1 << 20
 
 
-LIMITS = HeadLimits()
+LIMITS = Limits()
 
 
-def configure(header_timeout: float, max_head: int = 64 << 10) -> None:
+def configure(header_timeout: float, max_body: int, max_head: int = 64 << 10) -> None:
     LIMITS.header_timeout = header_timeout
+    LIMITS.max_body = max_body
     LIMITS.max_head = max_head
     log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, OncePerMinute) for f in log.filters):
@@ -66,13 +70,14 @@ class OncePerMinute(logging.Filter):
         return True
 
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"}
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head = 0
+        self._body = 0
         self._refused = False
         self._head_timer = None
         self._started = False  # any byte of the current head received
@@ -124,6 +129,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._arm()
         self._started = True
+        self._body = 0
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -143,8 +149,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        if self._refused:
+            return
+        self._body += len(body)
+        if self._body > LIMITS.max_body:
+            self._refuse(413, f"request body over {LIMITS.max_body:,} bytes (the limit)")
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if not self._refused:

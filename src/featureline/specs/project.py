@@ -40,7 +40,7 @@ class ServeSettings(Spec):
 
     # bearer tokens required on the feature endpoints, /metrics and /openapi.json; each an ${ENV} reference (compiler)
     auth_tokens: list[str] = Field(default_factory=list, max_length=16)
-    max_body: int = Field(default=4 << 20, ge=1024, le=1 << 30)  # bytes of one request body
+    max_body: int = Field(default=1 << 20, ge=1024, le=1 << 30)  # bytes of one request body (1000 rows: ~60 kB)
     max_entities: int = Field(default=1000, ge=1, le=100_000)  # entity rows of one request
     max_features: int = Field(default=500, ge=1, le=10_000)  # feature refs of one request
     timeout: str = Field(default="1s", pattern=_DURATION)  # a request's Redis time (connect + read), then 503
