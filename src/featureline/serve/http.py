@@ -8,8 +8,9 @@ it through the app factory, before it serves):
 - from a connection's start, or a request's first byte, to the request's last header: at most
   `header_timeout` seconds, else 408 and the connection closes (silently if nothing came);
 - the request line and headers: at most `max_head` bytes, else 431 and the connection closes;
-- the body: at most `max_body` bytes as it arrives (chunked too), else 413 and the connection
-  closes, before the app is woken for the rest (a client streaming huge bodies costs little).
+- the body: held in the protocol until complete (the app is woken once, not per chunk), at most
+  `max_body` bytes, declared (Content-Length, refused before any of it is read) or as it
+  arrives (chunked), else 413 and the connection closes.
 
 The body's deadline is the app's (`app.py`: `body_timeout`, 408), which checks the size again. The protocol relies
 on uvicorn's internals (pinned in pyproject.toml; tests/integration/test_serve_limits.py checks
@@ -78,6 +79,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head = 0
         self._body = 0
+        self._pending: list[bytes] = []
         self._refused = False
         self._head_timer = None
         self._started = False  # any byte of the current head received
@@ -130,6 +132,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
         self._started = True
         self._body = 0
+        self._pending: list[bytes] = []
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -146,20 +149,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head > LIMITS.max_head:
             self._refuse(431, f"request line and headers over {LIMITS.max_head:,} bytes")
             return
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit() and (len(value) > 18 or int(value) > LIMITS.max_body):
+                size = f"{int(value):,}" if len(value) <= 18 else "over 10^18"
+                self._refuse(413, f"request body of {size} bytes; the limit is {LIMITS.max_body:,}")
+                return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
+        # held here until the body is complete: the app is woken once per request, not per chunk
         if self._refused:
             return
         self._body += len(body)
         if self._body > LIMITS.max_body:
+            self._pending.clear()
             self._refuse(413, f"request body over {LIMITS.max_body:,} bytes (the limit)")
             return
-        super().on_body(body)
+        self._pending.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
+        if self._refused:
+            return
+        if self._pending:
+            body = b"".join(self._pending)
+            self._pending.clear()
+            super().on_body(body)
+        super().on_message_complete()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
