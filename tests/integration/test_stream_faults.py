@@ -188,11 +188,11 @@ def test_a_store_that_lost_its_data_is_refused_reported_and_rebuilt(tmp_path, se
     assert committed(services.kafka_bootstrap, group, topic, 2) == before  # nothing applied, nothing committed
     assert not [k for k in private_redis.client().scan_iter(f"{plan.project.redis_key_prefix}:*") if b"_meta" not in k]
 
-    from tests.integration.test_serve import _Server
+    from tests.integration.serving import Server
 
     from featureline.serve import create_app
 
-    with _Server(create_app(plan)) as http:
+    with Server(create_app(plan)) as http:
         r = http.get("/ready")
         assert r.status_code == 503 and "lost its data" in r.json()["error"]
 
