@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from online_bench import _read_response as read_response  # bench/ is the script's directory
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "flhostile"
 MIB = 1 << 20
@@ -79,20 +81,13 @@ def post(port: int, path: str, body: bytes) -> bytes:
     )
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    hdr = {ln.split(":", 1)[0].strip().lower(): ln.split(":", 1)[1].strip() for ln in lines[1:] if ":" in ln}
-    if "content-length" in hdr:
-        await reader.readexactly(int(hdr["content-length"]))
-    elif hdr.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            size = int((await reader.readline()).strip(), 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    return status
+async def connect(port: int):
+    """(reader, writer) of a new loopback connection, or None (after a pause) if refused or slow."""
+    try:
+        return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    except Exception:
+        await asyncio.sleep(0.5)
+        return None
 
 
 def _count(d: dict, k: str) -> None:
@@ -239,11 +234,10 @@ async def big_body(port: int, seconds: float) -> dict:
 
     async def chunked() -> None:
         while clock() < end:
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
-            except Exception:
-                await asyncio.sleep(0.5)
+            conn = await connect(port)
+            if conn is None:
                 continue
+            reader, writer = conn
             sent = 0
             answer = asyncio.ensure_future(read_response(reader))
             try:
@@ -275,11 +269,10 @@ async def big_body(port: int, seconds: float) -> dict:
 
     async def huge_cl() -> None:
         while clock() < end:
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
-            except Exception:
-                await asyncio.sleep(0.5)
+            conn = await connect(port)
+            if conn is None:
                 continue
+            reader, writer = conn
             t = clock()
             writer.write(
                 b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (1 << 30)
