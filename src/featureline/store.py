@@ -38,12 +38,7 @@ class FeatureStore:
     def get_online_features(self, service: str, entity_rows, *, to_arrow: bool = False):
         """The service's features for each entity row, as of now, from Redis: a dict of columns
         (join keys first), or a pyarrow Table with `to_arrow=True`. One round trip."""
-        cols = self.online.get(service, entity_rows)
-        if to_arrow:
-            import pyarrow as pa
-
-            return pa.table(cols)
-        return cols
+        return _columns(self.online.get(service, entity_rows), to_arrow)
 
     async def get_online_features_async(self, service: str, entity_rows, *, to_arrow: bool = False):
         """`get_online_features` for asyncio services: the event loop runs on while Redis answers
@@ -55,12 +50,7 @@ class FeatureStore:
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient[0] is not loop:
             self._aclient = (loop, connect_async(self.plan, timeout=self.plan.project.redis_timeout_s))
-        cols = await self.online.get_async(self._aclient[1], service, entity_rows)
-        if to_arrow:
-            import pyarrow as pa
-
-            return pa.table(cols)
-        return cols
+        return _columns(await self.online.get_async(self._aclient[1], service, entity_rows), to_arrow)
 
     async def aclose(self) -> None:
         """Close the asyncio client of `get_online_features_async` (if one was made)."""
@@ -84,6 +74,14 @@ class FeatureStore:
     def source_reports(self):
         """What the contract checks found in each batch source read so far."""
         return dict(self.batch.reports)
+
+
+def _columns(cols: dict, to_arrow: bool):
+    if to_arrow:
+        import pyarrow as pa
+
+        return pa.table(cols)
+    return cols
 
 
 def read_spine(spine):

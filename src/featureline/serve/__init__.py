@@ -55,7 +55,6 @@ def run(project: str | Path = ".", *, host: str = "127.0.0.1", port: int = DEFAU
 
     plan = compile_project(project)  # fail fast, in the parent, on a broken project
     settings = plan.project.serve
-    tokens(settings)  # fail fast on a token that is not set
     common = dict(host=host, port=port, log_level="info", **uvicorn_settings(settings))
     if workers <= 1:
         app = create_app(plan)
@@ -66,6 +65,7 @@ def run(project: str | Path = ".", *, host: str = "127.0.0.1", port: int = DEFAU
     import shutil
     import tempfile
 
+    tokens(settings)  # fail here, not in every worker, on a token that is not set
     os.environ["FEATURELINE_PROJECT"] = str(Path(plan.project.root).resolve())
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # one /metrics over every worker

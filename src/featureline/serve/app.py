@@ -91,7 +91,7 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     from starlette.routing import Route
 
     from ..online.store import connect_async
-    from .http import configure
+    from .http import configure, too_large
     from .openapi import openapi
 
     if isinstance(project, Plan):
@@ -118,8 +118,9 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         if size is not None:
             if not size.isdigit():
                 raise HTTPError(400, "Content-Length must be a number of bytes")
-            if len(size) > 18 or int(size) > cfg.max_body:
-                raise HTTPError(413, f"request body of {int(size):,} bytes; the limit is {cfg.max_body:,}")
+            why = too_large(size, cfg.max_body)  # the protocol refuses these first; another server may not
+            if why:
+                raise HTTPError(413, why)
         chunks, n = [], 0
         try:
             async with asyncio.timeout(cfg.body_timeout_s):

@@ -71,6 +71,17 @@ class OncePerMinute(logging.Filter):
         return True
 
 
+def too_large(content_length: str, limit: int) -> str | None:
+    """Why a declared Content-Length (digits; anything else is the parser's to refuse) is over `limit`."""
+    if not content_length.isdigit():
+        return None
+    if len(content_length) > 18:
+        return f"request body of over 10^18 bytes; the limit is {limit:,}"
+    if int(content_length) > limit:
+        return f"request body of {int(content_length):,} bytes; the limit is {limit:,}"
+    return None
+
+
 _REASONS = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"}
 
 
@@ -150,9 +161,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, f"request line and headers over {LIMITS.max_head:,} bytes")
             return
         for name, value in self.headers:
-            if name == b"content-length" and value.isdigit() and (len(value) > 18 or int(value) > LIMITS.max_body):
-                size = f"{int(value):,}" if len(value) <= 18 else "over 10^18"
-                self._refuse(413, f"request body of {size} bytes; the limit is {LIMITS.max_body:,}")
+            why = too_large(value.decode("latin-1"), LIMITS.max_body) if name == b"content-length" else None
+            if why:
+                self._refuse(413, why)
                 return
         super().on_headers_complete()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..secrets import ENV_REF  # noqa: F401 - ${VAR} or ${VAR:-default}
 from .base import Spec
+
+_DURATION = r"^\d+(\.\d+)?(ms|s|m)$"  # 500ms, 5s, 1m
 
 
 class RedisSettings(Spec):
@@ -14,7 +15,7 @@ class RedisSettings(Spec):
     password: str | None = None  # a ${VAR} reference (or the URL's userinfo: redis://:${VAR}@host)
     key_prefix: str = Field(default="fl", pattern=r"^[A-Za-z0-9_.:-]+$")
     # connect and read timeout of every Redis call (a stalled Redis never hangs a job), e.g. 500ms, 5s
-    timeout: str = Field(default="5s", pattern=r"^\d+(\.\d+)?(ms|s|m)$")
+    timeout: str = Field(default="5s", pattern=_DURATION)
 
 
 class KafkaSettings(Spec):
@@ -30,9 +31,6 @@ class KafkaSettings(Spec):
 
 class OfflineSettings(Spec):
     path: str = "data/offline"
-
-
-_DURATION = r"^\d+(\.\d+)?(ms|s|m)$"
 
 
 class ServeSettings(Spec):
