@@ -15,8 +15,11 @@ Per server, the cases (each --seconds long, after 2 s for the hostile client to 
               waiting behind a slow one on its connection counts its wait).
   slowloris   + one process holding --slowloris connections, each trickling a request head one
               byte a second and never finishing it (a closed one is reopened).
-  big-body    + one process sending 40 MiB chunked bodies back to back, and holding 20 connections
-              that announce a 1 GiB Content-Length and send nothing.
+  big-body    + one process sending 40 MiB chunked bodies back to back on one connection at a time
+              and, alongside, one connection at a time announcing a 1 GiB Content-Length and
+              sending nothing; each waits for its answer (413) and reconnects at once.
+  body-flood  + the same two senders not waiting for answers: 2 MiB of a chunked body, or the
+              1 GiB head, then close and reconnect (a connection flood: a rate limiter's job).
   heavy-read  + one connection sending 1000-entity reads of `fraud_detection` back to back.
 Also, every 0.5 s, GET /health on a new connection (is the server still taking clients?); the
 server's CPU and peak RSS over the case; the lines it logged.
@@ -48,7 +51,7 @@ from online_bench import _read_response as read_response  # bench/ is the script
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "flhostile"
 MIB = 1 << 20
-CASES = ("clean", "slowloris", "big-body", "heavy-read")
+CASES = ("clean", "slowloris", "big-body", "body-flood", "heavy-read")
 OPEN = b'{"service": "fraud_detection", "entities": ['  # a body's start
 
 
@@ -296,6 +299,38 @@ async def big_body(port: int, seconds: float) -> dict:
     return out
 
 
+async def body_flood(port: int, seconds: float) -> dict:
+    """big_body's two senders without waiting for any answer: write, close, reconnect."""
+    clock = time.perf_counter
+    end = clock() + seconds
+    frame = b"%x\r\n%s\r\n" % (64 << 10, b" " * (64 << 10))
+    head = b"POST /features/online HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    out = {"bodies": 0, "huge_cl": 0, "errors": 0}
+
+    async def sender(kind: str) -> None:
+        while clock() < end:
+            conn = await connect(port)
+            if conn is None:
+                continue
+            _, writer = conn
+            try:
+                if kind == "bodies":
+                    writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+                    for _ in range(32):
+                        writer.write(frame)
+                        await asyncio.wait_for(writer.drain(), 1.0)
+                else:
+                    writer.write(head + b"Content-Length: %d\r\n\r\n" % (1 << 30))
+                    await writer.drain()
+                out[kind] += 1
+            except (ConnectionError, TimeoutError):
+                out["errors"] += 1
+            writer.transport.abort()
+
+    await asyncio.gather(sender("bodies"), sender("huge_cl"))
+    return out
+
+
 async def heavy_read(port: int, seconds: float, users: int, merchants: int) -> dict:
     rng = random.Random(5)
     bodies = [
@@ -327,6 +362,8 @@ def hostile_main(a) -> None:
         res = asyncio.run(slowloris(a.port, a.seconds, a.slowloris))
     elif a.hostile == "big-body":
         res = asyncio.run(big_body(a.port, a.seconds))
+    elif a.hostile == "body-flood":
+        res = asyncio.run(body_flood(a.port, a.seconds))
     else:
         res = asyncio.run(heavy_read(a.port, a.seconds, a.users, a.merchants))
     print(json.dumps(res))
@@ -346,6 +383,8 @@ def setup_project(d: Path, a) -> None:
 
     text = (ROOT / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {PREFIX}")
     text = text.replace("redis://127.0.0.1:${FEATURELINE_REDIS_PORT:-6379}/0", f"{a.redis_url}/{a.db}")
+    if a.max_body:
+        text += f"\nserve:\n  max_body: {a.max_body}\n"
     (d / "featureline.yaml").write_text(text)
     shutil.copytree(ROOT / "features", d / "features")
     shutil.copytree(ROOT / "contracts", d / "contracts")
@@ -419,8 +458,7 @@ class Served:
         raise SystemExit(f"server not ready: {self.log_path.read_text()[-1500:]}")
 
     def cpu_s(self) -> float:
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_s(self.proc.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -442,6 +480,11 @@ class Served:
         self.logf.close()
 
 
+def proc_cpu_s(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_cpu_s(client) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -453,8 +496,13 @@ def run_case(srv: Served, case: str, a, bodies: list[bytes], client) -> dict:
         cmd = [sys.executable, __file__, "--hostile", case, "--port", str(srv.port), "--seconds", str(a.seconds + 3)]
         cmd += ["--slowloris", str(a.slowloris), "--users", str(a.users), "--merchants", str(a.merchants)]
         hostile = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        if a.pin:
+            os.sched_setaffinity(hostile.pid, {1})
         time.sleep(2)  # its connections open
+    if a.pin:
+        os.sched_setaffinity(srv.proc.pid, {0})
     cpu0, rcpu0, lines0, t0 = srv.cpu_s(), redis_cpu_s(client), srv.log_lines(), time.perf_counter()
+    hcpu0 = proc_cpu_s(hostile.pid) if hostile else 0.0
     rss = [srv.rss_mib()]
     done = False
 
@@ -476,6 +524,7 @@ def run_case(srv: Served, case: str, a, bodies: list[bytes], client) -> dict:
     wall = time.perf_counter() - t0
     res["server_cpu_pct"] = 100 * (srv.cpu_s() - cpu0) / wall
     res["redis_cpu_pct"] = 100 * (redis_cpu_s(client) - rcpu0) / wall
+    res["hostile_cpu_pct"] = 100 * (proc_cpu_s(hostile.pid) - hcpu0) / wall if hostile else 0.0
     res["server_rss_max_mib"] = max(rss)
     res["server_log_lines"] = srv.log_lines() - lines0
     res["load"] = os.getloadavg()[0]
@@ -511,6 +560,8 @@ def hostile_summary(case: str, h: dict, header_timeout: float | None) -> str:
             f"{h['bodies']} x 40 MiB chunked: {h['body_answers']} after {h['mib_sent_before_answer_p50']:.1f} MiB (p50); "
             f"{h['huge_cl']} x 1 GiB Content-Length: {h['huge_cl_answers']} in {h['huge_cl_wait_p50_s']:.2f}s (p50)"
         )
+    if case == "body-flood":
+        return f"{h['bodies']} x 2 MiB chunked, {h['huge_cl']} x 1 GiB heads, none waiting; {h['errors']} write errors"
     return f"{h['requests']} x 1000 entities: {h['statuses']}, p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms"
 
 
@@ -528,6 +579,8 @@ def main() -> None:
     ap.add_argument("--merchants", type=int, default=300)
     ap.add_argument("--redis-url", default="redis://127.0.0.1:" + os.environ.get("FEATURELINE_REDIS_PORT", "6379"))
     ap.add_argument("--db", type=int, default=7)
+    ap.add_argument("--max-body", type=int, default=0, help="the project's serve.max_body (default: featureline's)")
+    ap.add_argument("--pin", action="store_true", help="server on CPU 0, hostile client on CPU 1, in every case (a remote attacker's CPU is not the server's)")
     ap.add_argument("--hostile", choices=CASES[1:], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -597,7 +650,7 @@ def report(a, results) -> None:
         f"{a.seconds:.0f}s per case; latency from each request's due time =="
     )
     print(f"machine: {os.cpu_count()} cpus, load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    head = f"{'server':<16} {'rnd':>3} {'case':<11} {'p50':>8} {'p99':>8} {'max':>8} {'p99/clean':>9} {'svc p50/p99':>16} {'errors':<8} {'health p50/max':>16} {'fail':>4} {'cpu%':>5} {'redis%':>6} {'rss MiB':>7} {'log':>4}  hostile client"
+    head = f"{'server':<16} {'rnd':>3} {'case':<11} {'p50':>8} {'p99':>8} {'max':>8} {'p99/clean':>9} {'svc p50/p99':>16} {'errors':<8} {'health p50/max':>16} {'fail':>4} {'cpu%':>5} {'redis%':>6} {'atk%':>5} {'rss MiB':>7} {'log':>4}  hostile client"
     print(head)
     clean = {(srv.label, r["round"]): r["p99_us"] for srv, case, r in results if case == "clean"}
     for srv, case, r in sorted(results, key=lambda x: (x[2]["round"], CASES.index(x[1]), x[0].label)):
@@ -606,7 +659,7 @@ def report(a, results) -> None:
         hfail = sum(r["health_errors"].values())
         print(
             f"{srv.label[:16]:<16} {r['round']:>3} {case:<11} {fmt(r['p50_us']):>8} {fmt(r['p99_us']):>8} {fmt(r['max_us']):>8} {ratio:>8.2f}x {fmt(r['svc_p50_us']) + '/' + fmt(r['svc_p99_us']):>16} {errs[:8]:<8} "
-            f"{fmt(r['health_p50_us']) + '/' + fmt(r['health_max_us']):>16} {hfail:>4} {r['server_cpu_pct']:>5.0f} {r['redis_cpu_pct']:>6.0f} {r['server_rss_max_mib']:>7.0f} {r['server_log_lines']:>4}  "
+            f"{fmt(r['health_p50_us']) + '/' + fmt(r['health_max_us']):>16} {hfail:>4} {r['server_cpu_pct']:>5.0f} {r['redis_cpu_pct']:>6.0f} {r.get('hostile_cpu_pct', 0.0):>5.0f} {r['server_rss_max_mib']:>7.0f} {r['server_log_lines']:>4}  "
             f"{hostile_summary(case, r.get('hostile', {}), r['header_timeout'])}"
         )
     for srv in dict.fromkeys(s for s, _, _ in results):

@@ -743,6 +743,7 @@ def _serve_plan(spec, tokens: tuple[str, ...]) -> ServePlan:
         timeout_s=_seconds(spec.timeout),
         header_timeout_s=_seconds(spec.header_timeout),
         body_timeout_s=_seconds(spec.body_timeout),
+        refusal_delay_s=_seconds(spec.refusal_delay),
         keep_alive_s=_seconds(spec.keep_alive),
         max_connections=spec.max_connections,
         metrics_port=spec.metrics_port,

@@ -210,6 +210,7 @@ class ServePlan:
     timeout_s: float = 1.0
     header_timeout_s: float = 5.0
     body_timeout_s: float = 10.0
+    refusal_delay_s: float = 1.0
     keep_alive_s: float = 5.0
     max_connections: int = 1024
     metrics_port: int | None = None

@@ -103,6 +103,97 @@ def test_a_declared_content_length_is_judged_before_the_body(server, length, sta
     assert _status(reply) == status, reply[:300]
 
 
+def _counting(app):
+    """The app, counting the requests it is woken for (by path)."""
+    seen: dict[str, int] = {}
+
+    async def counted(scope, receive, send):
+        if scope["type"] == "http":
+            seen[scope["path"]] = seen.get(scope["path"], 0) + 1
+        await app(scope, receive, send)
+
+    counted.seen = seen  # type: ignore[attr-defined]
+    counted.state = app.state  # type: ignore[attr-defined]
+    return counted
+
+
+def test_a_refused_body_never_wakes_the_app_and_a_good_one_does_once_complete(project):
+    """The flood's cost: an oversized chunked body is refused by the protocol alone (before: the
+    app was started for it and read it chunk by chunk); a good chunked body reaches the app."""
+    d, plan = project
+    app = _counting(create_app(plan, settings=dataclasses.replace(FAST, refusal_delay_s=0.0)))
+    with Server(app) as http:
+        port = int(http.base_url.port)
+        s = _raw(port)
+        s.sendall(b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
+        try:
+            for _ in range(40):
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        _read_all(s, 2)
+        s.close()
+        assert app.seen.get("/features/online", 0) == 0, app.seen
+        body = b'{"service": "user_activity", "entities": [{"user_id": 1}]}'
+        s = _raw(port)
+        s.sendall(b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+        for part in (body[:10], body[10:]):
+            s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            time.sleep(0.05)
+        s.sendall(b"0\r\n\r\n")
+        s.settimeout(5)
+        reply = s.recv(65536)
+        s.close()
+        assert _status(reply) == 200, reply[:300]
+        assert app.seen["/features/online"] == 1
+
+
+def test_expect_100_continue_gets_its_interim_answer_before_the_body(server):
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for it (1 s by default)."""
+    body = b'{"service": "user_activity", "entities": [%s]}' % b", ".join(b'{"user_id": %d}' % i for i in range(100))
+    s = _raw(int(server.base_url.port))
+    s.sendall(
+        b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    s.settimeout(0.5)
+    interim = s.recv(65536)
+    assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+    s.sendall(body)
+    s.settimeout(5)
+    reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] or s.recv(65536)
+    s.close()
+    assert _status(reply) == 200 and reply.count(b"HTTP/1.1 100") == 0, reply[:300]
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_an_oversized_request_is_answered_after_the_refusal_delay_and_others_are_served_meanwhile(project, delay):
+    """`serve.refusal_delay` (a tarpit): a client sending oversized requests back to back waits
+    for each 413/431, so it cannot make the server refuse (and read) a thousand a second."""
+    d, plan = project
+    with Server(create_app(plan, settings=dataclasses.replace(FAST, refusal_delay_s=delay))) as http:
+        port = int(http.base_url.port)
+        s = _raw(port)
+        t0 = time.perf_counter()
+        s.sendall(b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % (1 << 30))
+        served = []
+        if delay:
+            while time.perf_counter() - t0 < delay / 2:
+                t1 = time.perf_counter()
+                assert http.get("/health").status_code == 200
+                served.append(time.perf_counter() - t1)
+        reply = _read_all(s, 5)
+        took = time.perf_counter() - t0
+        s.close()
+        assert _status(reply) == 413, reply[:300]
+        if delay:
+            assert delay * 0.9 <= took < delay + 2, took
+            assert served and max(served) < 0.25, served
+        else:
+            assert took < 0.5, took
+
+
 # -- 2. a stalled Redis never blocks the loop ----------------------------------------------------
 
 

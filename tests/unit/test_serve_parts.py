@@ -79,3 +79,26 @@ def test_read_time_bounds(at, ok):
         with pytest.raises(HTTPError) as e:
             read_time(at)
         assert e.value.status == 422 and len(e.value.message) < 200
+
+
+def test_every_serve_setting_in_yaml_reaches_the_plan_and_the_protocol(example_project):
+    """Declared means enforced: each `serve:` duration and limit is what the server runs with."""
+    from featureline.compiler import compile_project
+    from featureline.serve import create_app
+    from featureline.serve.http import LIMITS
+
+    path = example_project / "featureline.yaml"
+    path.write_text(
+        path.read_text()
+        + "serve:\n  max_body: 2048\n  max_entities: 7\n  max_features: 9\n  timeout: 250ms\n  header_timeout: 2s\n"
+        "  body_timeout: 3s\n  refusal_delay: 0s\n  keep_alive: 4s\n  max_connections: 11\n"
+    )
+    s = compile_project(example_project).project.serve
+    assert (s.max_body, s.max_entities, s.max_features, s.max_connections) == (2048, 7, 9, 11)
+    assert (s.timeout_s, s.header_timeout_s, s.body_timeout_s, s.refusal_delay_s, s.keep_alive_s) == (0.25, 2.0, 3.0, 0.0, 4.0)
+    saved = dict(LIMITS.__dict__)
+    try:
+        create_app(example_project)
+        assert (LIMITS.max_body, LIMITS.header_timeout, LIMITS.body_timeout, LIMITS.refusal_delay) == (2048, 2.0, 3.0, 0.0)
+    finally:
+        LIMITS.__dict__.update(saved)

@@ -103,7 +103,7 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     cfg = settings or plan.project.serve
     if max_entities is not None:
         cfg = ServePlan(**{**cfg.__dict__, "max_entities": max_entities})
-    configure(cfg.header_timeout_s, cfg.max_body)
+    configure(cfg.header_timeout_s, cfg.max_body, cfg.body_timeout_s, cfg.refusal_delay_s)
     accepted = tokens(cfg)
     reader = Reader(plan, max_entities=cfg.max_entities, max_features=cfg.max_features)
     metrics = Metrics()

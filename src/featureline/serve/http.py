@@ -8,13 +8,16 @@ it through the app factory, before it serves):
 - from a connection's start, or a request's first byte, to the request's last header: at most
   `header_timeout` seconds, else 408 and the connection closes (silently if nothing came);
 - the request line and headers: at most `max_head` bytes, else 431 and the connection closes;
-- the body: held in the protocol until complete (the app is woken once, not per chunk), at most
-  `max_body` bytes, declared (Content-Length, refused before any of it is read) or as it
-  arrives (chunked), else 413 and the connection closes.
+- the body: at most `max_body` bytes, declared (Content-Length, refused before any of it is
+  read) or as it arrives (chunked), else 413; within `body_timeout` seconds of the head, else
+  408; the connection closes after either. A request with a body reaches the app only once the
+  body is complete (the app is woken once, not per chunk, and never for a refused body: a client
+  sending oversized bodies back to back costs the server reading, not a request's work).
+  `Expect: 100-continue` is answered here, when the head has passed its checks.
 
-The body's deadline is the app's (`app.py`: `body_timeout`, 408), which checks the size again. The protocol relies
-on uvicorn's internals (pinned in pyproject.toml; tests/integration/test_serve_limits.py checks
-each bound against a real socket).
+The app checks size and deadline again (`app.py`), for servers without this protocol. The
+protocol relies on uvicorn's internals (pinned in pyproject.toml;
+tests/integration/test_serve_limits.py checks each bound against a real socket).
 """
 
 from __future__ import annotations
@@ -32,14 +35,20 @@ class Limits:
     header_timeout: float = 5.0
     max_head: int = 64 << 10
     max_body: int = 1 << 20
+    body_timeout: float = 10.0
+    refusal_delay: float = 1.0
 
 
 LIMITS = Limits()
 
 
-def configure(header_timeout: float, max_body: int, max_head: int = 64 << 10) -> None:
+def configure(
+    header_timeout: float, max_body: int, body_timeout: float = 10.0, refusal_delay: float = 1.0, max_head: int = 64 << 10
+) -> None:
     LIMITS.header_timeout = header_timeout
     LIMITS.max_body = max_body
+    LIMITS.body_timeout = body_timeout
+    LIMITS.refusal_delay = refusal_delay
     LIMITS.max_head = max_head
     log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, OncePerMinute) for f in log.filters):
@@ -85,7 +94,12 @@ def too_large(content_length: str, limit: int) -> str | None:
 _REASONS = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"}
 
 
+TARPIT_MAX = 64  # connections of one worker waiting for a delayed 413/431 at once; more are answered at once
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    tarpitted = 0  # this process's connections waiting for a delayed answer
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head = 0
@@ -93,6 +107,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: list[bytes] = []
         self._refused = False
         self._head_timer = None
+        self._body_timer = None  # the body's deadline, or a refused request's delayed answer
+        self._tarpit = False  # this connection's answer is delayed (counted in `tarpitted`)
+        self._deferred = False  # the head passed; the app starts when the body is complete
         self._started = False  # any byte of the current head received
         self._arm()
 
@@ -117,9 +134,43 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()  # an idle connection: nothing to answer
 
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if not self.transport.is_closing():
+            self._refuse(408, f"request body not received within {LIMITS.body_timeout:g}s")
+
     def _refuse(self, status: int, message: str) -> None:
         self._refused = True
         self._disarm()
+        self._stop_body_timer()
+        if self.transport.is_closing():
+            return
+        if status in (413, 431) and LIMITS.refusal_delay > 0 and GuardedHttpToolsProtocol.tarpitted < TARPIT_MAX:
+            # a tarpit (HAProxy's `timeout tarpit`): a client sending oversized requests back to
+            # back waits for each answer instead of making the server refuse (and read) one a
+            # millisecond. Nothing more is read meanwhile, so a client that leaves keeps its slot
+            # until the answer is due: at most TARPIT_MAX wait, far below max_connections.
+            self.transport.pause_reading()
+            GuardedHttpToolsProtocol.tarpitted += 1
+            self._tarpit = True
+            self._body_timer = self.loop.call_later(LIMITS.refusal_delay, self._answer, status, message)
+            return
+        self._answer(status, message)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+            self._untarpit()
+
+    def _untarpit(self) -> None:
+        if self._tarpit:
+            self._tarpit = False
+            GuardedHttpToolsProtocol.tarpitted -= 1
+
+    def _answer(self, status: int, message: str) -> None:
+        self._body_timer = None
+        self._untarpit()
         if self.transport.is_closing():
             return
         body = msgspec.json.encode({"error": message})
@@ -143,6 +194,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
         self._started = True
         self._body = 0
+        self._deferred = False
         self._pending: list[bytes] = []
         super().on_message_begin()
 
@@ -160,11 +212,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head > LIMITS.max_head:
             self._refuse(431, f"request line and headers over {LIMITS.max_head:,} bytes")
             return
+        has_body = False
         for name, value in self.headers:
-            why = too_large(value.decode("latin-1"), LIMITS.max_body) if name == b"content-length" else None
-            if why:
-                self._refuse(413, why)
-                return
+            if name == b"content-length":
+                why = too_large(value.decode("latin-1"), LIMITS.max_body)
+                if why:
+                    self._refuse(413, why)
+                    return
+                has_body = has_body or value.strip() not in (b"0", b"")
+            elif name == b"transfer-encoding":
+                has_body = True
+        if has_body and not self.parser.should_upgrade():
+            self._deferred = True
+            if self.expect_100_continue:  # the client waits for this before its body
+                self.expect_100_continue = False
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._body_timer = self.loop.call_later(LIMITS.body_timeout, self._body_timeout)
+            return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -181,6 +245,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._refused:
             return
+        if self._deferred:
+            self._deferred = False
+            self._stop_body_timer()
+            super().on_headers_complete()
         if self._pending:
             body = b"".join(self._pending)
             self._pending.clear()
@@ -189,4 +257,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self._stop_body_timer()
         super().connection_lost(exc)

@@ -44,6 +44,7 @@ class ServeSettings(Spec):
     timeout: str = Field(default="1s", pattern=_DURATION)  # a request's Redis time (connect + read), then 503
     header_timeout: str = Field(default="5s", pattern=_DURATION)  # from a request's first byte to its last header
     body_timeout: str = Field(default="10s", pattern=_DURATION)  # to read a request's body
+    refusal_delay: str = Field(default="1s", pattern=_DURATION)  # a 413/431 is answered after it (a tarpit)
     keep_alive: str = Field(default="5s", pattern=_DURATION)  # an idle keep-alive connection is closed after it
     max_connections: int = Field(default=1024, ge=1, le=1_000_000)  # open connections + requests, then 503
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # serve /metrics there instead (no token)
