@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .aggregations import FUNCTIONS
 from .errors import Problems, did_you_mean
 from .expr import ExprError, compile_expr
 from .plan import (
     ARROW_TYPES,
-    NUMERIC,
-    ORDERED,
     BatchPlan,
     ContractPlan,
     EntityPlan,
@@ -48,20 +47,6 @@ INT_FORMATS = {
     "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64",
     "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64",
 }  # fmt: skip
-# aggregation -> input types it accepts (boolean counts as 0/1)
-AGG_INPUTS = {
-    "count": None,
-    "last": None,
-    "first": None,
-    "sum": NUMERIC + ("boolean",),
-    "mean": NUMERIC + ("boolean",),
-    "variance": NUMERIC + ("boolean",),
-    "stddev": NUMERIC + ("boolean",),
-    "min": ORDERED,
-    "max": ORDERED,
-}
-
-
 def compile_project(start: str | Path = ".") -> Plan:
     """Load, cross-check and compile the project at or above `start`. Raises SpecError."""
     return Compiler(load_repo(start)).run()
@@ -75,13 +60,7 @@ def _kafka_settings() -> set[str]:
 
 
 def agg_output_type(function: str, input_type: str | None) -> str:
-    if function == "count":
-        return "integer"
-    if function == "sum":
-        return "number" if input_type == "number" else "integer"
-    if function in ("mean", "variance", "stddev"):
-        return "number"
-    return input_type or "string"
+    return FUNCTIONS[function].output_type(input_type)
 
 
 class Compiler:
@@ -564,15 +543,14 @@ class Compiler:
             fn_key = "function" if agg.function else "functions"
             bad = False
             for k, fn in enumerate(fns):
-                allowed = AGG_INPUTS[fn]
-                if allowed is not None and input_type not in allowed:
+                agg_fn = FUNCTIONS[fn]
+                if agg_fn.inputs is not None and input_type not in agg_fn.inputs:
                     what = f"column `{agg.column}`" if agg.column else "the expression"
-                    kind = "numeric (integer, number or boolean)" if allowed == AGG_INPUTS["sum"] else "orderable"
                     self.p.add(
                         "invalid-aggregation",
-                        f"`{fn}` needs a {kind} input, but {what} is {input_type}",
+                        f"`{fn}` needs a {agg_fn.input_kind} input, but {what} is {input_type}",
                         s.loc(*at, fn_key, *((k,) if agg.functions else ())),
-                        "count, last and first work on any type" if fn in ("sum", "mean", "variance", "stddev") else None,
+                        agg_fn.hint,
                     )
                     bad = True
             hop = None

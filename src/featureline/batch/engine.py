@@ -209,40 +209,24 @@ class BatchEngine:
 
 
 def _input_sql(f: FeaturePlan) -> str | None:
+    from ..aggregations import FUNCTIONS
+
     if f.expr is not None:
         src = f"({f.expr})"
     elif f.column is not None:
         src = q(f.column)
     else:
         return None
-    if f.input_type == "boolean" and f.function in ("sum", "mean", "variance", "stddev"):
+    if f.input_type == "boolean" and FUNCTIONS[f.function].bool_as_int:
         return f"CAST({src} AS INTEGER)"  # booleans count as 0/1
     return src
 
 
 def _agg_sql(f: FeaturePlan, start: str) -> str:
-    inp = f"e.{q('__in_' + f.name)}"
-    win = f"e.__t >= {start}"
-    fn = f.function
-    if fn == "count":
-        target = "e.__t" if f.column is None and f.expr is None else inp
-        return f"count({target}) FILTER (WHERE {win})"
-    if fn == "sum":
-        if f.dtype == "integer":
-            return f"coalesce(CAST(sum({inp}) FILTER (WHERE {win}) AS BIGINT), 0)"
-        return f"coalesce(fsum({inp}) FILTER (WHERE {win}), 0.0)"
-    if fn == "mean":
-        return f"(fsum({inp}::DOUBLE) FILTER (WHERE {win}) / nullif(count({inp}) FILTER (WHERE {win}), 0))"
-    if fn in ("min", "max"):
-        return f"{fn}({inp}) FILTER (WHERE {win})"
-    if fn in ("last", "first"):
-        arg = "arg_max" if fn == "last" else "arg_min"
-        return f"{arg}({inp}, e.__ord) FILTER (WHERE {win} AND {inp} IS NOT NULL)"
-    if fn == "variance":
-        return f"var_samp({inp}::DOUBLE) FILTER (WHERE {win})"
-    if fn == "stddev":
-        return f"stddev_samp({inp}::DOUBLE) FILTER (WHERE {win})"
-    raise ValueError(fn)
+    from ..aggregations import FUNCTIONS
+
+    counts_events = f.column is None and f.expr is None
+    return FUNCTIONS[f.function].sql(f"e.{q('__in_' + f.name)}", f"e.__t >= {start}", f.dtype, counts_events)
 
 
 def _guess_time_column(spine) -> str:

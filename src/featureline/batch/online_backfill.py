@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..aggregations import ACCUMULATORS, FUNCTIONS
 from ..contracts.sql_eval import q
 from ..online.layout import TileLayout, entity_key, input_name, tile_layouts
 from ..online.store import OnlineStore
@@ -42,25 +43,7 @@ class OnlineWritten:
 
 
 def _acc_sql(kind: str, col: str | None, f_type: str | None) -> str:
-    if kind == "cnt":
-        return "count(*)"
-    x = col
-    if kind == "nn":
-        return f"count({x})"
-    if kind == "sum":
-        if f_type in ("integer", "boolean"):
-            return f"coalesce(sum({x}::BIGINT), 0)::BIGINT"
-        return f"coalesce(fsum({x}), 0.0)"
-    if kind in ("min", "max"):
-        v = f"{x}::INTEGER" if f_type == "boolean" else (f"epoch_us({x})" if f_type == "timestamp" else x)
-        return f"{kind}({v})"
-    if kind in ("last", "first"):
-        fn = "arg_max" if kind == "last" else "arg_min"
-        v = f"epoch_us({x})" if f_type == "timestamp" else x
-        return f"{fn}(struct_pack(t := __t, a := __arrival, v := {v}), __ord) FILTER (WHERE {x} IS NOT NULL)"
-    if kind == "var":
-        return f"struct_pack(m := avg({x}::DOUBLE), m2 := coalesce(var_pop({x}::DOUBLE), 0.0) * count({x}))"
-    raise ValueError(kind)
+    return ACCUMULATORS[kind].sql(col, f_type)
 
 
 def rebuild_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
@@ -140,7 +123,8 @@ def _inputs(view: ViewPlan) -> dict[str, tuple[str, str | None]]:
     for f in view.features:
         inp = input_name(f)
         if inp is not None and inp not in out:
-            out[inp] = (f"{q('__in_' + f.name)}", "integer" if (f.input_type == "boolean" and f.function in ("sum", "mean", "variance", "stddev")) else f.input_type)
+            as_int = f.input_type == "boolean" and FUNCTIONS[f.function].bool_as_int
+            out[inp] = (f"{q('__in_' + f.name)}", "integer" if as_int else f.input_type)
     return out
 
 
@@ -187,11 +171,7 @@ def tile_matrix(lay: TileLayout, table) -> np.ndarray:
     mean, M2; nulls as 0, never read: the tile's `nn` is 0). Shared by the backfill and the stream."""
     cols = [table.column("__tile")]
     for a in lay.accs:
-        c = table.column(f"__a{a.index}")
-        if a.kind == "var":
-            cols += [pc.struct_field(c, "m"), pc.struct_field(c, "m2")]
-        else:
-            cols.append(c)
+        cols += ACCUMULATORS[a.kind].columns(table.column(f"__a{a.index}"))
     mat = np.empty((table.num_rows, len(cols)), dtype="<f8")
     for j, c in enumerate(cols):
         mat[:, j] = pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
@@ -266,15 +246,7 @@ def _entity_keys(cols):
 
 
 def _state(kind: str, v):
-    if kind in ("last", "first"):
-        if v is None:
-            return [0, 0, b""]
-        return [v["t"], v["a"], _enc.encode(v["v"])]
-    if kind == "var":
-        return [v["m"] or 0.0, v["m2"] or 0.0]
-    if kind in ("min", "max") and v is None:
-        return 0  # not read: the tile's `nn` is 0
-    return v
+    return ACCUMULATORS[kind].state(v)
 
 
 def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int, w: OnlineWritten):

@@ -36,22 +36,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ..aggregations import ACC_ORDER, ACCUMULATORS, FUNCTIONS
 from ..plan import FeaturePlan, ViewPlan
 
-# aggregation function -> accumulators it needs (besides `nn` for any column input)
-NEEDS = {
-    "count": (),
-    "sum": ("sum",),
-    "mean": ("sum",),
-    "min": ("min",),
-    "max": ("max",),
-    "last": ("last",),
-    "first": ("first",),
-    "variance": ("var",),
-    "stddev": ("var",),
-}
-ACC_ORDER = ("nn", "sum", "min", "max", "var", "last", "first")
-NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -104,10 +91,7 @@ class TileLayout:
         for start, states in tiles:
             flat.append(float(start))
             for a, s in zip(self.accs, states, strict=True):
-                if a.kind == "var":
-                    flat.extend((float(s[0]), float(s[1])))
-                else:
-                    flat.append(float(s or 0))
+                flat.extend(ACCUMULATORS[a.kind].doubles(s))
         return struct.pack(f"<{len(flat)}d", *flat)
 
 
@@ -137,16 +121,16 @@ def tile_layouts(view: ViewPlan) -> list[TileLayout]:
             if inp is None:
                 continue
             types[inp] = f.input_type
-            for k in ("nn", *NEEDS[f.function]):
+            for k in ("nn", *FUNCTIONS[f.function].needs):
                 if (k, inp) not in wanted:
                     wanted.append((k, inp))
         head, rest = wanted[:1], sorted(wanted[1:], key=lambda ki: (ki[1] or "", ACC_ORDER.index(ki[0])))
         wanted = head + rest
-        numeric = all(k not in ("last", "first") and (k not in ("min", "max") or types.get(i) in NUMERIC_INPUTS) for k, i in wanted)
+        numeric = all(ACCUMULATORS[k].numeric(types.get(i)) for k, i in wanted)
         accs, pos = [], 0
         for k, i in wanted:
             accs.append(Acc(k, i, pos if numeric else len(accs)))
-            pos += 2 if (numeric and k == "var") else 1
+            pos += ACCUMULATORS[k].width if numeric else 1
         reach = max(f.window_us for f in feats) + hop
         code = slot_code(view.name, hop, tuple((a.kind, a.input) for a in accs), numeric)
         out.append(TileLayout(view.name, view.entity, hop, tuple(accs), numeric, pos, reach, feats, code))

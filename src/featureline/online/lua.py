@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..aggregations import ACCUMULATORS, FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from .layout import TileLayout, input_name, latest_code, tile_layouts
 
@@ -117,8 +118,8 @@ def read_script(groups: list[Group], prefix: str) -> str:
             seen: set[str] = set()
             for f in s.features:
                 k = wins.index(f.window_us)
-                v = f"{s.code}_{k}_{_STATE[f.function]}{inputs[input_name(f)]}"
-                init, step, final = _feature(f, lay, v, f"lo_{s.code}_{k}")
+                v = f"{s.code}_{k}_{FUNCTIONS[f.function].state}{inputs[input_name(f)]}"
+                init, step, final = _feature(f, lay, v)
                 if v not in seen:
                     seen.add(v)
                     inits += init
@@ -176,54 +177,19 @@ def read_script(groups: list[Group], prefix: str) -> str:
     return "\n".join(L)
 
 
-# features whose running state is the same, given the window and the input
-_STATE = {"count": "c", "sum": "s", "mean": "s", "min": "mi", "max": "ma", "last": "l", "first": "f", "variance": "v", "stddev": "v"}
-
-
 def _windows(s: Slot) -> list[int]:
     """The distinct windows of a slot's features, widest first."""
     return sorted({f.window_us for f in s.features}, reverse=True)
 
 
-def _feature(f: FeaturePlan, lay: TileLayout, v: str, lo: str) -> tuple[list[str], list[str], str]:
-    """(locals to init, Lua updating them from one tile, final value expression)."""
+def _feature(f: FeaturePlan, lay: TileLayout, v: str) -> tuple[list[str], list[str], str]:
+    """(locals to init, Lua updating them from one tile, final value expression): the function's."""
     inp = input_name(f)
-    fn = f.function
 
     def a(kind: str, offset: int = 0) -> str:
         acc = lay.acc(kind, inp if kind != "cnt" else None)
         if lay.numeric:
             return f"a{acc.index + 1 + offset}"
-        return f"a[{acc.index + 2}]" + (f"[{offset + 1}]" if kind == "var" else "")  # a[1] is the start
+        return f"a[{acc.index + 2}]" + (f"[{offset + 1}]" if ACCUMULATORS[kind].width > 1 else "")  # a[1] is the start
 
-    if fn == "count":
-        src = a("cnt") if inp is None else a("nn")
-        return [f"local c_{v} = 0"], [f"c_{v} = c_{v} + {src}"], f"c_{v}"
-    nn = a("nn")
-    if fn in ("sum", "mean"):
-        init = [f"local s_{v}, n_{v} = 0, 0"]
-        step = [f"s_{v} = s_{v} + {a('sum')}; n_{v} = n_{v} + {nn}"]
-        final = f"s_{v}" if fn == "sum" else f"(n_{v} > 0 and s_{v} / n_{v} or false)"
-        return init, step, final
-    if fn in ("min", "max"):
-        cmp = "<" if fn == "min" else ">"
-        m = a(fn)
-        return [f"local m_{v} = nil"], [f"if {nn} > 0 and (m_{v} == nil or {m} {cmp} m_{v}) then m_{v} = {m} end"], f"((m_{v} ~= nil and m_{v}) or false)"
-    if fn in ("last", "first"):
-        x = a(fn)
-        better = "x[1] > b[1] or (x[1] == b[1] and x[2] > b[2])" if fn == "last" else "x[1] < b[1] or (x[1] == b[1] and x[2] < b[2])"
-        better = better.replace("x[", f"{x}[").replace("b[", f"b_{v}[")
-        return [f"local b_{v} = nil"], [f"if {nn} > 0 and (b_{v} == nil or {better}) then b_{v} = {x} end"], f"((b_{v} ~= nil and b_{v}[3]) or false)"
-    if fn in ("variance", "stddev"):
-        mean, m2 = a("var", 0), a("var", 1)
-        init = [f"local n_{v}, mu_{v}, m2_{v} = 0, 0, 0"]
-        step = [
-            f"local ni = {nn}",
-            "if ni > 0 then",
-            f"  local d = {mean} - mu_{v}; local nt = n_{v} + ni",
-            f"  mu_{v} = mu_{v} + d * ni / nt; m2_{v} = m2_{v} + {m2} + d * d * n_{v} * ni / nt; n_{v} = nt",
-            "end",
-        ]
-        val = f"m2_{v} / (n_{v} - 1)" if fn == "variance" else f"math.sqrt(m2_{v} / (n_{v} - 1))"
-        return init, step, f"(n_{v} >= 2 and {val} or false)"
-    raise ValueError(fn)
+    return FUNCTIONS[f.function].lua(a, v, inp is None)

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import msgspec
-
+from ..aggregations import ACCUMULATORS
 from .layout import TileLayout, input_name
 from .state import GUARD_ARGS, guard_lua
-
-_enc = msgspec.msgpack.Encoder()
 
 
 def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
@@ -155,47 +152,12 @@ def _slot_merge(lay: TileLayout) -> list[str]:
 
 
 def _merge_lines(lay: TileLayout, cur: str, new: str) -> list[str]:
-    """Lua merging tile `new` into `cur` (1-based arrays of the layout's states)."""
+    """Lua merging tile `new` into `cur` (1-based arrays of the layout's states), each state by
+    its accumulator, in phases: those reading both sides' counts first, additive ones last."""
+    nn = {a.input: a.index + 1 for a in lay.accs if a.kind == "nn"}
     out = []
-    nn_of = {}
-    for a in lay.accs:
-        if a.kind == "nn":
-            nn_of[a.input] = a
-    # variances first: they need both sides' counts before `nn` is added up
-    for a in lay.accs:
-        i = a.index + 1
-        if a.kind == "var":
-            n = nn_of[a.input].index + 1
-            if lay.numeric:
-                m1, q1 = f"{cur}[{i}]", f"{cur}[{i + 1}]"
-                m2, q2 = f"{new}[{i}]", f"{new}[{i + 1}]"
-            else:
-                m1, q1 = f"{cur}[{i}][1]", f"{cur}[{i}][2]"
-                m2, q2 = f"{new}[{i}][1]", f"{new}[{i}][2]"
-            out += [
-                f"do local na, nb = {cur}[{n}], {new}[{n}]",
-                "  if nb > 0 then",
-                f"    if na == 0 then {m1} = {m2}; {q1} = {q2}",
-                f"    else local d = {m2} - {m1}; local nt = na + nb; {m1} = {m1} + d * nb / nt; {q1} = {q1} + {q2} + d * d * na * nb / nt end",
-                "  end",
-                "end",
-            ]
-    for a in lay.accs:
-        i = a.index + 1
-        n = nn_of.get(a.input)
-        if a.kind in ("min", "max"):
-            cmp = "<" if a.kind == "min" else ">"
-            ni = n.index + 1
-            out.append(f"if {new}[{ni}] > 0 and ({cur}[{ni}] == 0 or {new}[{i}] {cmp} {cur}[{i}]) then {cur}[{i}] = {new}[{i}] end")
-        elif a.kind in ("last", "first"):
-            ni = n.index + 1
-            x, b = f"{new}[{i}]", f"{cur}[{i}]"
-            better = f"{x}[1] > {b}[1] or ({x}[1] == {b}[1] and {x}[2] > {b}[2])" if a.kind == "last" else f"{x}[1] < {b}[1] or ({x}[1] == {b}[1] and {x}[2] < {b}[2])"
-            out.append(f"if {new}[{ni}] > 0 and ({cur}[{ni}] == 0 or {better}) then {cur}[{i}] = {x} end")
-    for a in lay.accs:  # additive ones last (min/max/last/first/var looked at the old counts)
-        i = a.index + 1
-        if a.kind in ("cnt", "nn", "sum"):
-            out.append(f"{cur}[{i}] = {cur}[{i}] + {new}[{i}]")
+    for a in sorted(lay.accs, key=lambda a: ACCUMULATORS[a.kind].phase):
+        out += ACCUMULATORS[a.kind].lua_merge(cur, new, a.index + 1, nn.get(a.input, 0), lay.numeric)
     return out
 
 
@@ -217,53 +179,29 @@ def partial_tiles(lay: TileLayout, records: list[dict], join_keys: tuple[str, ..
 
 
 def _empty(lay: TileLayout) -> list:
-    states = []
-    for a in lay.accs:
-        if a.kind == "var":
-            states.append([0.0, 0.0])
-        elif a.kind in ("last", "first"):
-            states.append([0, 0, b""])
-        else:
-            states.append(0)
-    return states
+    return [ACCUMULATORS[a.kind].empty() for a in lay.accs]
 
 
 def _add(lay: TileLayout, s: list, r: dict) -> None:
+    """One record into a tile's states: `cnt` always, each input's accumulators for a non-null
+    value (each seeing the input's count before it), then that count."""
     t, arr = r["__t"], r["__arrival"]
-    by_input = {}
+    by_input: dict = {}
     for k, a in enumerate(lay.accs):
-        by_input.setdefault(a.input, {})[a.kind] = k
-    s[by_input[None]["cnt"]] += 1
-    for inp, kinds in by_input.items():
-        if inp is None:
-            continue
+        by_input.setdefault(a.input, []).append((k, a.kind))
+    for k, _ in by_input.pop(None):
+        s[k] += 1  # cnt
+    for inp, accs in by_input.items():
         v = r.get(inp)
         if v is None:
             continue
         if isinstance(v, bool):
             v = int(v)
-        nn = kinds["nn"]
+        nn = next(k for k, kind in accs if kind == "nn")
         n0 = s[nn]
-        if "var" in kinds:
-            m, q = s[kinds["var"]]
-            d = v - m
-            m += d / (n0 + 1)
-            q += d * (v - m)
-            s[kinds["var"]] = [m, q]
-        if "min" in kinds and (n0 == 0 or v < s[kinds["min"]]):
-            s[kinds["min"]] = v
-        if "max" in kinds and (n0 == 0 or v > s[kinds["max"]]):
-            s[kinds["max"]] = v
-        if "last" in kinds:
-            cur = s[kinds["last"]]
-            if n0 == 0 or (t, arr) > (cur[0], cur[1]):
-                s[kinds["last"]] = [t, arr, _enc.encode(v)]
-        if "first" in kinds:
-            cur = s[kinds["first"]]
-            if n0 == 0 or (t, arr) < (cur[0], cur[1]):
-                s[kinds["first"]] = [t, arr, _enc.encode(v)]
-        if "sum" in kinds:
-            s[kinds["sum"]] += v
+        for k, kind in accs:
+            if kind != "nn":
+                s[k] = ACCUMULATORS[kind].add(s[k], v, t, arr, n0)
         s[nn] = n0 + 1
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import msgspec
 
+from ..aggregations import FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
@@ -583,7 +584,7 @@ def _rows(entity_rows, join_keys) -> list[dict]:
 
 def _column(f: FeaturePlan, col: list) -> list:
     dtype = f.dtype
-    if f.function in ("last", "first"):
+    if FUNCTIONS[f.function].msgpack_value:
         return [None if v is False else _cast(dtype, _dec.decode(v)) for v in col]
     if dtype == "integer":
         return [None if v is False else int(v) for v in col]

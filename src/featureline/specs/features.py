@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from ..aggregations import FUNCTION_NAMES
 from .base import Spec
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -20,8 +21,7 @@ Name = Annotated[str, Field(pattern=NAME)]
 # number is accepted here so that the compiler can say it lacks a unit.
 Duration = str | int | float
 
-AGG_FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev")
-AggFunction = Literal["count", "sum", "mean", "min", "max", "last", "first", "variance", "stddev"]
+AggFunction = Literal[FUNCTION_NAMES]  # type: ignore[valid-type]  # the registry's names
 
 
 class Entity(Spec):

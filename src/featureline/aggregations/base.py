@@ -1,0 +1,86 @@
+"""The aggregation interface: one class per accumulator, one object per function.
+
+An *accumulator* is one partial state of one input within a tile (Chronon's IR): how DuckDB
+computes it from a tile's events (`sql`, shared by the backfill and the stream's
+micro-batches), how one record updates it (`add`, the plain-Python reference), how two tiles'
+states merge (`lua_merge`, run inside Redis by the stream's writes) and how it is laid out
+in a tile. A *function* is what a feature asks for: the accumulators it needs, the input
+types it takes, its output type, its value straight from events (`sql`, the batch engine's
+point-in-time join) and its value from the tiles a window covers (`lua`, the read script).
+Registered in `aggregations/__init__.py`; the compiler, the batch engine, the backfill, the
+stream and the online store consult the registry, never a list of names of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..plan import NUMERIC, ORDERED
+
+NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function"]
+
+
+class Accumulator:
+    kind: str
+    phase = 2  # merge order: 0 reads both sides' counts before they change, 1 compares, 2 adds
+    width = 1  # doubles in a packed (numeric) tile
+
+    def numeric(self, input_type: str | None) -> bool:
+        """Whether the state packs into `width` doubles for this input type."""
+        return True
+
+    def sql(self, col: str | None, input_type: str | None) -> str:
+        """A DuckDB aggregate over one tile's events (`__t`, `__arrival`, `__ord`, the inputs)."""
+        raise NotImplementedError
+
+    def state(self, v):
+        """DuckDB's value of `sql` -> the state as a tile stores it (msgpack layouts)."""
+        return v
+
+    def doubles(self, s) -> list[float]:
+        """The state as `width` doubles (packed layouts)."""
+        return [float(s or 0)]
+
+    def columns(self, column) -> list:
+        """DuckDB's result column of `sql` -> `width` columns of a packed tile matrix."""
+        return [column]
+
+    def empty(self):
+        return 0
+
+    def add(self, s, v, t: int, arrival: int, n0: int):
+        """One non-null value `v` at (t, arrival) into state `s`; `n0` the input's non-null count before it."""
+        raise NotImplementedError
+
+    def lua_merge(self, cur: str, new: str, i: int, nn: int, numeric: bool) -> list[str]:
+        """Lua merging tile `new`'s state into `cur`'s (1-based positions: this state at `i`,
+        its input's non-null count at `nn`)."""
+        raise NotImplementedError
+
+
+class Function:
+    """A feature's aggregation function."""
+
+    name: str
+    inputs: tuple[str, ...] | None = None  # accepted input types; None: any
+    input_kind = ""  # how an error names `inputs`
+    hint: str | None = None  # added to an input-type error
+    needs: tuple[str, ...] = ()  # accumulators besides the input's non-null count (`nn`)
+    state = ""  # read-script running state: functions of one state, input and window share it
+    bool_as_int = False  # a boolean input aggregates as 0/1
+    msgpack_value = False  # the read returns the value as the msgpack bytes it was written as
+
+    def output_type(self, input_type: str | None) -> str:
+        return input_type or "string"
+
+    def sql(self, inp: str, win: str, dtype: str, counts_events: bool) -> str:
+        """The value over the events `e` in the window (`win`, a condition); `inp` the input
+        column, `dtype` the feature's type; `counts_events`: no input (a bare count)."""
+        raise NotImplementedError
+
+    def lua(self, a: Callable[..., str], v: str, counts_events: bool) -> tuple[list[str], list[str], str]:
+        """(locals to init, Lua updating them from one tile, the final value expression) of the
+        read script; `a(kind, offset=0)` is the Lua reference of this input's accumulator
+        `kind` in the current tile, `v` a name unique to the running state."""
+        raise NotImplementedError

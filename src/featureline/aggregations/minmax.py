@@ -1,0 +1,58 @@
+"""`min` and `max` of an orderable input: accumulators `min` and `max`.
+
+Booleans compare as 0/1 and timestamps as epoch microseconds inside tiles; strings make the
+tile a msgpack one (they do not pack as doubles)."""
+
+from __future__ import annotations
+
+from .base import NUMERIC_INPUTS, ORDERED, Accumulator, Function
+
+
+class Extreme(Accumulator):
+    phase = 1
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.cmp = "<" if kind == "min" else ">"
+
+    def numeric(self, input_type):
+        return input_type in NUMERIC_INPUTS
+
+    def sql(self, col, input_type):
+        v = f"{col}::INTEGER" if input_type == "boolean" else (f"epoch_us({col})" if input_type == "timestamp" else col)
+        return f"{self.kind}({v})"
+
+    def state(self, v):
+        return 0 if v is None else v  # a null is never read: the tile's `nn` is 0
+
+    def add(self, s, v, t, arrival, n0):
+        return v if n0 == 0 or (v < s if self.kind == "min" else v > s) else s
+
+    def lua_merge(self, cur, new, i, nn, numeric):
+        return [f"if {new}[{nn}] > 0 and ({cur}[{nn}] == 0 or {new}[{i}] {self.cmp} {cur}[{i}]) then {cur}[{i}] = {new}[{i}] end"]
+
+
+class ExtremeFn(Function):
+    inputs = ORDERED
+    input_kind = "orderable"
+
+    def __init__(self, name: str):
+        self.name = name
+        self.needs = (name,)
+        self.state = name[:2]
+        self.cmp = "<" if name == "min" else ">"
+
+    def sql(self, inp, win, dtype, counts_events):
+        return f"{self.name}({inp}) FILTER (WHERE {win})"
+
+    def lua(self, a, v, counts_events):
+        m = a(self.name)
+        return (
+            [f"local m_{v} = nil"],
+            [f"if {a('nn')} > 0 and (m_{v} == nil or {m} {self.cmp} m_{v}) then m_{v} = {m} end"],
+            f"((m_{v} ~= nil and m_{v}) or false)",
+        )
+
+
+ACCUMULATORS = (Extreme("min"), Extreme("max"))
+FUNCTIONS = (ExtremeFn("min"), ExtremeFn("max"))

@@ -1,0 +1,64 @@
+"""`sum` and `mean` of a numeric input (booleans as 0/1): accumulator `sum`."""
+
+from __future__ import annotations
+
+from .base import NUMERIC, Accumulator, Function
+
+
+class Sum(Accumulator):
+    kind = "sum"
+
+    def sql(self, col, input_type):
+        if input_type in ("integer", "boolean"):
+            return f"coalesce(sum({col}::BIGINT), 0)::BIGINT"
+        return f"coalesce(fsum({col}), 0.0)"
+
+    def add(self, s, v, t, arrival, n0):
+        return s + v
+
+    def lua_merge(self, cur, new, i, nn, numeric):
+        return [f"{cur}[{i}] = {cur}[{i}] + {new}[{i}]"]
+
+
+class _Numeric(Function):
+    inputs = NUMERIC + ("boolean",)
+    input_kind = "numeric (integer, number or boolean)"
+    hint = "count, last and first work on any type"
+    needs = ("sum",)
+    state = "s"
+    bool_as_int = True
+
+    def lua(self, a, v, counts_events):
+        return [f"local s_{v}, n_{v} = 0, 0"], [f"s_{v} = s_{v} + {a('sum')}; n_{v} = n_{v} + {a('nn')}"], self._final(v)
+
+
+class SumFn(_Numeric):
+    name = "sum"
+
+    def output_type(self, input_type):
+        return "number" if input_type == "number" else "integer"
+
+    def sql(self, inp, win, dtype, counts_events):
+        if dtype == "integer":  # exact
+            return f"coalesce(CAST(sum({inp}) FILTER (WHERE {win}) AS BIGINT), 0)"
+        return f"coalesce(fsum({inp}) FILTER (WHERE {win}), 0.0)"  # compensated
+
+    def _final(self, v):
+        return f"s_{v}"
+
+
+class MeanFn(_Numeric):
+    name = "mean"
+
+    def output_type(self, input_type):
+        return "number"
+
+    def sql(self, inp, win, dtype, counts_events):
+        return f"(fsum({inp}::DOUBLE) FILTER (WHERE {win}) / nullif(count({inp}) FILTER (WHERE {win}), 0))"
+
+    def _final(self, v):
+        return f"(n_{v} > 0 and s_{v} / n_{v} or false)"
+
+
+ACCUMULATORS = (Sum(),)
+FUNCTIONS = (SumFn(), MeanFn())
