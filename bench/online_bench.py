@@ -216,6 +216,11 @@ def client_floor(store, cmd: dict) -> dict:
     perf = time.perf_counter_ns
     svc = store.service(SERVICE)
     store._eval(svc, ["1"], time.time_ns() // 1000, 1)
+    sha = store._fetch_sha
+
+    def args(ids):
+        return [str(x) for x in store._fetch_args(svc, [str(i) for i in ids])]
+
     kw = client.connection_pool.connection_kwargs
     sock = socket.create_connection((kw.get("host", "127.0.0.1"), kw.get("port", 6379)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -234,11 +239,8 @@ def client_floor(store, cmd: dict) -> dict:
     for name, fn in (
         ("redis-py PING", lambda ids: client.ping()),
         ("bare socket PING", lambda ids: raw_cmd("PING")),
-        ("redis-py EVALSHA", lambda ids: client.evalsha(svc.sha, 0, time.time_ns() // 1000, len(ids), *map(str, ids))),
-        (
-            "bare socket EVALSHA",
-            lambda ids: raw_cmd("EVALSHA", svc.sha, "0", str(time.time_ns() // 1000), str(len(ids)), *map(str, ids)),
-        ),
+        ("redis-py EVALSHA", lambda ids: client.evalsha(sha, *args(ids))),
+        ("bare socket EVALSHA", lambda ids: raw_cmd("EVALSHA", sha, *args(ids))),
     ):
         for case, batches in (("1", cmd["batches1"]), ("100", cmd["batches100"])):
             if "PING" in name and case == "100":
@@ -290,13 +292,13 @@ def worker_reads(a) -> None:
                     t0 = perf()
                     client.mget(ks)
                 lat.append((perf() - t0) / 1000.0)
-        elif c == "evalsha":  # our read's round trip alone: the EVALSHA, no request building or decoding
+        elif c == "evalsha":  # our read's round trip alone: the fetch, no request building or computing
             svc = store.service(SERVICE)
             store._eval(svc, ["1"], time.time_ns() // 1000, 1)
             for ids in cmd["batches"]:
-                ents = [str(i) for i in ids]
+                args = store._fetch_args(svc, [str(i) for i in ids])
                 t0 = perf()
-                client.evalsha(svc.sha, 0, time.time_ns() // 1000, len(ents), *ents)
+                client.evalsha(store._fetch_sha, *args)
                 lat.append((perf() - t0) / 1000.0)
         elif c == "floor":  # what any redis-py call costs here vs the same bytes over a bare socket
             print(json.dumps({"floor": client_floor(store, cmd)}), flush=True)

@@ -167,6 +167,77 @@ def test_msgpack_tiles_last_first_variance(tmp_path, services):
             store.client.delete(*keys)
 
 
+EVERYTHING = """
+  - name: user_everything
+    entity: user
+    source: transactions
+    aggregations:
+      - column: amount
+        functions: [count, sum, mean, min, max, variance, stddev]
+        windows: [1h, 1d]
+      - column: merchant_id
+        functions: [count, sum, mean, min, max, last, first, variance, stddev]
+        windows: [1h, 7d]
+        hop: 5m
+      - column: status
+        functions: [count, min, max, last, first]
+        windows: [1d]
+      - column: event_time
+        functions: [min, max, last]
+        windows: [1d]
+      - expr: "status = 'declined'"
+        name: declined
+        functions: [sum, mean, count, min, max, variance]
+        windows: [1h, 1d]
+
+feature_services:
+  - name: everything
+    features: ["user_everything:*"]
+"""
+
+
+def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path, services):
+    """Each registered function, over numbers, integers, strings, timestamps and a boolean
+    expression, in packed and msgpack tiles: the online read (tiles combined in the client)
+    equals the batch engine (itself held to the oracle) at several read times."""
+    from featureline.aggregations import FUNCTIONS
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    (tmp_path / "featureline.yaml").write_text(
+        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
+    )
+    shutil.copytree(REPO / "features", tmp_path / "features")
+    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
+    f = tmp_path / "features/user_features.yaml"
+    text = f.read_text()
+    head, _, tail = text.partition("\n  - name: user_profile")
+    f.write_text(head + "\n" + EVERYTHING.split("feature_services:")[0] + "\n  - name: user_profile" + tail + "\n" + "feature_services:" + EVERYTHING.split("feature_services:")[1])
+    T = time.time_ns() // 1000 - 1_000_000
+    write_history(tmp_path, events=8000, users=120, merchants=15, days=9, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
+    plan = compile_project(tmp_path)
+    assert {plan.feature(r).function for r in plan.services["everything"].features} == set(FUNCTIONS)
+    engine, store = BatchEngine(plan), OnlineStore(plan)
+    try:
+        backfill_online(engine, store, T)
+        rows = [{"user_id": u} for u in range(1, 131)]
+        for later in (0, 7 * MINUTE, 3 * HOUR, 2 * DAY):
+            at = T + later
+            got = store.get("everything", rows, at_us=at)
+            spine = pa.table({"user_id": [r["user_id"] for r in rows], "ts": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC"))})
+            want = engine.historical(spine, "everything", at_column="ts").to_pydict()
+            for name in got:
+                if name != "user_id":
+                    bad = [(i, a, b) for i, (a, b) in enumerate(zip(got[name], want[name], strict=True)) if not _same(a, b)]
+                    assert not bad, (later, name, bad[:3])
+            if later == 0:  # every feature has values to compare
+                empty = [k for k, v in got.items() if all(x is None or x == 0 for x in v)]
+                assert not empty, empty
+    finally:
+        keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            store.client.delete(*keys)
+
+
 def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
     """The backfill's pipelined writes: a hash lives until its newest slot expires (a block with an
     earlier expiry never shortens it, a later one extends it); the vectorized builders write the same

@@ -6,7 +6,8 @@ micro-batches), how one record updates it (`add`, the plain-Python reference), h
 states merge (`lua_merge`, run inside Redis by the stream's writes) and how it is laid out
 in a tile. A *function* is what a feature asks for: the accumulators it needs, the input
 types it takes, its output type, its value straight from events (`sql`, the batch engine's
-point-in-time join) and its value from the tiles a window covers (`lua`, the read script).
+point-in-time join) and its value from the tiles a window covers (`reduce`, the online read,
+run in the client).
 Registered in `aggregations/__init__.py`; the compiler, the batch engine, the backfill, the
 stream and the online store consult the registry, never a list of names of their own.
 """
@@ -14,11 +15,14 @@ stream and the online store consult the registry, never a list of names of their
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from ..plan import NUMERIC, ORDERED
 
 NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
-__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function"]
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function", "per_entity_sum", "with_nulls"]
 
 
 class Accumulator:
@@ -67,7 +71,6 @@ class Function:
     input_kind = ""  # how an error names `inputs`
     hint: str | None = None  # added to an input-type error
     needs: tuple[str, ...] = ()  # accumulators besides the input's non-null count (`nn`)
-    state = ""  # read-script running state: functions of one state, input and window share it
     bool_as_int = False  # a boolean input aggregates as 0/1
     msgpack_value = False  # the read returns the value as the msgpack bytes it was written as
 
@@ -79,8 +82,22 @@ class Function:
         column, `dtype` the feature's type; `counts_events`: no input (a bare count)."""
         raise NotImplementedError
 
-    def lua(self, a: Callable[..., str], v: str, counts_events: bool) -> tuple[list[str], list[str], str]:
-        """(locals to init, Lua updating them from one tile, the final value expression) of the
-        read script; `a(kind, offset=0)` is the Lua reference of this input's accumulator
-        `kind` in the current tile, `v` a name unique to the running state."""
+    def reduce(self, col: Callable[..., Any], keep, seg, n: int, counts_events: bool) -> list:
+        """The values of `n` entities from the tiles their windows cover (the online read, in the
+        client): `col(kind, part=0)` is this input's accumulator `kind` over a slot's tiles (a
+        float64 array for packed tiles, else a list), `keep` marks the tiles in the window, `seg`
+        gives each tile's entity (0..n-1; tiles of an entity oldest first). A value is a number,
+        the msgpack bytes of one (`msgpack_value`), or None (null)."""
         raise NotImplementedError
+
+
+
+def per_entity_sum(values, keep, seg, n: int) -> np.ndarray:
+    """Sum of `values` over the kept tiles of each entity, added oldest tile first."""
+    v = np.asarray(values, dtype=np.float64)
+    return np.bincount(seg[keep], weights=v[keep], minlength=n)
+
+
+def with_nulls(values: np.ndarray, present: np.ndarray) -> list:
+    """An array of values -> a list, None where `present` is false."""
+    return [x if p else None for x, p in zip(values.tolist(), present.tolist(), strict=True)]

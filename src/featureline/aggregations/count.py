@@ -5,7 +5,7 @@ input has one, and the other accumulators read it as their count)."""
 
 from __future__ import annotations
 
-from .base import Accumulator, Function
+from .base import Accumulator, Function, per_entity_sum
 
 
 class _Additive(Accumulator):
@@ -29,7 +29,6 @@ class NonNull(_Additive):
 
 class CountFn(Function):
     name = "count"
-    state = "c"
 
     def output_type(self, input_type):
         return "integer"
@@ -37,9 +36,8 @@ class CountFn(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"count({'e.__t' if counts_events else inp}) FILTER (WHERE {win})"
 
-    def lua(self, a, v, counts_events):
-        src = a("cnt") if counts_events else a("nn")
-        return [f"local c_{v} = 0"], [f"c_{v} = c_{v} + {src}"], f"c_{v}"
+    def reduce(self, col, keep, seg, n, counts_events):
+        return per_entity_sum(col("cnt") if counts_events else col("nn"), keep, seg, n).tolist()
 
 
 ACCUMULATORS = (Count(), NonNull())

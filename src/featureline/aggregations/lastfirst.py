@@ -6,6 +6,7 @@ type travels through Redis as the bytes it was written as (never a Lua number)."
 from __future__ import annotations
 
 import msgspec
+import numpy as np
 
 from .base import Accumulator, Function
 
@@ -55,19 +56,21 @@ class PickFn(Function):
     def __init__(self, name: str):
         self.name = name
         self.needs = (name,)
-        self.state = name[0]
         self.newer = name == "last"
 
     def sql(self, inp, win, dtype, counts_events):
         return f"{'arg_max' if self.newer else 'arg_min'}({inp}, e.__ord) FILTER (WHERE {win} AND {inp} IS NOT NULL)"
 
-    def lua(self, a, v, counts_events):
-        x = a(self.name)
-        return (
-            [f"local b_{v} = nil"],
-            [f"if {a('nn')} > 0 and (b_{v} == nil or {_better(self.newer, x, 'b_' + v)}) then b_{v} = {x} end"],
-            f"((b_{v} ~= nil and b_{v}[3]) or false)",
-        )
+    def reduce(self, col, keep, seg, n, counts_events):
+        picks = col(self.name)  # [event_time, arrival, msgpack bytes] per tile
+        valid = keep & (np.asarray(col("nn"), dtype=np.float64) > 0)
+        best: list = [None] * n
+        for i in np.flatnonzero(valid).tolist():
+            e, x = seg[i], picks[i]
+            b = best[e]
+            if b is None or ((x[0], x[1]) > (b[0], b[1]) if self.newer else (x[0], x[1]) < (b[0], b[1])):
+                best[e] = x
+        return [None if b is None else b[2] for b in best]
 
 
 ACCUMULATORS = (Pick("last"), Pick("first"))

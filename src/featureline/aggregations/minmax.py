@@ -5,7 +5,9 @@ tile a msgpack one (they do not pack as doubles)."""
 
 from __future__ import annotations
 
-from .base import NUMERIC_INPUTS, ORDERED, Accumulator, Function
+import numpy as np
+
+from .base import NUMERIC_INPUTS, ORDERED, Accumulator, Function, with_nulls
 
 
 class Extreme(Accumulator):
@@ -39,19 +41,24 @@ class ExtremeFn(Function):
     def __init__(self, name: str):
         self.name = name
         self.needs = (name,)
-        self.state = name[:2]
         self.cmp = "<" if name == "min" else ">"
 
     def sql(self, inp, win, dtype, counts_events):
         return f"{self.name}({inp}) FILTER (WHERE {win})"
 
-    def lua(self, a, v, counts_events):
-        m = a(self.name)
-        return (
-            [f"local m_{v} = nil"],
-            [f"if {a('nn')} > 0 and (m_{v} == nil or {m} {self.cmp} m_{v}) then m_{v} = {m} end"],
-            f"((m_{v} ~= nil and m_{v}) or false)",
-        )
+    def reduce(self, col, keep, seg, n, counts_events):
+        vals = col(self.name)
+        valid = keep & (np.asarray(col("nn"), dtype=np.float64) > 0)
+        if isinstance(vals, np.ndarray):
+            out = np.full(n, np.inf if self.name == "min" else -np.inf)
+            (np.minimum if self.name == "min" else np.maximum).at(out, seg[valid], vals[valid])
+            return with_nulls(out, np.bincount(seg[valid], minlength=n) > 0)
+        best: list = [None] * n  # strings (msgpack tiles): compared in Python
+        for i in np.flatnonzero(valid).tolist():
+            e, x = seg[i], vals[i]
+            if best[e] is None or (x < best[e] if self.name == "min" else x > best[e]):
+                best[e] = x
+        return best
 
 
 ACCUMULATORS = (Extreme("min"), Extreme("max"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import NUMERIC, Accumulator, Function
+import numpy as np
+
+from .base import NUMERIC, Accumulator, Function, per_entity_sum, with_nulls
 
 
 class Sum(Accumulator):
@@ -25,11 +27,7 @@ class _Numeric(Function):
     input_kind = "numeric (integer, number or boolean)"
     hint = "count, last and first work on any type"
     needs = ("sum",)
-    state = "s"
     bool_as_int = True
-
-    def lua(self, a, v, counts_events):
-        return [f"local s_{v}, n_{v} = 0, 0"], [f"s_{v} = s_{v} + {a('sum')}; n_{v} = n_{v} + {a('nn')}"], self._final(v)
 
 
 class SumFn(_Numeric):
@@ -43,8 +41,8 @@ class SumFn(_Numeric):
             return f"coalesce(CAST(sum({inp}) FILTER (WHERE {win}) AS BIGINT), 0)"
         return f"coalesce(fsum({inp}) FILTER (WHERE {win}), 0.0)"  # compensated
 
-    def _final(self, v):
-        return f"s_{v}"
+    def reduce(self, col, keep, seg, n, counts_events):
+        return per_entity_sum(col("sum"), keep, seg, n).tolist()
 
 
 class MeanFn(_Numeric):
@@ -56,8 +54,10 @@ class MeanFn(_Numeric):
     def sql(self, inp, win, dtype, counts_events):
         return f"(fsum({inp}::DOUBLE) FILTER (WHERE {win}) / nullif(count({inp}) FILTER (WHERE {win}), 0))"
 
-    def _final(self, v):
-        return f"(n_{v} > 0 and s_{v} / n_{v} or false)"
+    def reduce(self, col, keep, seg, n, counts_events):
+        s, c = per_entity_sum(col("sum"), keep, seg, n), per_entity_sum(col("nn"), keep, seg, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return with_nulls(s / c, c > 0)
 
 
 ACCUMULATORS = (Sum(),)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from .base import NUMERIC, Accumulator, Function
+import numpy as np
+
+from .base import NUMERIC, Accumulator, Function, per_entity_sum, with_nulls
 
 
 class Var(Accumulator):
@@ -54,7 +56,6 @@ class _Spread(Function):
     input_kind = "numeric (integer, number or boolean)"
     hint = "count, last and first work on any type"
     needs = ("var",)
-    state = "v"
     bool_as_int = True
     sql_fn = ""
 
@@ -64,32 +65,32 @@ class _Spread(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"{self.sql_fn}({inp}::DOUBLE) FILTER (WHERE {win})"
 
-    def lua(self, a, v, counts_events):
-        mean, m2 = a("var", 0), a("var", 1)
-        step = [
-            f"local ni = {a('nn')}",
-            "if ni > 0 then",
-            f"  local d = {mean} - mu_{v}; local nt = n_{v} + ni",
-            f"  mu_{v} = mu_{v} + d * ni / nt; m2_{v} = m2_{v} + {m2} + d * d * n_{v} * ni / nt; n_{v} = nt",
-            "end",
-        ]
-        return [f"local n_{v}, mu_{v}, m2_{v} = 0, 0, 0"], step, f"(n_{v} >= 2 and {self._final(v)} or false)"
+    def reduce(self, col, keep, seg, n, counts_events):
+        # the tiles' (count, mean, M2) combined at once: M2 = sum(M2_i + n_i (mean_i - mean)^2)
+        ni = np.asarray(col("nn"), dtype=np.float64)
+        mi, m2i = np.asarray(col("var", 0), dtype=np.float64), np.asarray(col("var", 1), dtype=np.float64)
+        tot = per_entity_sum(ni, keep, seg, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = per_entity_sum(ni * mi, keep, seg, n) / tot
+            d = np.where(ni > 0, mi - mean[seg], 0.0)
+            m2 = per_entity_sum(m2i + ni * d * d, keep, seg, n)
+            return with_nulls(self._value(m2, tot), tot >= 2)
 
 
 class VarianceFn(_Spread):
     name = "variance"
     sql_fn = "var_samp"
 
-    def _final(self, v):
-        return f"m2_{v} / (n_{v} - 1)"
+    def _value(self, m2, n):
+        return m2 / (n - 1)
 
 
 class StddevFn(_Spread):
     name = "stddev"
     sql_fn = "stddev_samp"
 
-    def _final(self, v):
-        return f"math.sqrt(m2_{v} / (n_{v} - 1))"
+    def _value(self, m2, n):
+        return np.sqrt(m2 / (n - 1))
 
 
 ACCUMULATORS = (Var(),)

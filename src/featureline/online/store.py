@@ -3,9 +3,10 @@
     store = OnlineStore(plan)
     store.get(service, [{"user_id": 42, "merchant_id": 7}])   # {"user_id": [42], ..., "count_1h": [3], ...}
 
-Reads are one EVALSHA (see `lua.py`): windowed values are computed in Redis from the
-tiles their window covers as of the read time, so they stay exact while events age
-out of windows and nobody writes. Layout: `layout.py`.
+Reads are one EVALSHA of a fixed script fetching the tiles and latest rows the service's
+features need; the client computes each window from the tiles it covers as of the read time
+(`read.py`), so values stay exact while events age out of windows and nobody writes.
+Layout: `layout.py`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgpack
 import msgspec
 
 from ..aggregations import FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
-from .lua import Group, Slot, outputs, read_script, service_groups
+from .read import FETCH, Slot, ServiceRead
 
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
@@ -123,17 +123,16 @@ class AsyncRedis:
 
 
 class _Service:
-    """A service's read plan: groups, generated script and output layout (built once)."""
+    """A service's read plan: groups, keys and output layout (built once)."""
 
     def __init__(self, plan: Plan, name: str, prefix: str):
         self.name = name
-        self.groups: list[Group] = service_groups(plan, name)
-        self.script = read_script(self.groups, prefix)
+        self.read = ServiceRead(plan, name, prefix)
+        self.groups = self.read.groups
         self.join_keys = plan.services[name].join_keys
         self.features = [plan.feature(ref) for ref in plan.services[name].features]
-        self.outputs = outputs(self.groups)
+        self.outputs = self.read.outputs
         self.group_keys = [g.join_keys for g in self.groups]
-        self.sha: str | None = None
         self.latest_views = {s.code: plan.views[s.view] for g in self.groups for s in g.slots if s.kind == "latest"}
 
 
@@ -145,6 +144,7 @@ class OnlineStore:
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
         self._merge_shas: dict[str, str] = {}  # generated write scripts by name -> SHA
+        self._fetch_sha: str | None = None  # the read script's (`read.FETCH`)
         self.outage = None  # a featureline.outage.Outage: guarded writes wait out Redis outages (the stream sets it)
 
     # -- reads ---------------------------------------------------------------------
@@ -182,49 +182,52 @@ class OnlineStore:
                 ents.append(esc(row[jk[0]]) if len(jk) == 1 else entity_key(row[k] for k in jk))
         return svc, rows, ents, t
 
-    def _finish(self, svc: _Service, rows: list[dict], raw, t: int) -> dict[str, list]:
-        values = msgpack.unpackb(raw, raw=True) if raw else []
+    def _finish(self, svc: _Service, rows: list[dict], reply, t: int) -> dict[str, list]:
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
-        width = len(svc.outputs)
-        for j, (kind, what) in enumerate(svc.outputs):
-            col = values[j::width]
+        for (kind, what), col in zip(svc.outputs, svc.read.columns(reply, len(rows), t), strict=True):
             if kind == "f":
                 out[what.name] = _column(what, col)
             else:
                 _latest_columns(svc.latest_views[what.code], what, col, t, out)
         return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
 
+    def _fetch_args(self, svc: _Service, ents: list[str]) -> list:
+        keys = svc.read.keys(ents)
+        return [len(keys), *keys, *svc.read.argv_tail]
+
     def _eval(self, svc: _Service, ents: list[str], t: int, n: int):
         from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
-        if svc.sha is None:
-            svc.sha = self.client.script_load(svc.script)
+        if self._fetch_sha is None:
+            self._fetch_sha = self.client.script_load(FETCH)
+        args = self._fetch_args(svc, ents)
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
             # straight on a pooled connection: redis-py's command wrapper costs ~15 us a call
-            conn.send_command("EVALSHA", svc.sha, 0, t, n, *ents)
+            conn.send_command("EVALSHA", self._fetch_sha, *args)
             return conn.read_response()
         except NoScriptError:  # the server restarted or flushed its scripts
-            svc.sha = self.client.script_load(svc.script)
+            self._fetch_sha = self.client.script_load(FETCH)
         except (ConnectionError, TimeoutError):
             conn.disconnect()  # then once more through the client, with its retry policy
         finally:
             pool.release(conn)
-        return self.client.evalsha(svc.sha, 0, t, n, *ents)
+        return self.client.evalsha(self._fetch_sha, *args)
 
     async def _eval_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str], t: int, n: int):
         from redis.exceptions import ConnectionError, NoScriptError
 
-        if svc.sha is None:
-            svc.sha = await aredis.client.script_load(svc.script)
+        if self._fetch_sha is None:
+            self._fetch_sha = await aredis.client.script_load(FETCH)
+        args = self._fetch_args(svc, ents)
         try:
-            return await aredis.call("EVALSHA", svc.sha, 0, t, n, *ents)
+            return await aredis.call("EVALSHA", self._fetch_sha, *args)
         except NoScriptError:  # the server restarted or flushed its scripts
-            svc.sha = await aredis.client.script_load(svc.script)
+            self._fetch_sha = await aredis.client.script_load(FETCH)
         except ConnectionError:
             pass  # a stale connection (Redis restarted): once more, on a new one
-        return await aredis.call("EVALSHA", svc.sha, 0, t, n, *ents)
+        return await aredis.call("EVALSHA", self._fetch_sha, *args)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
     # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender
@@ -585,12 +588,12 @@ def _rows(entity_rows, join_keys) -> list[dict]:
 def _column(f: FeaturePlan, col: list) -> list:
     dtype = f.dtype
     if FUNCTIONS[f.function].msgpack_value:
-        return [None if v is False else _cast(dtype, _dec.decode(v)) for v in col]
+        return [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
     if dtype == "integer":
-        return [None if v is False else int(v) for v in col]
+        return [None if v is None else int(v) for v in col]
     if dtype == "number":
-        return [None if v is False else float(v) for v in col]
-    return [None if v is False else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
+        return [None if v is None else float(v) for v in col]
+    return [None if v is None else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
 
 
 def _cast(dtype: str, v: Any) -> Any:
@@ -612,7 +615,7 @@ def _latest_columns(view, slot: Slot, col: list, t: int, out: dict) -> None:
     [t - ttl, t) is null. All rows are decoded in one call (wrapped as one msgpack array)."""
     n = len(col)
     header = b"\xdd" + n.to_bytes(4, "big")  # msgpack array32
-    rows = _dec.decode(header + b"".join(b"\xc0" if b is False else b for b in col)) if n else []
+    rows = _dec.decode(header + b"".join(b"\xc0" if b is None else b for b in col)) if n else []
     lo = t - view.ttl_us
     order = [f.name for f in view.features]
     for f in slot.features:
