@@ -130,12 +130,25 @@ def test_bad_requests(online):
         store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}] * 1001)
 
 
-def test_reads_survive_a_script_flush(online):
+def test_reads_load_no_script_into_redis_whatever_the_feature_list(online):
+    """Before, each distinct feature list generated and loaded a Lua script (300 random lists:
+    288 scripts, kept by Redis until a flush). Reads now send plain commands."""
+    import dataclasses
+
+    from featureline.plan import ServicePlan
+
     plan, engine, store, T, _, _ = online
-    rows = _rows(5, seed=11)
-    before = store.get("fraud_detection", rows, at_us=T)
-    store.client.script_flush()  # as after a Redis restart: the cached SHA is gone
-    assert store.get("fraud_detection", rows, at_us=T) == before
+    refs = list(plan.services["fraud_detection"].features)
+    rnd = random.Random(7)
+    scripts = store.client.info("memory")["number_of_cached_scripts"]
+    for i in range(40):
+        pick = tuple(rnd.sample(refs, rnd.randint(1, len(refs))))
+        keys = tuple(dict.fromkeys(k for r in pick for k in plan.views[r.partition(":")[0]].join_keys))
+        adhoc = dataclasses.replace(plan, services={**plan.services, f"s{i}": ServicePlan(f"s{i}", pick, keys)})
+        got = OnlineStore(adhoc, client=store.client).get(f"s{i}", _rows(3, seed=i), at_us=T)
+        want = store.get("fraud_detection", _rows(3, seed=i), at_us=T)
+        assert all(got[r.partition(":")[2]] == want[r.partition(":")[2]] for r in pick)
+    assert store.client.info("memory")["number_of_cached_scripts"] == scripts
 
 
 def test_msgpack_tiles_last_first_variance(tmp_path, services):
@@ -229,8 +242,11 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
                 if name != "user_id":
                     bad = [(i, a, b) for i, (a, b) in enumerate(zip(got[name], want[name], strict=True)) if not _same(a, b)]
                     assert not bad, (later, name, bad[:3])
+            for i in range(0, len(rows), 13):  # a row read alone: the very same values (bits) as read with others
+                alone = store.get("everything", [rows[i]], at_us=at)
+                assert {k: v[0] for k, v in alone.items()} == {k: v[i] for k, v in got.items()}, (later, rows[i])
             if later == 0:  # every feature has values to compare
-                empty = [k for k, v in got.items() if all(x is None or x == 0 for x in v)]
+                empty = [k for k, v in got.items() if all(x is None for x in v) or (k.startswith("count") and not any(v))]
                 assert not empty, empty
     finally:
         keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))

@@ -14,15 +14,13 @@ stream and the online store consult the registry, never a list of names of their
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
 from ..plan import NUMERIC, ORDERED
+from .window import Row, Window
 
 NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
-__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function", "per_entity_sum", "with_nulls"]
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function", "Row", "Window", "with_nulls"]
 
 
 class Accumulator:
@@ -82,20 +80,15 @@ class Function:
         column, `dtype` the feature's type; `counts_events`: no input (a bare count)."""
         raise NotImplementedError
 
-    def reduce(self, col: Callable[..., Any], keep, seg, n: int, counts_events: bool) -> list:
-        """The values of `n` entities from the tiles their windows cover (the online read, in the
-        client): `col(kind, part=0)` is this input's accumulator `kind` over a slot's tiles (a
-        float64 array for packed tiles, else a list), `keep` marks the tiles in the window, `seg`
-        gives each tile's entity (0..n-1; tiles of an entity oldest first). A value is a number,
-        the msgpack bytes of one (`msgpack_value`), or None (null)."""
+    def reduce(self, w: Window, inp: str | None) -> list:
+        """The values of the window's rows (the online read, in the client), from the tiles it
+        keeps (`window.py`); `inp` the input (None: a bare count). A value is a number, the
+        msgpack bytes of one (`msgpack_value`), or None (null)."""
         raise NotImplementedError
 
-
-
-def per_entity_sum(values, keep, seg, n: int) -> np.ndarray:
-    """Sum of `values` over the kept tiles of each entity, added oldest tile first."""
-    v = np.asarray(values, dtype=np.float64)
-    return np.bincount(seg[keep], weights=v[keep], minlength=n)
+    def reduce_row(self, r: Row, inp: str | None):
+        """`reduce` of one row (`window.Row`): the same value, computed in pure Python."""
+        raise NotImplementedError
 
 
 def with_nulls(values: np.ndarray, present: np.ndarray) -> list:

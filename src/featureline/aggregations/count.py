@@ -5,7 +5,7 @@ input has one, and the other accumulators read it as their count)."""
 
 from __future__ import annotations
 
-from .base import Accumulator, Function, per_entity_sum
+from .base import Accumulator, Function
 
 
 class _Additive(Accumulator):
@@ -36,8 +36,11 @@ class CountFn(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"count({'e.__t' if counts_events else inp}) FILTER (WHERE {win})"
 
-    def reduce(self, col, keep, seg, n, counts_events):
-        return per_entity_sum(col("cnt") if counts_events else col("nn"), keep, seg, n).tolist()
+    def reduce(self, w, inp):
+        return w.total("cnt", None).tolist() if inp is None else w.total("nn", inp).tolist()
+
+    def reduce_row(self, r, inp):
+        return r.total("cnt", None) if inp is None else r.total("nn", inp)
 
 
 ACCUMULATORS = (Count(), NonNull())

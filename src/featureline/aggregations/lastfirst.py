@@ -61,16 +61,22 @@ class PickFn(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"{'arg_max' if self.newer else 'arg_min'}({inp}, e.__ord) FILTER (WHERE {win} AND {inp} IS NOT NULL)"
 
-    def reduce(self, col, keep, seg, n, counts_events):
-        picks = col(self.name)  # [event_time, arrival, msgpack bytes] per tile
-        valid = keep & (np.asarray(col("nn"), dtype=np.float64) > 0)
-        best: list = [None] * n
-        for i in np.flatnonzero(valid).tolist():
-            e, x = seg[i], picks[i]
+    def reduce(self, w, inp):
+        picks = w.objects(w.column(self.name, inp))  # [event_time, arrival, msgpack bytes] per tile
+        best: list = [None] * w.n
+        for i in np.flatnonzero(w.nonempty(inp)).tolist():
+            e, x = w.seg[i], picks[i]
             b = best[e]
             if b is None or ((x[0], x[1]) > (b[0], b[1]) if self.newer else (x[0], x[1]) < (b[0], b[1])):
                 best[e] = x
         return [None if b is None else b[2] for b in best]
+
+    def reduce_row(self, r, inp):
+        picks = r.nonempty(self.name, inp)
+        if not picks:
+            return None
+        key = lambda x: (x[0], x[1])  # noqa: E731
+        return (max(picks, key=key) if self.newer else min(picks, key=key))[2]
 
 
 ACCUMULATORS = (Pick("last"), Pick("first"))

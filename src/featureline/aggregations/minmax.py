@@ -46,19 +46,22 @@ class ExtremeFn(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"{self.name}({inp}) FILTER (WHERE {win})"
 
-    def reduce(self, col, keep, seg, n, counts_events):
-        vals = col(self.name)
-        valid = keep & (np.asarray(col("nn"), dtype=np.float64) > 0)
-        if isinstance(vals, np.ndarray):
-            out = np.full(n, np.inf if self.name == "min" else -np.inf)
-            (np.minimum if self.name == "min" else np.maximum).at(out, seg[valid], vals[valid])
-            return with_nulls(out, np.bincount(seg[valid], minlength=n) > 0)
-        best: list = [None] * n  # strings (msgpack tiles): compared in Python
-        for i in np.flatnonzero(valid).tolist():
-            e, x = seg[i], vals[i]
-            if best[e] is None or (x < best[e] if self.name == "min" else x > best[e]):
+    def reduce(self, w, inp):
+        lowest = self.name == "min"
+        if w.objects is None:
+            vals, present = w.extreme(self.name, inp, lowest)
+            return with_nulls(vals, present)
+        states = w.objects(w.column(self.name, inp))  # msgpack tiles: strings, or numbers among them
+        best: list = [None] * w.n
+        for i in np.flatnonzero(w.nonempty(inp)).tolist():
+            e, x = w.seg[i], states[i]
+            if best[e] is None or (x < best[e] if lowest else x > best[e]):
                 best[e] = x
         return best
+
+    def reduce_row(self, r, inp):
+        vals = r.nonempty(self.name, inp)
+        return (min(vals) if self.name == "min" else max(vals)) if vals else None
 
 
 ACCUMULATORS = (Extreme("min"), Extreme("max"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NUMERIC, Accumulator, Function, per_entity_sum, with_nulls
+from .base import NUMERIC, Accumulator, Function, with_nulls
 
 
 class Sum(Accumulator):
@@ -41,8 +41,11 @@ class SumFn(_Numeric):
             return f"coalesce(CAST(sum({inp}) FILTER (WHERE {win}) AS BIGINT), 0)"
         return f"coalesce(fsum({inp}) FILTER (WHERE {win}), 0.0)"  # compensated
 
-    def reduce(self, col, keep, seg, n, counts_events):
-        return per_entity_sum(col("sum"), keep, seg, n).tolist()
+    def reduce(self, w, inp):
+        return w.total("sum", inp).tolist()
+
+    def reduce_row(self, r, inp):
+        return r.total("sum", inp)
 
 
 class MeanFn(_Numeric):
@@ -54,10 +57,14 @@ class MeanFn(_Numeric):
     def sql(self, inp, win, dtype, counts_events):
         return f"(fsum({inp}::DOUBLE) FILTER (WHERE {win}) / nullif(count({inp}) FILTER (WHERE {win}), 0))"
 
-    def reduce(self, col, keep, seg, n, counts_events):
-        s, c = per_entity_sum(col("sum"), keep, seg, n), per_entity_sum(col("nn"), keep, seg, n)
+    def reduce(self, w, inp):
+        s, c = w.total("sum", inp), w.total("nn", inp)
         with np.errstate(invalid="ignore", divide="ignore"):
             return with_nulls(s / c, c > 0)
+
+    def reduce_row(self, r, inp):
+        c = r.total("nn", inp)
+        return r.total("sum", inp) / c if c > 0 else None
 
 
 ACCUMULATORS = (Sum(),)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NUMERIC, Accumulator, Function, per_entity_sum, with_nulls
+from .base import NUMERIC, Accumulator, Function, with_nulls
+from .window import seq_sum
 
 
 class Var(Accumulator):
@@ -65,16 +66,25 @@ class _Spread(Function):
     def sql(self, inp, win, dtype, counts_events):
         return f"{self.sql_fn}({inp}::DOUBLE) FILTER (WHERE {win})"
 
-    def reduce(self, col, keep, seg, n, counts_events):
+    def reduce(self, w, inp):
         # the tiles' (count, mean, M2) combined at once: M2 = sum(M2_i + n_i (mean_i - mean)^2)
-        ni = np.asarray(col("nn"), dtype=np.float64)
-        mi, m2i = np.asarray(col("var", 0), dtype=np.float64), np.asarray(col("var", 1), dtype=np.float64)
-        tot = per_entity_sum(ni, keep, seg, n)
+        ni, mi, m2i = w.values("nn", inp), w.values("var", inp, 0), w.values("var", inp, 1)
+        tot = w.total("nn", inp)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = per_entity_sum(ni * mi, keep, seg, n) / tot
-            d = np.where(ni > 0, mi - mean[seg], 0.0)
-            m2 = per_entity_sum(m2i + ni * d * d, keep, seg, n)
+            mean = w.per_row(ni * mi) / tot
+            d = np.where(ni > 0, mi - mean[w.seg], 0.0)
+            m2 = w.per_row(m2i + ni * d * d)
             return with_nulls(self._value(m2, tot), tot >= 2)
+
+    def reduce_row(self, r, inp):
+        ni, mi, m2i = r.col("nn", inp), r.col("var", inp, 0), r.col("var", inp, 1)
+        tot = seq_sum(ni)  # the same operations, in the same order, as `reduce`
+        if tot < 2:
+            return None
+        mean = np.float64(seq_sum([a * b for a, b in zip(ni, mi, strict=True)])) / tot
+        d = [b - mean if a > 0 else 0.0 for a, b in zip(ni, mi, strict=True)]
+        m2 = seq_sum([q + a * x * x for q, a, x in zip(m2i, ni, d, strict=True)])
+        return float(self._value(np.float64(m2), np.float64(tot)))
 
 
 class VarianceFn(_Spread):

@@ -1,12 +1,11 @@
 """The read path: Redis fetches the tiles, the client computes the windows.
 
-One fixed script (`FETCH`, the same for every service and request) fetches, for every entity
-row, the slot blocks its features need from each entity hash (HMGET) and the rows of its
-latest-value views (GET), in one round trip; no arithmetic runs in Redis. The client then
-computes every feature over all rows at once: a slot's packed tiles of all rows become one
-float64 matrix (`numpy.frombuffer`), each window one mask over its tile starts, each
-feature one call to its function's `reduce` (aggregations/), which combines the kept tiles
-per entity.
+A read sends plain commands, pipelined in one round trip: per entity row and entity type one
+HMGET of the slot blocks its features need, and one MGET of every latest-value row. Redis runs
+no script and no arithmetic (~1.6 us of its time per HMGET). The client then computes every
+feature over all rows at once: a slot's packed tiles of all rows become one float64 matrix
+(`numpy.frombuffer`), each window one mask over its tile starts, each feature one call to its
+function's `reduce` (aggregations/), which combines the kept tiles per entity.
 
 A window as of t covers the tiles with floor(t - W, hop) <= start <= floor(t, hop)
 (docs/semantics.md, "Windowed aggregations").
@@ -14,43 +13,25 @@ A window as of t covers the tiles with floor(t - W, hop) <= start <= floor(t, ho
 
 from __future__ import annotations
 
+import struct
+import sys
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import msgpack
 import numpy as np
 
 from ..aggregations import ACCUMULATORS, FUNCTIONS
+from ..aggregations.window import Row, Tiles, Window
 from ..plan import FeaturePlan, Plan
 from .layout import TileLayout, input_name, latest_code, tile_layouts
 
-# KEYS: per row, its keys (entity hashes, latest-value keys). ARGV: the number of field lists,
-# each list (its length, then its fields), then the row pattern: its length, then per key of a
-# row the list to HMGET (0: GET the key). Returns every value in order, nil for a missing one.
-FETCH = """
-local nl, p = tonumber(ARGV[1]), 2
-local lists = {}
-for l = 1, nl do
-  local c = tonumber(ARGV[p])
-  lists[l] = {unpack(ARGV, p + 1, p + c)}
-  p = p + c + 1
-end
-local np = tonumber(ARGV[p])
-local pat = {}
-for k = 1, np do pat[k] = tonumber(ARGV[p + k]) end
-local out, o = {}, 0
-for i = 1, #KEYS do
-  local l = pat[(i - 1) % np + 1]
-  if l == 0 then
-    o = o + 1
-    out[o] = redis.call('GET', KEYS[i])
-  else
-    local got = redis.call('HMGET', KEYS[i], unpack(lists[l]))
-    for j = 1, #got do out[o + j] = got[j] end
-    o = o + #got
-  end
-end
-return out
-"""
+LITTLE = sys.byteorder == "little"
+ROWS_IN_PYTHON = 4  # reads of up to this many rows compute in pure Python (numpy's per-call cost)
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
 @dataclass(frozen=True)
@@ -102,95 +83,151 @@ def outputs(groups: list[Group]) -> list[tuple[str, object]]:
 
 
 class ServiceRead:
-    """One service's read: the keys and arguments of `FETCH`, and the features from its reply."""
+    """One service's read: its commands for some rows, and the features from their replies."""
 
     def __init__(self, plan: Plan, service: str, prefix: str):
         self.groups = service_groups(plan, service)
         self.outputs = outputs(self.groups)
-        self.prefix = prefix
-        lists: list[list[str]] = []
-        pattern: list[int] = []
-        self.suffixes: list[tuple[int, str]] = []  # per key of a row: (group, key suffix)
-        self.places: list[tuple[Slot, int]] = []  # per slot: its position in a row's reply
-        pos = 0
+        self.at = {id(what): j for j, (_, what) in enumerate(self.outputs)}  # output -> its column
+        self.hashes: list[tuple[int, bytes, bytes, bytes]] = []  # per HMGET of a row: group, head, key prefix, fields
+        self.windows: list[tuple[Slot, int, int]] = []  # window slot, its HMGET (in a row), its field
+        self.latest: list[tuple[Slot, int, bytes, bytes]] = []  # latest slot, its group, key prefix, suffix
+        slots = [s for g in self.groups for s in g.slots if s.kind == "window"]
+        self.column_of = {s.code: _columns(s.layout) for s in slots}  # slot -> (kind, input, part) -> column
+        self.spots_of = {s.code: _spots(s.layout) for s in slots}
         for gi, g in enumerate(self.groups):
-            windows = [s for s in g.slots if s.kind == "window"]
-            if windows:
-                lists.append([s.code for s in windows])
-                pattern.append(len(lists))
-                self.suffixes.append((gi, ""))
-                for s in windows:
-                    self.places.append((s, pos))
-                    pos += 1
+            pre = f"{prefix}:{g.entity}:".encode()
+            codes = [s for s in g.slots if s.kind == "window"]
+            if codes:
+                for fi, s in enumerate(codes):
+                    self.windows.append((s, len(self.hashes), fi))
+                head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(codes))
+                self.hashes.append((gi, head, pre, b"".join(_bulk(s.code.encode()) for s in codes)))
             for s in g.slots:
                 if s.kind == "latest":
-                    pattern.append(0)
-                    self.suffixes.append((gi, ":" + s.code))
-                    self.places.append((s, pos))
-                    pos += 1
-        self.width = pos  # reply values per row
-        head: list = [len(lists)]
-        for fields in lists:
-            head += [len(fields), *fields]
-        self.argv_tail = [*head, len(pattern), *pattern]
-        self.entity_prefixes = [f"{prefix}:{g.entity}:" for g in self.groups]
-        self.at = {id(what): j for j, (_, what) in enumerate(self.outputs)}  # output -> its column
+                    self.latest.append((s, gi, pre, b":" + s.code.encode()))
 
-    def keys(self, ents: list[str]) -> list[str]:
-        """`ents`: per row, one entity key per group (`OnlineStore._prepare`)."""
+    def commands(self, ents: list[str]) -> tuple[bytes, int]:
+        """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the pipelined
+        commands, how many replies they get)."""
         ng = len(self.groups)
-        pre = self.entity_prefixes
-        return [pre[gi] + ents[r * ng + gi] + suffix for r in range(len(ents) // ng) for gi, suffix in self.suffixes]
+        n = len(ents) // ng
+        enc = [e.encode() for e in ents]
+        parts = [head + _bulk(pre + enc[r * ng + gi]) + fields for r in range(n) for gi, head, pre, fields in self.hashes]
+        count = len(parts)
+        if self.latest and n:
+            keys = [pre + enc[r * ng + gi] + suffix for r in range(n) for _, gi, pre, suffix in self.latest]
+            parts.append(b"*%d\r\n$4\r\nMGET\r\n" % (1 + len(keys)) + b"".join(map(_bulk, keys)))
+            count += 1
+        return b"".join(parts), count
 
-    def columns(self, reply: list, n: int, t: int) -> list[list]:
-        """`FETCH`'s reply for `n` rows -> one column per output: feature values (None for null;
-        msgpack bytes for `msgpack_value` functions), or a latest-value slot's stored rows."""
+    def columns(self, replies: list, n: int, t: int) -> list[list]:
+        """The replies of `commands` for `n` rows -> one column per output: feature values (None
+        for null; msgpack bytes for `msgpack_value` functions), or a latest-value slot's rows."""
         cols: list = [None] * len(self.outputs)
         at = self.at
-        for slot, pos in self.places:
-            blocks = reply[pos :: self.width] if reply else [None] * n
-            if slot.kind == "latest":
-                cols[at[id(slot)]] = blocks
-                continue
+        nh = len(self.hashes)
+        if self.latest:
+            stored = replies[-1] if n else []
+            k = len(self.latest)
+            for j, (slot, *_) in enumerate(self.latest):
+                cols[at[id(slot)]] = stored[j::k]
+        if n <= ROWS_IN_PYTHON:
+            self._rows(replies, n, t, cols)
+            return cols
+        for slot, h, fi in self.windows:
+            blocks = [rep[fi] for rep in replies[h : n * nh : nh]]
             lay = slot.layout
-            start, seg, col = _tiles(lay, blocks, n)
+            tiles = _tiles(lay, blocks, n, self.column_of[slot.code], self.spots_of[slot.code])
             hi = t - t % lay.hop_us
-            keep: dict[int, np.ndarray] = {}
+            wins: dict[int, Window] = {}
             for f in slot.features:
-                k = keep.get(f.window_us)
-                if k is None:
+                w = wins.get(f.window_us)
+                if w is None:
                     lo = (t - f.window_us) - (t - f.window_us) % lay.hop_us
-                    k = keep[f.window_us] = (start >= lo) & (start <= hi)
-                inp = input_name(f)
-                cols[at[id(f)]] = FUNCTIONS[f.function].reduce(col(inp), k, seg, n, inp is None)
+                    w = wins[f.window_us] = Window(tiles, (tiles.start >= lo) & (tiles.start <= hi))
+                cols[at[id(f)]] = FUNCTIONS[f.function].reduce(w, input_name(f))
         return cols
 
 
-def _tiles(lay: TileLayout, blocks: list, n: int):
-    """A slot's blocks of n rows -> (tile starts, each tile's row, col(input)(kind, part=0))."""
+    def _rows(self, replies: list, n: int, t: int, cols: list) -> None:
+        """`columns` row by row, in pure Python (`Function.reduce_row`)."""
+        nh = len(self.hashes)
+        for slot, h, fi in self.windows:
+            lay = slot.layout
+            column = self.column_of[slot.code]
+            hi = t - t % lay.hop_us
+            out = {id(f): [] for f in slot.features}
+            for r in range(n):
+                starts, get = _row_tiles(lay, replies[r * nh + h][fi], self.spots_of[slot.code])
+                b = bisect_right(starts, hi)
+                rows: dict[int, Row] = {}
+                for f in slot.features:
+                    row = rows.get(f.window_us)
+                    if row is None:
+                        lo = (t - f.window_us) - (t - f.window_us) % lay.hop_us
+                        row = rows[f.window_us] = Row(get, column, bisect_left(starts, lo), b)
+                    out[id(f)].append(FUNCTIONS[f.function].reduce_row(row, input_name(f)))
+            for f in slot.features:
+                cols[self.at[id(f)]] = out[id(f)]
+
+
+def _row_tiles(lay: TileLayout, blk, spots: list[tuple[int, int, int]]):
+    """One row's block -> (tile starts, get(column, first tile, end tile) -> that column's states)."""
+    if not blk:
+        return (), lambda c, a, b: []
     if lay.numeric:
+        stride = lay.width + 1
+        # little-endian doubles: a memoryview makes floats only of what a window reads
+        vals = memoryview(blk).cast("d") if LITTLE else struct.unpack(f"<{len(blk) // 8}d", blk)
+        return vals[::stride], lambda c, a, b: vals[a * stride + c : b * stride : stride]
+    tiles = msgpack.unpackb(blk, raw=True)
+
+    def get(c: int, a: int, b: int) -> list:
+        i, p, w = spots[c - 1]
+        return [tl[i][p] for tl in tiles[a:b]] if w > 1 else [tl[i] for tl in tiles[a:b]]
+
+    return [tl[0] for tl in tiles], get
+
+
+def _spots(lay: TileLayout) -> list[tuple[int, int, int]]:
+    """Per matrix column after the start: (position in a msgpack tile, part, the state's width)."""
+    return [(1 + a.index, p, ACCUMULATORS[a.kind].width) for a in lay.accs for p in range(ACCUMULATORS[a.kind].width)]
+
+
+def _columns(lay: TileLayout):
+    """(kind, input, part=0) -> the column of that state in `_tiles`' matrix (0: tile start)."""
+    at: dict[tuple, int] = {}
+    j = 1
+    for a in lay.accs:
+        for part in range(ACCUMULATORS[a.kind].width):
+            at[(a.kind, a.input, part)] = j
+            j += 1
+    return lambda kind, inp, part=0: at[(kind, None if kind == "cnt" else inp, part)]
+
+
+def _tiles(lay: TileLayout, blocks: list, n: int, column, spots: list[tuple[int, int, int]]) -> Tiles:
+    """A slot's blocks of n rows -> (a float64 matrix, a row per tile: its start, then its
+    states as `_columns` places them; a column's states as objects (msgpack tiles, else None);
+    tiles per row)."""
+    if lay.numeric:  # the blocks are that matrix already
         stride = (lay.width + 1) * 8
         counts = np.fromiter((len(b) // stride if b else 0 for b in blocks), np.int64, n)
         mat = np.frombuffer(b"".join(b for b in blocks if b), "<f8").reshape(-1, lay.width + 1)
-
-        def col(inp):
-            def get(kind: str, part: int = 0):
-                return mat[:, 1 + lay.acc(kind, None if kind == "cnt" else inp).index + part]
-
-            return get
-
-        return mat[:, 0], np.repeat(np.arange(n), counts), col
+        return Tiles(mat, None, column, counts)
     tiles = [msgpack.unpackb(b, raw=True) if b else [] for b in blocks]
-    rows = [tl for ts in tiles for tl in ts]
     counts = np.fromiter((len(ts) for ts in tiles), np.int64, n)
+    rows = [tl for ts in tiles for tl in ts]
+    mat = np.full((len(rows), 1 + len(spots)), np.nan)
+    for r, tl in enumerate(rows):
+        mat[r, 0] = tl[0]
+        for j, (i, p, w) in enumerate(spots, start=1):
+            x = tl[i][p] if w > 1 else tl[i]
+            if isinstance(x, (int, float)):
+                mat[r, j] = x
 
-    def col(inp):
-        def get(kind: str, part: int = 0):
-            i = 1 + lay.acc(kind, None if kind == "cnt" else inp).index
-            if ACCUMULATORS[kind].width > 1:
-                return [tl[i][part] for tl in rows]
-            return [tl[i] for tl in rows]
+    def objects(j: int) -> list:
+        i, p, w = spots[j - 1]
+        return [tl[i][p] if w > 1 else tl[i] for tl in rows]
 
-        return get
-
-    return np.array([tl[0] for tl in rows], dtype=np.float64), np.repeat(np.arange(n), counts), col
+    return Tiles(mat, objects, column, counts)

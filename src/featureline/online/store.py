@@ -20,7 +20,8 @@ from ..aggregations import FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
-from .read import FETCH, Slot, ServiceRead
+from .pipe import exchange, exchange_async, pack
+from .read import ServiceRead, Slot
 
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
@@ -98,16 +99,20 @@ class AsyncRedis:
         self.slots = asyncio.Semaphore(size)
 
     async def call(self, *args):
+        """One command's reply."""
+        return (await self.pipelined(pack(*args), 1))[0]
+
+    async def pipelined(self, packed: bytes, count: int) -> list:
+        """The replies of `count` commands sent as one buffer (RESP, packed by the caller)."""
         import asyncio
 
         async with asyncio.timeout(self.timeout), self.slots:
             conn = self.idle.pop() if self.idle else self.pool.make_connection()
             ok = False
             try:
-                await conn.send_command(*args)
-                reply = await conn.read_response()
+                replies = await exchange_async(conn, packed, count)
                 ok = True
-                return reply
+                return replies
             finally:
                 if not ok:  # an error reply, a failure or a cancellation mid-reply: start afresh
                     await conn.disconnect()
@@ -144,7 +149,7 @@ class OnlineStore:
         self.max_rows = max_rows
         self._services: dict[str, _Service] = {}
         self._merge_shas: dict[str, str] = {}  # generated write scripts by name -> SHA
-        self._fetch_sha: str | None = None  # the read script's (`read.FETCH`)
+        self._idle: list = []  # the read path's idle connections (made by the client's pool, used by `pipe.exchange`)
         self.outage = None  # a featureline.outage.Outage: guarded writes wait out Redis outages (the stream sets it)
 
     # -- reads ---------------------------------------------------------------------
@@ -191,43 +196,43 @@ class OnlineStore:
                 _latest_columns(svc.latest_views[what.code], what, col, t, out)
         return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
 
-    def _fetch_args(self, svc: _Service, ents: list[str]) -> list:
-        keys = svc.read.keys(ents)
-        return [len(keys), *keys, *svc.read.argv_tail]
+    def _eval(self, svc: _Service, ents: list[str], t: int, n: int) -> list:
+        """The read's replies: its commands pipelined on a read connection of this store's own
+        (`pipe.py`), once more on a fresh one if that one failed (Redis restarted)."""
+        import redis.exceptions as rx
 
-    def _eval(self, svc: _Service, ents: list[str], t: int, n: int):
-        from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+        buf, count = svc.read.commands(ents)
+        if not count:
+            return []
+        for attempt in (0, 1):
+            conn = self._idle.pop() if self._idle else self.client.connection_pool.make_connection()
+            try:
+                replies = exchange(conn, buf, count)
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # OSError: the socket's, TimeoutError included
+                conn.disconnect()
+                if not attempt:
+                    continue
+                if isinstance(e, TimeoutError):
+                    raise rx.TimeoutError("Redis did not answer in time") from e
+                raise e if isinstance(e, rx.RedisError) else rx.ConnectionError(f"reading from Redis: {type(e).__name__}") from e
+            except BaseException:
+                conn.disconnect()  # an error reply or an interruption mid-reply: start afresh
+                raise
+            self._idle.append(conn)
+            return replies
+        raise AssertionError("unreachable")
 
-        if self._fetch_sha is None:
-            self._fetch_sha = self.client.script_load(FETCH)
-        args = self._fetch_args(svc, ents)
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
+    async def _eval_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str], t: int, n: int) -> list:
+        from redis.exceptions import ConnectionError
+
+        buf, count = svc.read.commands(ents)
+        if not count:
+            return []
         try:
-            # straight on a pooled connection: redis-py's command wrapper costs ~15 us a call
-            conn.send_command("EVALSHA", self._fetch_sha, *args)
-            return conn.read_response()
-        except NoScriptError:  # the server restarted or flushed its scripts
-            self._fetch_sha = self.client.script_load(FETCH)
-        except (ConnectionError, TimeoutError):
-            conn.disconnect()  # then once more through the client, with its retry policy
-        finally:
-            pool.release(conn)
-        return self.client.evalsha(self._fetch_sha, *args)
-
-    async def _eval_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str], t: int, n: int):
-        from redis.exceptions import ConnectionError, NoScriptError
-
-        if self._fetch_sha is None:
-            self._fetch_sha = await aredis.client.script_load(FETCH)
-        args = self._fetch_args(svc, ents)
-        try:
-            return await aredis.call("EVALSHA", self._fetch_sha, *args)
-        except NoScriptError:  # the server restarted or flushed its scripts
-            self._fetch_sha = await aredis.client.script_load(FETCH)
+            return await aredis.pipelined(buf, count)
         except ConnectionError:
             pass  # a stale connection (Redis restarted): once more, on a new one
-        return await aredis.call("EVALSHA", self._fetch_sha, *args)
+        return await aredis.pipelined(buf, count)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
     # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender

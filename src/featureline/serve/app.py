@@ -284,7 +284,7 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         return Response(schema, media_type=JSON)
 
     async def warm_up() -> None:
-        """Load each service's script, so the first request is not slower."""
+        """Read each service once (connections open, read plans built), so the first request is not slower."""
         for name, read in reader._services.items():
             row = {k: {"integer": 0, "number": 0, "boolean": False}.get(reader.key_types.get(k, ""), "") for k in read.join_keys}
             try:
