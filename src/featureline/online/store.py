@@ -11,6 +11,7 @@ Layout: `layout.py`.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -20,7 +21,6 @@ from ..aggregations import FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
-from .pipe import exchange, exchange_async, pack
 from .read import ServiceRead, Slot
 
 _dec = msgspec.msgpack.Decoder()
@@ -100,11 +100,17 @@ class AsyncRedis:
 
     async def call(self, *args):
         """One command's reply."""
+        from .pipe import pack
+
         return (await self.pipelined(pack(*args), 1))[0]
 
     async def pipelined(self, packed: bytes, count: int) -> list:
         """The replies of `count` commands sent as one buffer (RESP, packed by the caller)."""
         import asyncio
+
+        from redis.exceptions import ResponseError
+
+        from .pipe import exchange_async
 
         async with asyncio.timeout(self.timeout), self.slots:
             conn = self.idle.pop() if self.idle else self.pool.make_connection()
@@ -116,6 +122,10 @@ class AsyncRedis:
             finally:
                 if not ok:  # an error reply, a failure or a cancellation mid-reply: start afresh
                     await conn.disconnect()
+                    if not isinstance(sys.exc_info()[1], ResponseError):  # a failure: the idle ones are suspect too
+                        for idle in self.idle:
+                            await idle.disconnect()
+                        self.idle.clear()
                 self.idle.append(conn)
 
     async def aclose(self) -> None:
@@ -201,6 +211,8 @@ class OnlineStore:
         (`pipe.py`), once more on a fresh one if that one failed (Redis restarted)."""
         import redis.exceptions as rx
 
+        from .pipe import exchange
+
         buf, count = svc.read.commands(ents)
         if not count:
             return []
@@ -210,6 +222,9 @@ class OnlineStore:
                 replies = exchange(conn, buf, count)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # OSError: the socket's, TimeoutError included
                 conn.disconnect()
+                for idle in self._idle:  # after a restart every idle connection is dead too
+                    idle.disconnect()
+                self._idle.clear()
                 if not attempt:
                     continue
                 if isinstance(e, TimeoutError):
