@@ -3,7 +3,7 @@
 The slot's tiles of all rows are one float64 matrix (a row per tile: its states as a packed
 tile lays them out; NaN where a state is not a number) plus, for msgpack tiles, the states
 that are not numbers (`objects`). Sums over the kept tiles of each row are computed once per
-window for every column at once (`total`), so functions of one window share them.
+window and column (`total`), so functions of one window share them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Window:
     def __init__(self, tiles: Tiles, keep: np.ndarray):
         self.tiles, self.keep = tiles, keep
         self.mat, self.objects, self.column, self.n, self.seg = tiles.mat, tiles.objects, tiles.column, tiles.n, tiles.seg
-        self._sums: np.ndarray | None = None
+        self._sums: dict[int, np.ndarray] = {}
 
     def per_row(self, values: np.ndarray) -> np.ndarray:
         """(tiles,) or (tiles, k) values -> their sums over each row's kept tiles, added one
@@ -48,10 +48,12 @@ class Window:
         return np.stack([np.bincount(seg, weights=kept[:, j], minlength=self.n) for j in range(values.shape[1])], axis=1)
 
     def total(self, kind: str, inp: str | None, part: int = 0) -> np.ndarray:
-        """(n,) the sum of an additive state over each row's kept tiles."""
-        if self._sums is None:
-            self._sums = self.per_row(self.mat)
-        return self._sums[:, self.column(kind, inp, part)]
+        """(n,) the sum of an additive state over each row's kept tiles (computed once per window)."""
+        j = self.column(kind, inp, part)
+        got = self._sums.get(j)
+        if got is None:
+            got = self._sums[j] = self.per_row(self.mat[:, j])
+        return got
 
     def values(self, kind: str, inp: str | None, part: int = 0) -> np.ndarray:
         """(tiles,) a numeric state of every tile."""
