@@ -106,6 +106,13 @@ class ServiceRead:
             for s in g.slots:
                 if s.kind == "latest":
                     self.latest.append((s, gi, pre, b":" + s.code.encode()))
+        # per window slot, built once: its features as (output column, function, input, window)
+        # and its distinct windows
+        self.computed = []
+        for s, h, fi in self.windows:
+            feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us) for f in s.features]
+            wins = tuple(dict.fromkeys(w for *_, w in feats))
+            self.computed.append((s.layout, h, fi, self.column_of[s.code], self.spots_of[s.code], feats, wins))
 
     def commands(self, ents: list[str]) -> tuple[bytes, int]:
         """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the pipelined
@@ -135,41 +142,31 @@ class ServiceRead:
         if n <= ROWS_IN_PYTHON:
             self._rows(replies, n, t, cols)
             return cols
-        for slot, h, fi in self.windows:
-            blocks = [rep[fi] for rep in replies[h : n * nh : nh]]
-            lay = slot.layout
-            tiles = _tiles(lay, blocks, n, self.column_of[slot.code], self.spots_of[slot.code])
-            hi = t - t % lay.hop_us
-            wins: dict[int, Window] = {}
-            for f in slot.features:
-                w = wins.get(f.window_us)
-                if w is None:
-                    lo = (t - f.window_us) - (t - f.window_us) % lay.hop_us
-                    w = wins[f.window_us] = Window(tiles, (tiles.start >= lo) & (tiles.start <= hi))
-                cols[at[id(f)]] = FUNCTIONS[f.function].reduce(w, input_name(f))
+        for lay, h, fi, column, spots, feats, wins in self.computed:
+            tiles = _tiles(lay, [rep[fi] for rep in replies[h : n * nh : nh]], n, column, spots)
+            hop = lay.hop_us
+            hi = t - t % hop
+            windows = {w: Window(tiles, (tiles.start >= (t - w) - (t - w) % hop) & (tiles.start <= hi)) for w in wins}
+            for j, fn, inp, w in feats:
+                cols[j] = fn.reduce(windows[w], inp)
         return cols
-
 
     def _rows(self, replies: list, n: int, t: int, cols: list) -> None:
         """`columns` row by row, in pure Python (`Function.reduce_row`)."""
         nh = len(self.hashes)
-        for slot, h, fi in self.windows:
-            lay = slot.layout
-            column = self.column_of[slot.code]
-            hi = t - t % lay.hop_us
-            out = {id(f): [] for f in slot.features}
+        for lay, h, fi, column, spots, feats, wins in self.computed:
+            hop = lay.hop_us
+            hi = t - t % hop
+            los = [(w, (t - w) - (t - w) % hop) for w in wins]
+            outs: list[list] = [[] for _ in feats]
             for r in range(n):
-                starts, get = _row_tiles(lay, replies[r * nh + h][fi], self.spots_of[slot.code])
+                starts, get = _row_tiles(lay, replies[r * nh + h][fi], spots)
                 b = bisect_right(starts, hi)
-                rows: dict[int, Row] = {}
-                for f in slot.features:
-                    row = rows.get(f.window_us)
-                    if row is None:
-                        lo = (t - f.window_us) - (t - f.window_us) % lay.hop_us
-                        row = rows[f.window_us] = Row(get, column, bisect_left(starts, lo), b)
-                    out[id(f)].append(FUNCTIONS[f.function].reduce_row(row, input_name(f)))
-            for f in slot.features:
-                cols[self.at[id(f)]] = out[id(f)]
+                rows = {w: Row(get, column, bisect_left(starts, lo), b) for w, lo in los}
+                for out, (_, fn, inp, w) in zip(outs, feats, strict=True):
+                    out.append(fn.reduce_row(rows[w], inp))
+            for out, (j, *_) in zip(outs, feats, strict=True):
+                cols[j] = out
 
 
 def _row_tiles(lay: TileLayout, blk, spots: list[tuple[int, int, int]]):
