@@ -108,7 +108,7 @@ class AsyncRedis:
         """The replies of `count` commands sent as one buffer (RESP, packed by the caller)."""
         import asyncio
 
-        from redis.exceptions import ResponseError
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         from .pipe import exchange_async
 
@@ -122,8 +122,8 @@ class AsyncRedis:
             finally:
                 if not ok:  # an error reply, a failure or a cancellation mid-reply: start afresh
                     await conn.disconnect()
-                    if not isinstance(sys.exc_info()[1], ResponseError):  # a failure: the idle ones are suspect too
-                        for idle in self.idle:
+                    if isinstance(sys.exc_info()[1], (RedisConnectionError, OSError)):  # a dead connection: after
+                        for idle in self.idle:  # a restart the idle ones are dead too (not after a timeout)
                             await idle.disconnect()
                         self.idle.clear()
                 self.idle.append(conn)
