@@ -2,10 +2,12 @@
 
 A read sends plain commands, pipelined in one round trip: per entity row and entity type one
 HMGET of the slot blocks its features need, and one MGET of every latest-value row. Redis runs
-no script and no arithmetic (~1.6 us of its time per HMGET). The client then computes every
-feature over all rows at once: a slot's packed tiles of all rows become one float64 matrix
-(`numpy.frombuffer`), each window one mask over its tile starts, each feature one call to its
-function's `reduce` (aggregations/), which combines the kept tiles per entity.
+no script and no arithmetic (a few us of its time per entity). The client computes each
+feature through its function's module (aggregations/): for up to `ROWS_IN_PYTHON` rows in
+plain Python (`reduce_row`, over a memoryview of each block), for more over all rows at once
+(`reduce`: a slot's packed tiles of all rows are one float64 matrix, each window one mask over
+the tile starts). Both add a row's tiles one after the other, oldest first, so a row reads the
+same bits alone or with others.
 
 A window as of t covers the tiles with floor(t - W, hop) <= start <= floor(t, hop)
 (docs/semantics.md, "Windowed aggregations").
