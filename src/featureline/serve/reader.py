@@ -23,7 +23,7 @@ from ..plan import FeaturePlan, Plan, ServicePlan
 MAX_NAME = 256  # characters of a service name or a feature ref
 MAX_KEY_CHARS = 4096  # characters of a string join key
 INT64 = (-(1 << 63), (1 << 63) - 1)
-AT_RANGE_US = (0, 7_258_118_400_000_000)  # `at`: 1970-01-01 to 2200-01-01 (Lua's doubles are exact up to 2^53 us)
+AT_RANGE_US = (0, 7_258_118_400_000_000)  # `at`: 1970-01-01 to 2200-01-01 (tile starts are doubles, exact up to 2^53 us)
 
 
 class HTTPError(Exception):
