@@ -20,7 +20,7 @@ from ..plan import NUMERIC, ORDERED
 from .window import Row, Window
 
 NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
-__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Function", "Row", "Window", "with_nulls"]
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Additive", "Function", "NumericFunction", "Row", "Window", "with_nulls"]
 
 
 class Accumulator:
@@ -89,6 +89,22 @@ class Function:
     def reduce_row(self, r: Row, inp: str | None):
         """`reduce` of one row (`window.Row`): the same value, computed in pure Python."""
         raise NotImplementedError
+
+
+class Additive(Accumulator):
+    """A state that merges by addition (counts, sums)."""
+
+    def lua_merge(self, cur, new, i, nn, numeric):
+        return [f"{cur}[{i}] = {cur}[{i}] + {new}[{i}]"]
+
+
+class NumericFunction(Function):
+    """A function of a numeric input, booleans counting as 0/1."""
+
+    inputs = NUMERIC + ("boolean",)
+    input_kind = "numeric (integer, number or boolean)"
+    hint = "count, last and first work on any type"
+    bool_as_int = True
 
 
 def with_nulls(values: np.ndarray, present: np.ndarray) -> list:

@@ -5,22 +5,17 @@ input has one, and the other accumulators read it as their count)."""
 
 from __future__ import annotations
 
-from .base import Accumulator, Function
+from .base import Additive, Function
 
 
-class _Additive(Accumulator):
-    def lua_merge(self, cur, new, i, nn, numeric):
-        return [f"{cur}[{i}] = {cur}[{i}] + {new}[{i}]"]
-
-
-class Count(_Additive):
+class Count(Additive):
     kind = "cnt"
 
     def sql(self, col, input_type):
         return "count(*)"
 
 
-class NonNull(_Additive):
+class NonNull(Additive):
     kind = "nn"
 
     def sql(self, col, input_type):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NUMERIC, Accumulator, Function, with_nulls
+from .base import Additive, NumericFunction, with_nulls
 
 
-class Sum(Accumulator):
+class Sum(Additive):
     kind = "sum"
 
     def sql(self, col, input_type):
@@ -18,16 +18,9 @@ class Sum(Accumulator):
     def add(self, s, v, t, arrival, n0):
         return s + v
 
-    def lua_merge(self, cur, new, i, nn, numeric):
-        return [f"{cur}[{i}] = {cur}[{i}] + {new}[{i}]"]
 
-
-class _Numeric(Function):
-    inputs = NUMERIC + ("boolean",)
-    input_kind = "numeric (integer, number or boolean)"
-    hint = "count, last and first work on any type"
+class _Numeric(NumericFunction):
     needs = ("sum",)
-    bool_as_int = True
 
 
 class SumFn(_Numeric):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NUMERIC, Accumulator, Function, with_nulls
+from .base import Accumulator, NumericFunction, with_nulls
 from .window import seq_sum
 
 
@@ -52,12 +52,8 @@ class Var(Accumulator):
         ]
 
 
-class _Spread(Function):
-    inputs = NUMERIC + ("boolean",)
-    input_kind = "numeric (integer, number or boolean)"
-    hint = "count, last and first work on any type"
+class _Spread(NumericFunction):
     needs = ("var",)
-    bool_as_int = True
     sql_fn = ""
 
     def output_type(self, input_type):

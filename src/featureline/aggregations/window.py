@@ -38,14 +38,10 @@ class Window:
         self._sums: dict[int, np.ndarray] = {}
 
     def per_row(self, values: np.ndarray) -> np.ndarray:
-        """(tiles,) or (tiles, k) values -> their sums over each row's kept tiles, added one
-        after the other from 0.0, oldest tile first (`seq_sum`: every read of a row gets the
-        same bits, whatever rows it is read with)."""
-        seg = self.seg[self.keep]
-        if values.ndim == 1:
-            return np.bincount(seg, weights=values[self.keep], minlength=self.n)
-        kept = values[self.keep]
-        return np.stack([np.bincount(seg, weights=kept[:, j], minlength=self.n) for j in range(values.shape[1])], axis=1)
+        """(tiles,) values -> their sums over each row's kept tiles, added one after the other
+        from 0.0, oldest tile first (`seq_sum`: every read of a row gets the same bits, whatever
+        rows it is read with)."""
+        return np.bincount(self.seg[self.keep], weights=values[self.keep], minlength=self.n)
 
     def total(self, kind: str, inp: str | None, part: int = 0) -> np.ndarray:
         """(n,) the sum of an additive state over each row's kept tiles (computed once per window)."""
