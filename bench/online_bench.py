@@ -216,7 +216,6 @@ def client_floor(store, cmd: dict) -> dict:
     client = store.client
     perf = time.perf_counter_ns
     svc = store.service(SERVICE)
-    now = time.time_ns() // 1000
     kw = client.connection_pool.connection_kwargs
     sock = socket.create_connection((kw.get("host", "127.0.0.1"), kw.get("port", 6379)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -244,7 +243,7 @@ def client_floor(store, cmd: dict) -> dict:
     for name, fn in (
         ("redis-py PING", lambda ids: client.ping()),
         ("bare socket PING", lambda ids: raw_cmd("PING")),
-        ("our fetch", lambda ids: store._eval(svc, [str(i) for i in ids], now, len(ids))),
+        ("our fetch", lambda ids: store._fetch(svc, [str(i) for i in ids])),
         ("redis-py pipeline of the same commands", lambda ids: pipeline_of(svc.read.commands([str(i) for i in ids]))),
     ):
         for case, batches in (("1", cmd["batches1"]), ("100", cmd["batches100"])):
@@ -297,13 +296,12 @@ def worker_reads(a) -> None:
                     t0 = perf()
                     client.mget(ks)
                 lat.append((perf() - t0) / 1000.0)
-        elif c == "evalsha":  # our read's round trip alone: the fetch, no key building or computing
+        elif c == "fetch":  # our read's round trip alone: no key building or computing
             svc = store.service(SERVICE)
-            now = time.time_ns() // 1000
             for ids in cmd["batches"]:
                 ents = [str(i) for i in ids]
                 t0 = perf()
-                store._eval(svc, ents, now, len(ents))
+                store._fetch(svc, ents)
                 lat.append((perf() - t0) / 1000.0)
         elif c == "floor":  # what any redis-py call costs here vs the same bytes over a bare socket
             print(json.dumps({"floor": client_floor(store, cmd)}), flush=True)
@@ -500,9 +498,9 @@ def read_rounds(a, ours: Worker, feast: Worker | None, r) -> dict:
         batches = [rng.sample(range(1, a.users + 1), n) for _ in range(iters)]
         best = []
         for _ in range(3):
-            best.append(pct(ours.ask({"cmd": "evalsha", "batches": batches})["lat_us"], 0.5))
+            best.append(pct(ours.ask({"cmd": "fetch", "batches": batches})["lat_us"], 0.5))
             best.append(-pct(ours.ask({"cmd": "ours", "batches": batches})["lat_us"], 0.5))
-        split[case] = {"evalsha_p50_us": min(x for x in best if x > 0), "get_p50_us": min(-x for x in best if x < 0)}
+        split[case] = {"fetch_p50_us": min(x for x in best if x > 0), "get_p50_us": min(-x for x in best if x < 0)}
     b1 = [rng.sample(range(1, a.users + 1), 1) for _ in range(a.iters1)]
     b100 = [rng.sample(range(1, a.users + 1), 100) for _ in range(a.iters100)]
     floors = [ours.ask({"cmd": "floor", "batches1": b1, "batches100": b100})["floor"] for _ in range(3)]
@@ -1051,7 +1049,7 @@ def report_reads(a, res: dict, rows: list) -> None:
     sp = rr["split"]
     for case in ("1", "100"):
         print(
-            f"  ours {case:>3} entities: the fetch alone (commands sent, replies parsed) p50 {fmt_us(sp[case]['evalsha_p50_us'])}, full get p50 {fmt_us(sp[case]['get_p50_us'])} (the rest: keys, computing the windows, columns)"
+            f"  ours {case:>3} entities: the fetch alone (commands sent, replies parsed) p50 {fmt_us(sp[case]['fetch_p50_us'])}, full get p50 {fmt_us(sp[case]['get_p50_us'])} (the rest: keys, computing the windows, columns)"
         )
     fl = rr.get("floor", {})
     if fl:

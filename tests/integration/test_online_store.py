@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pyarrow as pa
 import pytest
+from tests.projects import add_views
 
 from featureline.batch.engine import BatchEngine
 from featureline.batch.online_backfill import backfill_online
@@ -26,15 +27,27 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def online(tmp_path_factory, services):
-    d = tmp_path_factory.mktemp("online")
+def _example_project(d: Path, redis_port: int) -> str:
+    """The example project copied into `d`, on this Redis under a key prefix of its own (returned)."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
     (d / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
+        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(redis_port))
     )
     shutil.copytree(REPO / "features", d / "features")
     shutil.copytree(REPO / "contracts", d / "contracts")
+    return prefix
+
+
+def _drop(store, prefix: str) -> None:
+    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        store.client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory, services):
+    d = tmp_path_factory.mktemp("online")
+    prefix = _example_project(d, services.redis_port)
     T = time.time_ns() // 1000 - 1_000_000  # the history ends just before now: keys expire in wall-clock time
     write_history(d, events=20_000, users=300, merchants=40, days=12, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
     plan = compile_project(d)
@@ -42,9 +55,7 @@ def online(tmp_path_factory, services):
     store = OnlineStore(plan)
     written = backfill_online(engine, store, T)
     yield plan, engine, store, T, written, prefix
-    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        store.client.delete(*keys)
+    _drop(store, prefix)
 
 
 def _rows(n=120, seed=3):
@@ -153,12 +164,7 @@ def test_reads_load_no_script_into_redis_whatever_the_feature_list(online):
 
 def test_msgpack_tiles_last_first_variance(tmp_path, services):
     """Layouts with last/first (tiles as msgpack, not packed doubles) read back exactly too."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    (tmp_path / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
-    )
-    shutil.copytree(REPO / "features", tmp_path / "features")
-    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
+    prefix = _example_project(tmp_path, services.redis_port)
     f = tmp_path / "features/user_features.yaml"
     f.write_text(f.read_text().replace("functions: [sum, mean, max]", "functions: [sum, mean, max, last, first, variance, stddev]"))
     T = time.time_ns() // 1000 - 1_000_000
@@ -175,9 +181,7 @@ def test_msgpack_tiles_last_first_variance(tmp_path, services):
                 assert all(_same(a, b) for a, b in zip(got[name], want[name], strict=True)), name
             assert any(v is not None for v in got["amount_last_7d"])
     finally:
-        keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            store.client.delete(*keys)
+        _drop(store, prefix)
 
 
 EVERYTHING = """
@@ -215,16 +219,8 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
     equals the batch engine (itself held to the oracle) at several read times."""
     from featureline.aggregations import FUNCTIONS
 
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    (tmp_path / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(services.redis_port))
-    )
-    shutil.copytree(REPO / "features", tmp_path / "features")
-    shutil.copytree(REPO / "contracts", tmp_path / "contracts")
-    f = tmp_path / "features/user_features.yaml"
-    text = f.read_text()
-    head, _, tail = text.partition("\n  - name: user_profile")
-    f.write_text(head + "\n" + EVERYTHING.split("feature_services:")[0] + "\n  - name: user_profile" + tail + "\n" + "feature_services:" + EVERYTHING.split("feature_services:")[1])
+    prefix = _example_project(tmp_path, services.redis_port)
+    add_views(tmp_path / "features/user_features.yaml", EVERYTHING)
     T = time.time_ns() // 1000 - 1_000_000
     write_history(tmp_path, events=8000, users=120, merchants=15, days=9, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
     plan = compile_project(tmp_path)
@@ -249,9 +245,7 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
                 empty = [k for k, v in got.items() if all(x is None for x in v) or (k.startswith("count") and not any(v))]
                 assert not empty, empty
     finally:
-        keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            store.client.delete(*keys)
+        _drop(store, prefix)
 
 
 def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):

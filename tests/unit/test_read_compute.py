@@ -9,6 +9,7 @@ import math
 import random
 
 import pytest
+from tests.projects import add_views
 
 from featureline.compiler import compile_project
 from featureline.online.layout import TileLayout, entity_key, input_name
@@ -40,9 +41,7 @@ feature_services:
 
 @pytest.fixture
 def plan(example_project):
-    f = example_project / "features/user_features.yaml"
-    head, _, tail = f.read_text().partition("\n  - name: user_profile")
-    f.write_text(head + "\n" + VIEW.split("feature_services:")[0] + "\n  - name: user_profile" + tail + "\nfeature_services:" + VIEW.split("feature_services:")[1])
+    add_views(example_project / "features/user_features.yaml", VIEW)
     return compile_project(example_project)
 
 
@@ -76,7 +75,7 @@ def _replies(read: ServiceRead, plan, records, users):
     out = []
     for u in users:
         for gi, _, _, _ in read.hashes:
-            codes = [s.code for s, h, _ in read.windows if read.hashes[h][0] == gi]
+            codes = [s.code for s in read.groups[gi].slots if s.kind == "window"]  # the HMGET's fields
             out.append([blocks.get((c, entity_key([u]))) for c in codes])
     if read.latest:
         out.append([None] * (len(users) * len(read.latest)))

@@ -6,21 +6,15 @@ connects (AUTH, SELECT, TLS, timeouts) and owns the socket; its per-reply `read_
 than Redis takes to answer, so replies are parsed straight from the socket by a hiredis
 reader of our own. This relies on redis-py's connection internals (`_sock`, `_reader`,
 `_writer`): redis is pinned in pyproject.toml and the online-store tests exercise both paths.
-An error reply, a failure or a timeout mid-exchange leaves the connection in an unknown
-state: the caller disconnects it.
+Socket errors come out as redis-py's (ConnectionError, TimeoutError), as from redis-py. An
+error reply, a failure or a timeout mid-exchange leaves the connection in an unknown state:
+the caller disconnects it.
 """
 
 from __future__ import annotations
 
 import hiredis
-from redis.exceptions import ConnectionError, ResponseError
-
-
-def _reader(conn) -> hiredis.Reader:
-    rd = getattr(conn, "_fl_reader", None)
-    if rd is None:
-        rd = conn._fl_reader = hiredis.Reader()
-    return rd
+import redis.exceptions as rx
 
 
 def _take(rd: hiredis.Reader, out: list, count: int) -> None:
@@ -29,8 +23,15 @@ def _take(rd: hiredis.Reader, out: list, count: int) -> None:
         if x is False:
             return
         if isinstance(x, hiredis.ReplyError):
-            raise ResponseError(str(x))
+            raise rx.ResponseError(str(x))
         out.append(x)
+
+
+def _socket_error(e: OSError) -> Exception:
+    """A socket's error as redis-py's (its callers handle those): a timeout, or a dead connection."""
+    if isinstance(e, TimeoutError):  # the socket's timeout
+        return rx.TimeoutError("Redis did not answer in time")
+    return rx.ConnectionError(f"Redis connection: {type(e).__name__}")
 
 
 def exchange(conn, packed: bytes, count: int) -> list:
@@ -38,16 +39,19 @@ def exchange(conn, packed: bytes, count: int) -> list:
     if conn._sock is None:
         conn.connect()
         conn._fl_reader = hiredis.Reader()  # a fresh connection: nothing buffered
-    sock, rd, out = conn._sock, _reader(conn), []
-    sock.sendall(packed)
-    while True:
-        _take(rd, out, count)
-        if len(out) == count:
-            return out
-        data = sock.recv(1 << 16)
-        if not data:
-            raise ConnectionError("Redis closed the connection")
-        rd.feed(data)
+    sock, rd, out = conn._sock, conn._fl_reader, []
+    try:
+        sock.sendall(packed)
+        while True:
+            _take(rd, out, count)
+            if len(out) == count:
+                return out
+            data = sock.recv(1 << 16)
+            if not data:
+                raise rx.ConnectionError("Redis closed the connection")
+            rd.feed(data)
+    except OSError as e:
+        raise _socket_error(e) from e
 
 
 async def exchange_async(conn, packed: bytes, count: int) -> list:
@@ -55,16 +59,19 @@ async def exchange_async(conn, packed: bytes, count: int) -> list:
     if conn._writer is None:
         await conn.connect()
         conn._fl_reader = hiredis.Reader()
-    rd, out = _reader(conn), []
-    conn._writer.write(packed)
-    while True:
-        _take(rd, out, count)
-        if len(out) == count:
-            return out
-        data = await conn._reader.read(1 << 16)
-        if not data:
-            raise ConnectionError("Redis closed the connection")
-        rd.feed(data)
+    rd, out = conn._fl_reader, []
+    try:
+        conn._writer.write(packed)
+        while True:
+            _take(rd, out, count)
+            if len(out) == count:
+                return out
+            data = await conn._reader.read(1 << 16)
+            if not data:
+                raise rx.ConnectionError("Redis closed the connection")
+            rd.feed(data)
+    except OSError as e:
+        raise _socket_error(e) from e
 
 
 def pack(*args) -> bytes:

@@ -92,29 +92,23 @@ class ServiceRead:
         self.outputs = outputs(self.groups)
         self.at = {id(what): j for j, (_, what) in enumerate(self.outputs)}  # output -> its column
         self.hashes: list[tuple[int, bytes, bytes, bytes]] = []  # per HMGET of a row: group, head, key prefix, fields
-        self.windows: list[tuple[Slot, int, int]] = []  # window slot, its HMGET (in a row), its field
         self.latest: list[tuple[Slot, int, bytes, bytes]] = []  # latest slot, its group, key prefix, suffix
-        slots = [s for g in self.groups for s in g.slots if s.kind == "window"]
-        self.column_of = {s.code: _columns(s.layout) for s in slots}  # slot -> (kind, input, part) -> column
-        self.spots_of = {s.code: _spots(s.layout) for s in slots}
+        # per window slot: its layout, its HMGET (in a row) and field there, its column and spot
+        # maps, its features as (output column, function, input, window), its distinct windows
+        self.computed: list[tuple] = []
         for gi, g in enumerate(self.groups):
             pre = f"{prefix}:{g.entity}:".encode()
             codes = [s for s in g.slots if s.kind == "window"]
             if codes:
                 for fi, s in enumerate(codes):
-                    self.windows.append((s, len(self.hashes), fi))
+                    feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us) for f in s.features]
+                    wins = tuple(dict.fromkeys(w for *_, w in feats))
+                    self.computed.append((s.layout, len(self.hashes), fi, _columns(s.layout), _spots(s.layout), feats, wins))
                 head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(codes))
                 self.hashes.append((gi, head, pre, b"".join(_bulk(s.code.encode()) for s in codes)))
             for s in g.slots:
                 if s.kind == "latest":
                     self.latest.append((s, gi, pre, b":" + s.code.encode()))
-        # per window slot, built once: its features as (output column, function, input, window)
-        # and its distinct windows
-        self.computed = []
-        for s, h, fi in self.windows:
-            feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us) for f in s.features]
-            wins = tuple(dict.fromkeys(w for *_, w in feats))
-            self.computed.append((s.layout, h, fi, self.column_of[s.code], self.spots_of[s.code], feats, wins))
 
     def commands(self, ents: list[str]) -> tuple[bytes, int]:
         """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the pipelined
@@ -181,12 +175,13 @@ def _row_tiles(lay: TileLayout, blk, spots: list[tuple[int, int, int]]):
         vals = memoryview(blk).cast("d") if LITTLE else struct.unpack(f"<{len(blk) // 8}d", blk)
         return vals[::stride], lambda c, a, b: vals[a * stride + c : b * stride : stride]
     tiles = msgpack.unpackb(blk, raw=True)
+    return [tl[0] for tl in tiles], lambda c, a, b: [_state(tl, spots[c - 1]) for tl in tiles[a:b]]
 
-    def get(c: int, a: int, b: int) -> list:
-        i, p, w = spots[c - 1]
-        return [tl[i][p] for tl in tiles[a:b]] if w > 1 else [tl[i] for tl in tiles[a:b]]
 
-    return [tl[0] for tl in tiles], get
+def _state(tile: list, spot: tuple[int, int, int]):
+    """One state of a msgpack tile at a `_spots` entry."""
+    i, p, w = spot
+    return tile[i][p] if w > 1 else tile[i]
 
 
 def _spots(lay: TileLayout) -> list[tuple[int, int, int]]:
@@ -220,13 +215,8 @@ def _tiles(lay: TileLayout, blocks: list, n: int, column, spots: list[tuple[int,
     mat = np.full((len(rows), 1 + len(spots)), np.nan)
     for r, tl in enumerate(rows):
         mat[r, 0] = tl[0]
-        for j, (i, p, w) in enumerate(spots, start=1):
-            x = tl[i][p] if w > 1 else tl[i]
+        for j, spot in enumerate(spots, start=1):
+            x = _state(tl, spot)
             if isinstance(x, (int, float)):
                 mat[r, j] = x
-
-    def objects(j: int) -> list:
-        i, p, w = spots[j - 1]
-        return [tl[i][p] if w > 1 else tl[i] for tl in rows]
-
-    return Tiles(mat, objects, column, counts)
+    return Tiles(mat, lambda j: [_state(tl, spots[j - 1]) for tl in rows], column, counts)

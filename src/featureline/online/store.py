@@ -3,15 +3,14 @@
     store = OnlineStore(plan)
     store.get(service, [{"user_id": 42, "merchant_id": 7}])   # {"user_id": [42], ..., "count_1h": [3], ...}
 
-Reads are one EVALSHA of a fixed script fetching the tiles and latest rows the service's
-features need; the client computes each window from the tiles it covers as of the read time
-(`read.py`), so values stay exact while events age out of windows and nobody writes.
+Reads are plain commands pipelined in one round trip, fetching the tiles and latest rows the
+service's features need; the client computes each window from the tiles it covers as of the
+read time (`read.py`), so values stay exact while events age out of windows and nobody writes.
 Layout: `layout.py`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -108,24 +107,24 @@ class AsyncRedis:
         """The replies of `count` commands sent as one buffer (RESP, packed by the caller)."""
         import asyncio
 
-        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import ConnectionError
 
         from .pipe import exchange_async
 
         async with asyncio.timeout(self.timeout), self.slots:
             conn = self.idle.pop() if self.idle else self.pool.make_connection()
-            ok = False
             try:
-                replies = await exchange_async(conn, packed, count)
-                ok = True
-                return replies
+                return await exchange_async(conn, packed, count)
+            except ConnectionError:  # a dead connection: after a restart the idle ones are dead too
+                await conn.disconnect()
+                for idle in self.idle:
+                    await idle.disconnect()
+                self.idle.clear()
+                raise
+            except BaseException:  # an error reply, a timeout or a cancellation mid-reply: start afresh
+                await conn.disconnect()
+                raise
             finally:
-                if not ok:  # an error reply, a failure or a cancellation mid-reply: start afresh
-                    await conn.disconnect()
-                    if isinstance(sys.exc_info()[1], (RedisConnectionError, OSError)):  # a dead connection: after
-                        for idle in self.idle:  # a restart the idle ones are dead too (not after a timeout)
-                            await idle.disconnect()
-                        self.idle.clear()
                 self.idle.append(conn)
 
     async def aclose(self) -> None:
@@ -177,12 +176,12 @@ class OnlineStore:
     def get(self, service: str, entity_rows, *, at_us: int | None = None) -> dict[str, list]:
         """Features of `service` for each entity row, as of `at_us` (default: now), as columns."""
         svc, rows, ents, t = self._prepare(service, entity_rows, at_us)
-        return self._finish(svc, rows, self._eval(svc, ents, t, len(rows)), t)
+        return self._finish(svc, rows, self._fetch(svc, ents), t)
 
     async def get_async(self, aredis: AsyncRedis, service: str, entity_rows, *, at_us: int | None = None) -> dict[str, list]:
         """`get` through a `redis.asyncio` client: the event loop runs on while Redis answers."""
         svc, rows, ents, t = self._prepare(service, entity_rows, at_us)
-        return self._finish(svc, rows, await self._eval_async(aredis, svc, ents, t, len(rows)), t)
+        return self._finish(svc, rows, await self._fetch_async(aredis, svc, ents), t)
 
     def _prepare(self, service: str, entity_rows, at_us: int | None):
         svc = self.service(service)
@@ -206,7 +205,7 @@ class OnlineStore:
                 _latest_columns(svc.latest_views[what.code], what, col, t, out)
         return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
 
-    def _eval(self, svc: _Service, ents: list[str], t: int, n: int) -> list:
+    def _fetch(self, svc: _Service, ents: list[str]) -> list:
         """The read's replies: its commands pipelined on a read connection of this store's own
         (`pipe.py`), once more on a fresh one if that one failed (Redis restarted)."""
         import redis.exceptions as rx
@@ -220,16 +219,14 @@ class OnlineStore:
             conn = self._idle.pop() if self._idle else self.client.connection_pool.make_connection()
             try:
                 replies = exchange(conn, buf, count)
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # OSError: the socket's, TimeoutError included
+            except (rx.ConnectionError, rx.TimeoutError):
                 conn.disconnect()
                 for idle in self._idle:  # after a restart every idle connection is dead too
                     idle.disconnect()
                 self._idle.clear()
-                if not attempt:
-                    continue
-                if isinstance(e, TimeoutError):
-                    raise rx.TimeoutError("Redis did not answer in time") from e
-                raise e if isinstance(e, rx.RedisError) else rx.ConnectionError(f"reading from Redis: {type(e).__name__}") from e
+                if attempt:
+                    raise
+                continue
             except BaseException:
                 conn.disconnect()  # an error reply or an interruption mid-reply: start afresh
                 raise
@@ -237,7 +234,7 @@ class OnlineStore:
             return replies
         raise AssertionError("unreachable")
 
-    async def _eval_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str], t: int, n: int) -> list:
+    async def _fetch_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str]) -> list:
         from redis.exceptions import ConnectionError
 
         buf, count = svc.read.commands(ents)
