@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import msgspec
 import pyarrow as pa
 import pytest
-from tests.projects import add_views
+from tests.projects import add_views, make_project
 
 from featureline.batch.engine import BatchEngine
 from featureline.batch.online_backfill import backfill_online
@@ -27,35 +25,23 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _example_project(d: Path, redis_port: int) -> str:
-    """The example project copied into `d`, on this Redis under a key prefix of its own (returned)."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    (d / "featureline.yaml").write_text(
-        (REPO / "featureline.yaml").read_text().replace("key_prefix: fl", f"key_prefix: {prefix}").replace("${FEATURELINE_REDIS_PORT:-6379}", str(redis_port))
-    )
-    shutil.copytree(REPO / "features", d / "features")
-    shutil.copytree(REPO / "contracts", d / "contracts")
-    return prefix
-
-
-def _drop(store, prefix: str) -> None:
-    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+def _drop(store) -> None:
+    keys = list(store.client.scan_iter(f"{store.prefix}:*", count=1000))
     if keys:
         store.client.delete(*keys)
 
 
 @pytest.fixture(scope="module")
 def online(tmp_path_factory, services):
-    d = tmp_path_factory.mktemp("online")
-    prefix = _example_project(d, services.redis_port)
+    d = make_project(tmp_path_factory.mktemp("online"), services)
     T = time.time_ns() // 1000 - 1_000_000  # the history ends just before now: keys expire in wall-clock time
     write_history(d, events=20_000, users=300, merchants=40, days=12, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
     plan = compile_project(d)
     engine = BatchEngine(plan)
     store = OnlineStore(plan)
     written = backfill_online(engine, store, T)
-    yield plan, engine, store, T, written, prefix
-    _drop(store, prefix)
+    yield plan, engine, store, T, written, store.prefix
+    _drop(store)
 
 
 def _rows(n=120, seed=3):
@@ -164,7 +150,7 @@ def test_reads_load_no_script_into_redis_whatever_the_feature_list(online):
 
 def test_msgpack_tiles_last_first_variance(tmp_path, services):
     """Layouts with last/first (tiles as msgpack, not packed doubles) read back exactly too."""
-    prefix = _example_project(tmp_path, services.redis_port)
+    make_project(tmp_path, services)
     f = tmp_path / "features/user_features.yaml"
     f.write_text(f.read_text().replace("functions: [sum, mean, max]", "functions: [sum, mean, max, last, first, variance, stddev]"))
     T = time.time_ns() // 1000 - 1_000_000
@@ -181,7 +167,7 @@ def test_msgpack_tiles_last_first_variance(tmp_path, services):
                 assert all(_same(a, b) for a, b in zip(got[name], want[name], strict=True)), name
             assert any(v is not None for v in got["amount_last_7d"])
     finally:
-        _drop(store, prefix)
+        _drop(store)
 
 
 EVERYTHING = """
@@ -219,7 +205,7 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
     equals the batch engine (itself held to the oracle) at several read times."""
     from featureline.aggregations import FUNCTIONS
 
-    prefix = _example_project(tmp_path, services.redis_port)
+    make_project(tmp_path, services)
     add_views(tmp_path / "features/user_features.yaml", EVERYTHING)
     T = time.time_ns() // 1000 - 1_000_000
     write_history(tmp_path, events=8000, users=120, merchants=15, days=9, end=dt.datetime.fromtimestamp(T / 1e6, dt.UTC))
@@ -245,7 +231,7 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
                 empty = [k for k, v in got.items() if all(x is None for x in v) or (k.startswith("count") and not any(v))]
                 assert not empty, empty
     finally:
-        _drop(store, prefix)
+        _drop(store)
 
 
 def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
