@@ -1,4 +1,4 @@
-"""`featureline serve`: online features over HTTP (Starlette on uvicorn), on top of `OnlineStore`.
+"""`featureline serve`: online features over HTTP (an ASGI app on uvicorn), on top of `OnlineStore`.
 
     POST /features/online     {"service": "fraud_detection", "entities": [{"user_id": 42, "merchant_id": 7}]}
     POST /get-online-features Feast's request and response shape, so a Feast client can switch servers
@@ -40,6 +40,7 @@ def uvicorn_settings(settings) -> dict:
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
+        proxy_headers=False,  # no client address is used (no access log): X-Forwarded-* need no parsing
         server_header=False,
         date_header=False,
     )

@@ -1,4 +1,4 @@
-"""The Starlette app of `featureline serve`: routes, limits, authentication, errors.
+"""The app of `featureline serve`: routes, limits, authentication, errors.
 
 Every request is bounded before it costs anything: the body is read in chunks up to `max_body`
 within `body_timeout` (413/408), then decoded and validated (`reader.py`, 4xx); a read waits on
@@ -30,8 +30,7 @@ EPOCH_TS = "1970-01-01T00:00:00Z"  # Feast's event timestamp of a value it did n
 ENDPOINTS = ("/features/online", "/get-online-features", "/health", "/ready", "/metrics", "/openapi.json")
 OPEN = ("/health", "/ready")  # never behind a token: load balancers probe them
 POOL = 64  # Redis connections per worker; a request waits at most `timeout` for one
-JSON = "application/json"
-CLOSE = {"connection": "close"}  # after a refused body: do not read the rest of it
+CLOSE = ((b"connection", b"close"),)  # after a refused body: do not read the rest of it
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -81,14 +80,11 @@ class _Limited:
 
 
 def create_app(project: Any = ".", *, max_entities: int | None = None, settings: ServePlan | None = None):
-    """The Starlette app serving `project` (a path or a compiled plan)."""
+    """The ASGI app serving `project` (a path or a compiled plan)."""
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeout
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect
-    from starlette.responses import Response
-    from starlette.routing import Route
+
+    from .asgi import Answer, App, Disconnected
 
     from ..online.store import connect_async
     from .http import configure, too_large
@@ -110,30 +106,32 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     limited = _Limited()
     redis: dict[str, Any] = {}  # the redis.asyncio client, made on the event loop (lifespan)
 
-    def error(status: int, message: str, headers: dict | None = None) -> Response:
-        return Response(_encode({"error": message}), status, headers=headers, media_type=JSON)
+    def error(status: int, message: str, headers: tuple = ()) -> Answer:
+        return Answer(status, _encode({"error": message}), headers)
 
     async def body(request) -> dict:
-        size = request.headers.get("content-length")
+        size = request.header("content-length")
         if size is not None:
             if not size.isdigit():
                 raise HTTPError(400, "Content-Length must be a number of bytes")
             why = too_large(size, cfg.max_body)  # the protocol refuses these first; another server may not
             if why:
                 raise HTTPError(413, why)
-        chunks, n = [], 0
         try:
-            async with asyncio.timeout(cfg.body_timeout_s):
-                async for chunk in request.stream():
-                    n += len(chunk)
-                    if n > cfg.max_body:
-                        raise HTTPError(413, f"request body over {cfg.max_body:,} bytes (the limit)")
-                    chunks.append(chunk)
+            raw = await request.whole()  # our protocol passes a body on once complete
+            if raw is None:  # another server's chunks: bounded here
+                chunks, n = [], 0
+                async with asyncio.timeout(cfg.body_timeout_s):
+                    async for chunk in request.chunks():
+                        n += len(chunk)
+                        if n > cfg.max_body:
+                            raise HTTPError(413, f"request body over {cfg.max_body:,} bytes (the limit)")
+                        chunks.append(chunk)
+                raw = b"".join(chunks)
         except TimeoutError:
             raise HTTPError(408, f"request body not received within {cfg.body_timeout_s:g}s") from None
-        except ClientDisconnect:  # nobody will read the answer; nothing to log
+        except Disconnected:  # nobody will read the answer; nothing to log
             raise HTTPError(400, "the client left before sending its whole body") from None
-        raw = b"".join(chunks)
         try:
             doc = _decode(raw)
         except msgspec.DecodeError as e:
@@ -165,20 +163,20 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         async def handler(request):
             t0 = time.perf_counter()
             try:
-                if guarded and not authorized(request.headers.get("authorization"), accepted):
-                    resp = error(401, "missing or wrong bearer token", {"www-authenticate": "Bearer"})
+                if guarded and not authorized(request.header("authorization"), accepted):
+                    resp = error(401, "missing or wrong bearer token", ((b"www-authenticate", b"Bearer"),))
                 else:
                     resp = await fn(request)
             except HTTPError as e:
-                resp = error(e.status, e.message, CLOSE if e.status in (408, 413) else None)
+                resp = error(e.status, e.message, CLOSE if e.status in (408, 413) else ())
             except OnlineError as e:  # the store's own checks (the reader's should catch them first)
                 resp = error(422, str(e)[:200])
             except Exception as e:
                 limited(type(e).__name__, f"internal error on {endpoint}: {type(e).__name__}")
                 resp = error(500, "internal error")
-            c = by_status.get(resp.status_code)
+            c = by_status.get(resp.status)
             if c is None:
-                c = by_status[resp.status_code] = metrics.requests.labels(endpoint, str(resp.status_code))
+                c = by_status[resp.status] = metrics.requests.labels(endpoint, str(resp.status))
             c.inc()
             hist.observe(time.perf_counter() - t0)
             return resp
@@ -227,7 +225,7 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
             values = [*(cols[k] for k in read.join_keys), *reader.feature_columns(read, cols)]
         out_rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*values, strict=True)]
         out = {"service": read.service, "at": _feast_ts(t), "join_keys": list(read.join_keys), "features": names, "rows": out_rows}
-        return Response(_encode(out), media_type=JSON)
+        return Answer(200, _encode(out))
 
     async def get_online_features(request):
         doc = await body(request)
@@ -249,10 +247,10 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
                 statuses, stamps = present, [ts] * n
             results.append({"values": col, "statuses": statuses, "event_timestamps": stamps})
         out = {"results": results, "metadata": {"feature_names": [*read.join_keys, *names]}}
-        return Response(_encode(out), media_type=JSON)
+        return Answer(200, _encode(out))
 
     async def health(request):
-        return Response(b'{"status":"ok"}', media_type=JSON)
+        return Answer(200, b'{"status":"ok"}')
 
     async def ready(request):
         from ..online.state import marker_key, state_from
@@ -261,27 +259,27 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
             hgetall = redis["client"].client.hgetall(marker_key(plan.project.redis_key_prefix))
             st = state_from(await store_call(asyncio.wait_for(hgetall, cfg.timeout_s)))
         except HTTPError as e:
-            return Response(_encode({"status": "unavailable", "error": e.message}), 503, media_type=JSON)
+            return Answer(503, _encode({"status": "unavailable", "error": e.message}))
         if st is None or not st.id:
             why = (
                 "the online store holds no featureline data: never bootstrapped, or Redis lost its data (restarted without "
                 "persistence, flushed, or failed over to an empty replica); rebuild it with `featureline backfill --to online` "
                 "then `featureline stream`"
             )
-            return Response(_encode({"status": "unavailable", "error": why}), 503, media_type=JSON)
+            return Answer(503, _encode({"status": "unavailable", "error": why}))
         if st.state == "building":
             why = "a backfill to online is writing the store (its values are incomplete until it finishes)"
-            return Response(_encode({"status": "unavailable", "error": why}), 503, media_type=JSON)
-        return Response(b'{"status":"ready"}', media_type=JSON)
+            return Answer(503, _encode({"status": "unavailable", "error": why}))
+        return Answer(200, b'{"status":"ready"}')
 
     async def metrics_text(request):
         data, ctype = metrics.render()
-        return Response(data, media_type=ctype)
+        return Answer(200, data, (), ctype.encode())
 
     schema = _encode(openapi(plan, cfg.max_entities, max_features=cfg.max_features, auth=bool(accepted)))
 
     async def openapi_json(request):
-        return Response(schema, media_type=JSON)
+        return Answer(200, schema)
 
     async def warm_up() -> None:
         """Read each service once (connections open, read plans built), so the first request is not slower."""
@@ -302,19 +300,22 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
         yield
         await redis["client"].aclose()
 
-    routes = [
-        Route("/features/online", measured("/features/online", features_online), methods=["POST"]),
-        Route("/get-online-features", measured("/get-online-features", get_online_features), methods=["POST"]),
-        Route("/health", measured("/health", health), methods=["GET"]),
-        Route("/ready", measured("/ready", ready), methods=["GET"]),
-        Route("/openapi.json", measured("/openapi.json", openapi_json), methods=["GET"]),
-    ]
+    routes = {
+        "/features/online": {"POST": measured("/features/online", features_online)},
+        "/get-online-features": {"POST": measured("/get-online-features", get_online_features)},
+        "/health": {"GET": measured("/health", health)},
+        "/ready": {"GET": measured("/ready", ready)},
+        "/openapi.json": {"GET": measured("/openapi.json", openapi_json)},
+    }
     if cfg.metrics_port is None:
-        routes.append(Route("/metrics", measured("/metrics", metrics_text), methods=["GET"]))
-    async def not_routed(request, exc: HTTPException):  # unknown path, wrong method: JSON like every answer
-        return error(exc.status_code, {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, "bad request"), exc.headers)
+        routes["/metrics"] = {"GET": measured("/metrics", metrics_text)}
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
+    def not_routed(status: int, allowed: str) -> Answer:  # unknown path, wrong method: JSON like every answer
+        if status == 404:
+            return error(404, "no such endpoint")
+        return error(405, "method not allowed", ((b"allow", allowed.encode()),))
+
+    app = App(routes, lifespan, not_routed)
     app.state.reader = reader
     app.state.metrics = metrics
     app.state.plan = plan

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .asgi import WHOLE_BODY
+
 
 @dataclass
 class Limits:
@@ -97,11 +99,46 @@ _REASONS = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request H
 TARPIT_MAX = 64  # connections of one worker waiting for a delayed 413/431 at once; more are answered at once
 
 
+class _OneWrite:
+    """A connection's transport as uvicorn's request cycle sees it: a response's head is held
+    and written with the first part of its body, in one write (uvicorn writes them apart: two
+    segments, so two wake-ups of the client per answer, ~90 us of its latency at 200 req/s)."""
+
+    __slots__ = ("transport", "held", "head_next")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.held = b""
+        self.head_next = False  # a cycle started: its first write (but a 100 Continue) is the head
+
+    def write(self, data: bytes) -> None:
+        if self.held:
+            data, self.held = self.held + data, b""
+        elif self.head_next and not data.startswith(b"HTTP/1.1 100 "):
+            self.head_next = False
+            self.held = data
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held:
+            data, self.held = self.held, b""
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     tarpitted = 0  # this process's connections waiting for a delayed answer
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._out = _OneWrite(transport)
         self._head = 0
         self._body = 0
         self._pending: list[bytes] = []
@@ -231,6 +268,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
 
+    def _start_asgi_task(self, cycle, app) -> None:  # a request's cycle starts (pipelined ones in turn)
+        self._out.flush()
+        self._out.head_next = True
+        cycle.transport = self._out
+        super()._start_asgi_task(cycle, app)
+
+    def on_response_complete(self) -> None:
+        self._out.flush()  # a head without a body (HEAD, 204)
+        super().on_response_complete()
+
     def on_body(self, body: bytes) -> None:
         # held here until the body is complete: the app is woken once per request, not per chunk
         if self._refused:
@@ -248,6 +295,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._deferred:
             self._deferred = False
             self._stop_body_timer()
+            self.scope.setdefault("extensions", {})[WHOLE_BODY] = True
             super().on_headers_complete()
         if self._pending:
             body = b"".join(self._pending)

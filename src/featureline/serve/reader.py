@@ -19,6 +19,7 @@ import msgspec
 
 from ..online.store import OnlineStore
 from ..plan import FeaturePlan, Plan, ServicePlan
+from ..timeutil import to_us
 
 MAX_NAME = 256  # characters of a service name or a feature ref
 MAX_KEY_CHARS = 4096  # characters of a string join key
@@ -38,7 +39,7 @@ class HTTPError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Read:
-    """What one request reads: one or more (store, service) parts, each one EVALSHA, whose
+    """What one request reads: one or more (store, service) parts, each one round trip, whose
     outputs are disjoint; `features` in output order, `join_keys` every row must carry."""
 
     parts: tuple[tuple[OnlineStore, str], ...]
@@ -225,7 +226,7 @@ class Reader:
 
     # the read
     async def get(self, aclient, read: Read, rows: list[dict], at_us: int) -> dict[str, list]:
-        """Columns: join keys, then the read's features by name (one EVALSHA per part)."""
+        """Columns: join keys, then the read's features by name (one round trip per part)."""
         if not rows:
             return {k: [] for k in (*read.join_keys, *(f.name for f in read.features))}
         if len(read.parts) == 1:
@@ -252,8 +253,6 @@ class Reader:
 
 def read_time(at: Any) -> int:
     """A request's `at` (ISO 8601 or epoch microseconds; absent: now) -> epoch microseconds."""
-    from ..timeutil import to_us
-
     if at is None:
         return time.time_ns() // 1000
     if isinstance(at, bool) or not isinstance(at, (str, int)):
@@ -294,10 +293,17 @@ def _show(v: Any) -> str:
     return f"{text} ({_jtype(v)})"
 
 
+_SECOND_TEXT = [-1, ""]  # the last second formatted (requests come many a second)
+
+
 def _feast_ts(us: int) -> str:
     """Feast's event timestamp text (protobuf JSON): RFC 3339, Z, adaptive sub-second digits."""
     secs, frac = divmod(us, 1_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if _SECOND_TEXT[0] == secs:
+        base = _SECOND_TEXT[1]
+    else:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _SECOND_TEXT[:] = secs, base
     if frac == 0:
         return base + "Z"
     if frac % 1000 == 0:
