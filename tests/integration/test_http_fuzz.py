@@ -351,6 +351,8 @@ def _split(answer: bytes) -> tuple[int, dict, bytes]:
     for line in head.split(b"\r\n")[1:]:
         k, _, v = line.partition(b":")
         headers[k.decode().strip().lower()] = v.decode().strip()
+    if "content-length" in headers:  # the first answer's body (a pipelined answer may follow)
+        body = body[: int(headers["content-length"])]
     return _status(answer), headers, body
 
 

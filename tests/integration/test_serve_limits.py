@@ -104,17 +104,21 @@ def test_a_declared_content_length_is_judged_before_the_body(server, length, sta
 
 
 def _counting(app):
-    """The app, counting the requests it is woken for (by path)."""
+    """The app, counting the requests its routes are woken for (by path)."""
     seen: dict[str, int] = {}
 
-    async def counted(scope, receive, send):
-        if scope["type"] == "http":
-            seen[scope["path"]] = seen.get(scope["path"], 0) + 1
-        await app(scope, receive, send)
+    def counted(path, fn):
+        async def handler(request):
+            seen[path] = seen.get(path, 0) + 1
+            return await fn(request)
 
-    counted.seen = seen  # type: ignore[attr-defined]
-    counted.state = app.state  # type: ignore[attr-defined]
-    return counted
+        return handler
+
+    for path, methods in app.routes.items():
+        for method, fn in methods.items():
+            methods[method] = counted(path, fn)
+    app.seen = seen
+    return app
 
 
 def test_a_refused_body_never_wakes_the_app_and_a_good_one_does_once_complete(project):

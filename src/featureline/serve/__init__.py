@@ -8,7 +8,7 @@
     GET  /openapi.json        the OpenAPI 3.1 document of the endpoints above
 
 Parts: `reader.py` validates a request against the plan; `app.py` has the routes, limits,
-authentication and error answers; `http.py` bounds each request's head in uvicorn; `metrics.py`;
+authentication and error answers; `http.py` is the HTTP protocol uvicorn runs (every bound on a request); `metrics.py`;
 `openapi.py`. Limits, tokens and timeouts come from featureline.yaml's `serve:` section
 (docs/security.md); docs/online.md, section HTTP, has the shapes and the numbers.
 """
@@ -33,10 +33,10 @@ def app_from_env():
 
 def uvicorn_settings(settings) -> dict:
     """uvicorn's keyword arguments (`uvicorn.run`, `uvicorn.Config`) under `settings` (a ServePlan)."""
-    from .http import GuardedHttpToolsProtocol
+    from .http import HttpProtocol
 
     return dict(
-        http=GuardedHttpToolsProtocol,
+        http=HttpProtocol,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_s,
         access_log=False,

@@ -118,8 +118,8 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
             if why:
                 raise HTTPError(413, why)
         try:
-            raw = await request.whole()  # our protocol passes a body on once complete
-            if raw is None:  # another server's chunks: bounded here
+            raw = request.body  # http.py's protocol passes a body on once complete, within its limits
+            if raw is None:  # another ASGI server's chunks: bounded here
                 chunks, n = [], 0
                 async with asyncio.timeout(cfg.body_timeout_s):
                     async for chunk in request.chunks():

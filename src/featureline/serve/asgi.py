@@ -2,9 +2,10 @@
 
 Six fixed routes need no framework: Starlette's middleware stack, router and Request/Response
 objects were about a third of the server's Python time per request (measured with py-spy at
-200 req/s). A handler gets a `Request` and returns an `Answer`; the app sends it as one start
-and one body message. HEAD is served wherever GET is (uvicorn sends no body for it); an unknown
-path is a 404, a known one with another method a 405 naming the allowed ones, both JSON.
+200 req/s). A handler gets a `Request` and returns an `Answer`. `App.dispatch` is what http.py's
+protocol calls; `App` is also an ASGI app (the lifespan, and any other ASGI server). HEAD is
+served wherever GET is (without a body); an unknown path is a 404, a known one with another
+method a 405 naming the allowed ones, both JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import NamedTuple
 log = logging.getLogger("featureline.serve")
 
 JSON = b"application/json"
-WHOLE_BODY = "featureline.whole_body"  # a scope extension: the first http.request message holds the whole body
 
 
 class Answer(NamedTuple):
@@ -32,10 +32,16 @@ class Disconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "_headers")
+    """A request as the routes see it: from http.py's protocol (`body` complete) or from any ASGI
+    server (`body` None: read `chunks`, bounded by the caller)."""
 
-    def __init__(self, scope: dict, receive):
-        self.scope = scope
+    __slots__ = ("method", "path", "headers", "body", "receive", "_headers")
+
+    def __init__(self, method: str, path: str, headers: list, body: bytes | None = None, receive=None):
+        self.method = method
+        self.path = path
+        self.headers = headers  # [(lower-case name, value)] as bytes
+        self.body = body
         self.receive = receive
         self._headers: dict[str, str] | None = None
 
@@ -43,23 +49,13 @@ class Request:
         """A header's first value (`name` in lower case), as Latin-1 text."""
         if self._headers is None:
             h: dict[str, str] = {}
-            for k, v in self.scope["headers"]:
+            for k, v in self.headers:
                 h.setdefault(k.decode("latin-1"), v.decode("latin-1"))
             self._headers = h
         return self._headers.get(name)
 
-    async def whole(self) -> bytes | None:
-        """The body, when the server said it passes bodies on complete (http.py's protocol sets
-        WHOLE_BODY in the scope's extensions); else None (read `chunks`, bounded)."""
-        if not self.scope.get("extensions", {}).get(WHOLE_BODY):
-            return None
-        msg = await self.receive()
-        if msg["type"] == "http.disconnect":
-            raise Disconnected
-        return msg.get("body", b"")
-
     async def chunks(self):
-        """The body's chunks as the server passes them on (once, for a complete body)."""
+        """The body's chunks as an ASGI server passes them on."""
         while True:
             msg = await self.receive()
             if msg["type"] == "http.disconnect":
@@ -84,26 +80,22 @@ class App:
         self.not_routed = not_routed
         self.state = types.SimpleNamespace()
 
+    async def dispatch(self, request: Request) -> Answer:
+        methods = self.routes.get(request.path)
+        if methods is None:
+            return self.not_routed(404, "")
+        fn = methods.get(request.method)
+        if fn is None:
+            return self.not_routed(405, ", ".join(methods))
+        return await fn(request)
+
     async def __call__(self, scope, receive, send) -> None:
+        """ASGI, for the lifespan (uvicorn runs it) and for other servers than http.py's."""
         kind = scope["type"]
         if kind == "http":
-            methods = self.routes.get(scope["path"])
-            if methods is None:
-                answer = self.not_routed(404, "")
-            else:
-                fn = methods.get(scope["method"])
-                answer = self.not_routed(405, ", ".join(methods)) if fn is None else await fn(Request(scope, receive))
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": answer.status,
-                    "headers": [
-                        (b"content-type", answer.content_type),
-                        (b"content-length", b"%d" % len(answer.body)),
-                        *answer.headers,
-                    ],
-                }
-            )
+            answer = await self.dispatch(Request(scope["method"], scope["path"], scope["headers"], None, receive))
+            headers = [(b"content-type", answer.content_type), (b"content-length", b"%d" % len(answer.body)), *answer.headers]
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
             await send({"type": "http.response.body", "body": answer.body})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
