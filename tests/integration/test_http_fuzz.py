@@ -242,7 +242,10 @@ HOSTILE = {
     "3 MB service name": ("/features/online", _body(service=json.dumps("s" * (3 * MIB)), entities=USERS)),
     "3 MB join key name": ("/features/online", _body(service=SVC, entities=json.dumps([{"k" * (3 * MIB): 1}]))),
     "3 MB column name": ("/get-online-features", _body(feature_service=SVC, entities=json.dumps({"k" * (3 * MIB): [1]}))),
-    "100k unknown features": ("/features/online", _body(features=json.dumps([f"user_transactions:c{i}" for i in range(100_000)]), entities=USERS)),
+    "100k unknown features": (
+        "/features/online",
+        _body(features=json.dumps([f"user_transactions:c{i}" for i in range(100_000)]), entities=USERS),
+    ),
     "10k repeats of a feature": ("/features/online", _body(features=json.dumps(["user_transactions:count_1h"] * 10_000), entities=USERS)),
     "NUL in service": ("/features/online", _body(service='"user_activity\\u0000"', entities=USERS)),
     "NUL in feature": ("/features/online", _body(features='["user_transactions:count_1h\\u0000"]', entities=USERS)),
@@ -259,12 +262,18 @@ HOSTILE = {
     "invalid UTF-8 in key": ("/get-online-features", b'{"feature_service": "user_activity", "entities": {"\xc0\xaf": [1]}}'),
     "UTF-16 body": ("/features/online", json.dumps({"service": "user_activity", "entities": [{"user_id": 1}]}).encode("utf-16")),
     "BOM": ("/features/online", b"\xef\xbb\xbf" + _body(service=SVC, entities=USERS)),
-    "duplicate keys": ("/features/online", b'{"service": "user_activity", "service": "nope", "entities": [], "entities": {"user_id": [1]}}'),
+    "duplicate keys": (
+        "/features/online",
+        b'{"service": "user_activity", "service": "nope", "entities": [], "entities": {"user_id": [1]}}',
+    ),
     "a string": ("/features/online", b'"hello"'),
     "null": ("/get-online-features", b"null"),
     "trailing garbage": ("/features/online", _body(service=SVC, entities=USERS) + b" }{"),
     "10^6 entities as rows": ("/features/online", _body(service=SVC, entities="[" + ",".join(["{}"] * 1_000_000) + "]")),
-    "10^6 entities as columns": ("/get-online-features", _body(feature_service=SVC, entities='{"user_id": [' + ",".join(["1"] * 1_000_000) + "]}")),
+    "10^6 entities as columns": (
+        "/get-online-features",
+        _body(feature_service=SVC, entities='{"user_id": [' + ",".join(["1"] * 1_000_000) + "]}"),
+    ),
     "10^6 nulls": ("/features/online", _body(service=SVC, entities="[" + ",".join(["null"] * 1_000_000) + "]")),
     "entities object of non-lists": ("/get-online-features", _body(feature_service=SVC, entities='{"user_id": {"a": 1}}')),
     "full_feature_names string": ("/features/online", _body(service=SVC, entities=USERS, full_feature_names='"yes"')),
@@ -299,7 +308,8 @@ def test_a_time_at_the_edges_is_refused_or_answered_as_rfc3339(server, name):
 
 
 @pytest.mark.parametrize(
-    "ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin-1", None]
+    "ctype",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin-1", None],
 )
 def test_content_types(server, logs, ctype):
     logs.records.clear()
@@ -364,7 +374,11 @@ RAW = {
     "content-length 30 digits": REQ + b"Content-Length: " + b"9" * 30 + b"\r\n\r\n" + OK_BODY,
     "content-length short": REQ + b"Content-Length: 5\r\n\r\n" + OK_BODY,
     "content-length twice": REQ + b"Content-Length: 2\r\nContent-Length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY,
-    "chunked and content-length": REQ + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(OK_BODY) + OK_BODY + b"\r\n0\r\n\r\n",
+    "chunked and content-length": REQ
+    + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"%x\r\n" % len(OK_BODY)
+    + OK_BODY
+    + b"\r\n0\r\n\r\n",
     "bad chunk size": REQ + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + OK_BODY + b"\r\n0\r\n\r\n",
     "chunk size 2**64": REQ + b"Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\n" + OK_BODY + b"\r\n0\r\n\r\n",
     "64 KiB header": REQ + b"X-Big: " + b"a" * 65536 + b"\r\nContent-Length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY,

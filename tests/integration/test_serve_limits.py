@@ -97,7 +97,9 @@ def test_a_chunked_body_is_refused_at_the_limit_not_after_reading_it(server):
 @pytest.mark.parametrize("length, status", [(str(5 << 20), 413), ("99999999999999999999", 400), ("12abc", 400), ("-1", 400)])
 def test_a_declared_content_length_is_judged_before_the_body(server, length, status):
     s = _raw(int(server.base_url.port))
-    s.sendall(b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %s\r\n\r\n{}" % length.encode())
+    s.sendall(
+        b"POST /features/online HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %s\r\n\r\n{}" % length.encode()
+    )
     reply = _read_all(s, 5)
     s.close()
     assert _status(reply) == status, reply[:300]

@@ -84,9 +84,8 @@ def create_app(project: Any = ".", *, max_entities: int | None = None, settings:
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeout
 
-    from .asgi import Answer, App, Disconnected
-
     from ..online.store import connect_async
+    from .asgi import Answer, App, Disconnected
     from .http import configure, too_large
     from .openapi import openapi
 

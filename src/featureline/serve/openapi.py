@@ -91,7 +91,11 @@ def openapi(plan: Plan, max_entities: int, *, max_features: int = 500, auth: boo
                 {
                     "type": "object",
                     "properties": {
-                        "feature_service": {"type": ["string", "null"], "enum": [*services, None], "description": "Wins over `features` (as in Feast)"},
+                        "feature_service": {
+                            "type": ["string", "null"],
+                            "enum": [*services, None],
+                            "description": "Wins over `features` (as in Feast)",
+                        },
                         "features": features,
                         "entities": {"type": "object", "properties": {k: {"type": "array", "items": v} for k, v in key_props.items()}},
                         "full_feature_names": {"type": "boolean", "default": False},

@@ -168,7 +168,9 @@ class Reader:
         f = view.feature(name)
         if f is None:
             hint = did_you_mean(name, [x.name for x in view.features])
-            raise HTTPError(404, f"feature `{_cut(ref)}`: view `{view_name}` has no feature `{_cut(name)}`" + (f" ({hint})" if hint else ""))
+            raise HTTPError(
+                404, f"feature `{_cut(ref)}`: view `{view_name}` has no feature `{_cut(name)}`" + (f" ({hint})" if hint else "")
+            )
         if not view.online:
             raise HTTPError(400, f"feature `{ref}`: view `{view_name}` is not served online")
         return f
@@ -309,5 +311,3 @@ def _feast_ts(us: int) -> str:
     if frac % 1000 == 0:
         return f"{base}.{frac // 1000:03d}Z"
     return f"{base}.{frac:06d}Z"
-
-
