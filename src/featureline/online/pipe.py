@@ -1,17 +1,20 @@
 """Pipelined commands on redis-py's connections, replies parsed by hiredis in one loop.
 
 The read path sends all its commands in one write and reads every reply at once. redis-py
-connects (AUTH, SELECT, TLS, timeouts) and owns the socket; its per-reply `read_response`
-(health checks, observability hooks, pool bookkeeping) measured ~40 us a reply here, more
-than Redis takes to answer, so replies are parsed straight from the socket by a hiredis
-reader of our own. This relies on redis-py's connection internals (`_sock`, `_reader`,
-`_writer`): redis is pinned in pyproject.toml and the online-store tests exercise both paths.
-Socket errors come out as redis-py's (ConnectionError, TimeoutError), as from redis-py. An
-error reply, a failure or a timeout mid-exchange leaves the connection in an unknown state:
-the caller disconnects it.
+connects (AUTH, SELECT, TLS, timeouts); its per-reply `read_response` (health checks,
+observability hooks, pool bookkeeping) measured ~40 us a reply here, more than Redis takes to
+answer, so replies are parsed by a hiredis reader of our own: from the socket (`exchange`,
+sync) or as an asyncio protocol that takes the connected socket over (`take_over`, `ask`:
+a StreamReader and `asyncio.timeout` cost ~30 us a call over a bare protocol). This relies
+on redis-py's connection internals (`_sock`, `_reader`, `_writer`): redis is pinned in
+pyproject.toml and the online-store tests exercise both paths. Errors come out as redis-py's
+(ConnectionError, TimeoutError, ResponseError). An error reply, a failure or a timeout
+mid-exchange leaves the connection in an unknown state: the caller drops it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import hiredis
 import redis.exceptions as rx
@@ -54,24 +57,75 @@ def exchange(conn, packed: bytes, count: int) -> list:
         raise _socket_error(e) from e
 
 
-async def exchange_async(conn, packed: bytes, count: int) -> list:
-    """`exchange` on a redis.asyncio Connection (the caller bounds it with a timeout)."""
-    if conn._writer is None:
-        await conn.connect()
-        conn._fl_reader = hiredis.Reader()
-    rd, out = conn._fl_reader, []
+class Replies(asyncio.Protocol):
+    """An asyncio read connection once redis-py has connected it (`take_over`): replies are
+    parsed by hiredis as they arrive and a call's future is resolved when all came (no
+    StreamReader, no task woken per chunk)."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.reader = hiredis.Reader()
+        self.out: list = []
+        self.count = 0
+        self.fut: asyncio.Future | None = None
+        self.streams = None
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        fut = self.fut
+        if fut is None or fut.done():  # replies nobody waits for: the caller drops this connection
+            return
+        try:
+            _take(self.reader, self.out, self.count)
+        except rx.ResponseError as e:
+            self.fut = None
+            fut.set_exception(e)
+            return
+        if len(self.out) == self.count:
+            self.fut = None
+            fut.set_result(self.out)
+
+    def connection_lost(self, exc) -> None:
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(rx.ConnectionError("Redis closed the connection"))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def take_over(conn) -> Replies:
+    """A connected redis.asyncio Connection's socket, as `Replies` (redis-py lets go of it)."""
+    transport = conn._writer.transport
+    proto = Replies(transport)
+    pending = bytes(getattr(conn._reader, "_buffer", b""))
+    if pending:
+        proto.reader.feed(pending)
+    transport.set_protocol(proto)
+    proto.streams = conn._reader, conn._writer  # kept: a collected StreamWriter closes its transport
+    conn._reader = conn._writer = None  # redis-py lets go of it (its own close and collection)
+    return proto
+
+
+def _late(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(rx.TimeoutError("Redis did not answer in time"))
+
+
+async def ask(proto: Replies, packed: bytes, count: int, deadline: float) -> list:
+    """Send `packed` (RESP, `count` commands) on `proto`; their replies, by `deadline` (loop time)."""
+    if proto.transport.is_closing():
+        raise rx.ConnectionError("Redis closed the connection")
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    proto.out, proto.count, proto.fut = [], count, fut
+    proto.transport.write(packed)
+    proto.data_received(b"")  # replies already buffered (none, normally)
+    timer = loop.call_at(deadline, _late, fut)
     try:
-        conn._writer.write(packed)
-        while True:
-            _take(rd, out, count)
-            if len(out) == count:
-                return out
-            data = await conn._reader.read(1 << 16)
-            if not data:
-                raise rx.ConnectionError("Redis closed the connection")
-            rd.feed(data)
-    except OSError as e:
-        raise _socket_error(e) from e
+        return await fut
+    finally:
+        timer.cancel()
 
 
 def pack(*args) -> bytes:

@@ -82,10 +82,10 @@ def connect_async(plan: Plan, *, timeout: float, max_connections: int = 64) -> A
 
 
 class AsyncRedis:
-    """A redis.asyncio client (`client`, for any command) and `call`, the read path's command
-    on a connection of its own: a LIFO of idle connections, at most `size` in use, without
+    """A redis.asyncio client (`client`, for any command) and `pipelined`, the read path's
+    commands on connections of its own: a LIFO of idle ones, at most `size` in use, without
     redis-py's pool checks on every call (a lock and a probe read: measured ~2x the cost of
-    the EVALSHA itself). `call` takes at most `timeout`: waiting for a connection, connecting,
+    the read itself). A call takes at most `timeout`: waiting for a connection, connecting,
     sending and reading (TimeoutError)."""
 
     def __init__(self, client, pool, size: int, timeout: float):
@@ -94,7 +94,7 @@ class AsyncRedis:
         self.client = client
         self.pool = pool
         self.timeout = timeout
-        self.idle: list = []
+        self.idle: list = []  # pipe.Replies
         self.slots = asyncio.Semaphore(size)
 
     async def call(self, *args):
@@ -109,27 +109,45 @@ class AsyncRedis:
 
         from redis.exceptions import ConnectionError
 
-        from .pipe import exchange_async
+        from .pipe import ask
 
-        async with asyncio.timeout(self.timeout), self.slots:
-            conn = self.idle.pop() if self.idle else self.pool.make_connection()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        if self.slots.locked():  # `size` calls in flight: wait for one, within the deadline
+            async with asyncio.timeout_at(deadline):
+                await self.slots.acquire()
+        else:
+            await self.slots.acquire()
+        try:
+            conn = self.idle.pop() if self.idle else await self._open(deadline)
             try:
-                return await exchange_async(conn, packed, count)
+                replies = await ask(conn, packed, count, deadline)
             except ConnectionError:  # a dead connection: after a restart the idle ones are dead too
-                await conn.disconnect()
+                conn.close()
                 for idle in self.idle:
-                    await idle.disconnect()
+                    idle.close()
                 self.idle.clear()
                 raise
             except BaseException:  # an error reply, a timeout or a cancellation mid-reply: start afresh
-                await conn.disconnect()
+                conn.close()
                 raise
-            finally:
-                self.idle.append(conn)
+            self.idle.append(conn)
+            return replies
+        finally:
+            self.slots.release()
+
+    async def _open(self, deadline: float):
+        import asyncio
+
+        from .pipe import take_over
+
+        conn = self.pool.make_connection()
+        async with asyncio.timeout_at(deadline):
+            await conn.connect()
+        return take_over(conn)
 
     async def aclose(self) -> None:
         for conn in self.idle:
-            await conn.disconnect()
+            conn.close()
         self.idle.clear()
         await self.client.aclose()
         await self.client.connection_pool.disconnect()
@@ -316,7 +334,9 @@ class OnlineStore:
             if count is not None:
                 count[0] += len(ents)
             expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
-            yield lambda ents=ents, rows=rows, expire=expire: _chunks(resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY)
+            yield lambda ents=ents, rows=rows, expire=expire: _chunks(
+                resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY
+            )
 
     def slot_item_commands(self, items, count: list[int] | None = None):
         def cmds():
@@ -324,7 +344,9 @@ class OnlineStore:
                 if count is not None:
                     count[0] += 1
                 k = key.encode()
-                yield _command(b"HSET", k, code.encode(), block) + _command(b"PEXPIREAT", k, at, b"NX") + _command(b"PEXPIREAT", k, at, b"GT")
+                yield (
+                    _command(b"HSET", k, code.encode(), block) + _command(b"PEXPIREAT", k, at, b"NX") + _command(b"PEXPIREAT", k, at, b"GT")
+                )
 
         return _pack(cmds(), 3, 3 * INT_REPLY)
 
@@ -430,7 +452,9 @@ class OnlineStore:
             raise errors[0]
 
     # -- writes (merged: the stream) -------------------------------------------------
-    def merge(self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None) -> int:
+    def merge(
+        self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None
+    ) -> int:
         """Merge one entity's partial tiles of one slot, from records of partition `tp` with
         offsets [lo, hi]. Returns -1 when applied, else the offset already applied (the records
         up to it must not be sent again). See `merge.py`."""

@@ -114,6 +114,7 @@ TARPIT_MAX = 64  # connections of one worker waiting for a delayed 413/431 at on
 _PHRASES = {c.value: c.phrase.encode() for c in http.HTTPStatus}
 _UNAVAILABLE = Answer(503, b"Service Unavailable", (), b"text/plain; charset=utf-8")
 _MALFORMED = Answer(400, b"Invalid HTTP request received.", (), b"text/plain; charset=utf-8")
+HEAD, BODY, IDLE = "head", "body", "idle"  # what a connection's deadline is for
 log = logging.getLogger("uvicorn.error")  # where uvicorn's protocol logs (OncePerMinute filters it)
 
 
@@ -146,7 +147,11 @@ class HttpProtocol(asyncio.Protocol):
         self.last = False  # no request after the queued ones: close once they are answered
         self.paused = False
         self.write_paused = False
-        self._idle = None  # the keep-alive timer
+        # one deadline at a time, on one lazily moved timer (no timer made or cancelled per request)
+        self._kind: str | None = None  # HEAD, BODY or IDLE
+        self._at = 0.0
+        self._timer = None
+        self._tarpit_timer = None  # a refused request's delayed answer
         # the request being read
         self._url = b""
         self._headers: list = []
@@ -155,8 +160,6 @@ class HttpProtocol(asyncio.Protocol):
         self._body = 0
         self._pending: list[bytes] = []
         self._refused = False
-        self._head_timer = None
-        self._body_timer = None  # the body's deadline, or a refused request's delayed answer
         self._tarpit = False  # this connection's answer is delayed (counted in `tarpitted`)
         self._started = False  # any byte of the current head received
 
@@ -164,13 +167,15 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.server_state.connections.add(self)
         self.transport = transport
-        self._arm()
+        self._due(HEAD, LIMITS.header_timeout)
 
     def connection_lost(self, exc) -> None:
         self.server_state.connections.discard(self)
-        self._disarm()
-        self._stop_body_timer()
-        self._stop_idle()
+        self._kind = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._stop_tarpit()
         self.queue.clear()
         self.last = True
 
@@ -204,41 +209,37 @@ class HttpProtocol(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def _stop_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+    # deadlines: the head's, the body's, an idle connection's
+    def _due(self, kind: str, seconds: float) -> None:
+        self._kind = kind
+        self._at = at = self.loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(at, self._fire)
 
-    # the head's deadline
-    def _arm(self) -> None:
-        if self._head_timer is None:
-            self._head = 0
-            self._head_timer = self.loop.call_later(LIMITS.header_timeout, self._head_timeout)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        self._started = False
-
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing():
+    def _fire(self) -> None:
+        self._timer = None
+        kind = self._kind
+        if kind is None or self.transport.is_closing():
             return
-        if self._started:
+        if self.loop.time() < self._at:  # moved later since: wait on
+            self._timer = self.loop.call_at(self._at, self._fire)
+            return
+        self._kind = None
+        if kind is BODY:
+            self._refuse(408, f"request body not received within {LIMITS.body_timeout:g}s")
+        elif kind is HEAD and self._started:
             self._refuse(408, "request headers not received in time")
         elif not self.busy:
             self.transport.close()  # an idle connection: nothing to answer
 
-    def _body_timeout(self) -> None:
-        self._body_timer = None
-        if not self.transport.is_closing():
-            self._refuse(408, f"request body not received within {LIMITS.body_timeout:g}s")
-
     def _refuse(self, status: int, message: str) -> None:
         self._refused = True
-        self._disarm()
-        self._stop_body_timer()
+        self._kind = None
+        self._started = False
+        self._stop_tarpit()
         if self.transport.is_closing():
             return
         if status in (413, 431) and LIMITS.refusal_delay > 0 and HttpProtocol.tarpitted < TARPIT_MAX:
@@ -249,15 +250,15 @@ class HttpProtocol(asyncio.Protocol):
             self._pause()
             HttpProtocol.tarpitted += 1
             self._tarpit = True
-            self._body_timer = self.loop.call_later(LIMITS.refusal_delay, self._answer_refusal, status, message)
+            self._tarpit_timer = self.loop.call_later(LIMITS.refusal_delay, self._answer_refusal, status, message)
             return
         self._answer_refusal(status, message)
 
-    def _stop_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-            self._untarpit()
+    def _stop_tarpit(self) -> None:
+        if self._tarpit_timer is not None:
+            self._tarpit_timer.cancel()
+            self._tarpit_timer = None
+        self._untarpit()
 
     def _untarpit(self) -> None:
         if self._tarpit:
@@ -265,7 +266,7 @@ class HttpProtocol(asyncio.Protocol):
             HttpProtocol.tarpitted -= 1
 
     def _answer_refusal(self, status: int, message: str) -> None:
-        self._body_timer = None
+        self._tarpit_timer = None
         self._untarpit()
         if not self.transport.is_closing():
             self._write("GET", Answer(status, msgspec.json.encode({"error": message})), keep=False)
@@ -274,8 +275,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._stop_idle()
-        if self._head_timer is not None:
+        if self._kind is IDLE:  # a request's first bytes: its head's deadline runs from now
+            self._due(HEAD, LIMITS.header_timeout)
+        if self._kind is HEAD:
             self._started = True
         try:
             self.parser.feed_data(data)
@@ -286,16 +288,17 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             log.warning("Invalid HTTP request received.")
             self._refused = True
-            self._disarm()
-            self._stop_body_timer()
+            self._kind = None
             self._queue(_MALFORMED)
             return
         if self._head > LIMITS.max_head and not self._refused:
             self._refuse(431, f"request line and headers over {LIMITS.max_head:,} bytes")
 
     def on_message_begin(self) -> None:
-        self._arm()
+        if self._kind is not HEAD:
+            self._due(HEAD, LIMITS.header_timeout)
         self._started = True
+        self._head = 0
         self._url = b""
         self._headers = []
         self._body = 0
@@ -311,7 +314,8 @@ class HttpProtocol(asyncio.Protocol):
             self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._kind = None
+        self._started = False
         if self._head > LIMITS.max_head:
             self._refuse(431, f"request line and headers over {LIMITS.max_head:,} bytes")
             return
@@ -331,7 +335,7 @@ class HttpProtocol(asyncio.Protocol):
         if has_body:
             if expect:  # the client waits for this before its body
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._body_timer = self.loop.call_later(LIMITS.body_timeout, self._body_timeout)
+            self._due(BODY, LIMITS.body_timeout)
 
     def on_body(self, body: bytes) -> None:
         # held here until the body is complete: the app is woken once per request, not per chunk
@@ -347,7 +351,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        self._stop_body_timer()
+        self._kind = None
         try:
             raw = httptools.parse_url(self._url).path
         except httptools.HttpParserInvalidURLError:
@@ -377,8 +381,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
             self._resume()
-            if self._idle is None and not self.transport.is_closing():
-                self._idle = self.loop.call_later(self.keep_alive_s, self._idle_timeout)
+            if self._kind is None and not self.transport.is_closing():
+                self._due(IDLE, self.keep_alive_s)
             return
         item = self.queue.popleft()
         self.busy = True
@@ -423,9 +427,4 @@ class HttpProtocol(asyncio.Protocol):
             parts.append(answer.body)
         self.transport.write(b"".join(parts))
         if not keep:
-            self.transport.close()
-
-    def _idle_timeout(self) -> None:
-        self._idle = None
-        if not self.busy and not self._started:
             self.transport.close()
