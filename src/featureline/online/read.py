@@ -94,15 +94,16 @@ class ServiceRead:
         self.hashes: list[tuple[int, bytes, bytes, bytes]] = []  # per HMGET of a row: group, head, key prefix, fields
         self.latest: list[tuple[Slot, int, bytes, bytes]] = []  # latest slot, its group, key prefix, suffix
         # per window slot: its layout, its HMGET (in a row) and field there, its column and spot
-        # maps, its features as (output column, function, input, window), its distinct windows
+        # maps, its features as (output column, function, input, window, its index in the
+        # distinct windows), the distinct windows
         self.computed: list[tuple] = []
         for gi, g in enumerate(self.groups):
             pre = f"{prefix}:{g.entity}:".encode()
             codes = [s for s in g.slots if s.kind == "window"]
             if codes:
                 for fi, s in enumerate(codes):
-                    feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us) for f in s.features]
-                    wins = tuple(dict.fromkeys(w for *_, w in feats))
+                    wins = tuple(dict.fromkeys(f.window_us for f in s.features))
+                    feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
                     self.computed.append((s.layout, len(self.hashes), fi, _columns(s.layout), _spots(s.layout), feats, wins))
                 head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(codes))
                 self.hashes.append((gi, head, pre, b"".join(_bulk(s.code.encode()) for s in codes)))
@@ -143,7 +144,7 @@ class ServiceRead:
             hop = lay.hop_us
             hi = t - t % hop
             windows = {w: Window(tiles, (tiles.start >= (t - w) - (t - w) % hop) & (tiles.start <= hi)) for w in wins}
-            for j, fn, inp, w in feats:
+            for j, fn, inp, w, _ in feats:
                 cols[j] = fn.reduce(windows[w], inp)
         return cols
 
@@ -153,16 +154,16 @@ class ServiceRead:
         for lay, h, fi, column, spots, feats, wins in self.computed:
             hop = lay.hop_us
             hi = t - t % hop
-            los = [(w, (t - w) - (t - w) % hop) for w in wins]
+            los = [(t - w) - (t - w) % hop for w in wins]
             outs: list[list] = [[] for _ in feats]
             for r in range(n):
                 starts, get = _row_tiles(lay, replies[r * nh + h][fi], spots)
                 b = bisect_right(starts, hi)
-                rows = {w: Row(get, column, bisect_left(starts, lo), b) for w, lo in los}
-                for out, (_, fn, inp, w) in zip(outs, feats, strict=True):
-                    out.append(fn.reduce_row(rows[w], inp))
-            for out, (j, *_) in zip(outs, feats, strict=True):
-                cols[j] = out
+                rows = [Row(get, column, bisect_left(starts, lo), b) for lo in los]
+                for out, (_, fn, inp, _, wi) in zip(outs, feats, strict=True):
+                    out.append(fn.reduce_row(rows[wi], inp))
+            for out, f in zip(outs, feats, strict=True):
+                cols[f[0]] = out
 
 
 def _row_tiles(lay: TileLayout, blk, spots: list[tuple[int, int, int]]):

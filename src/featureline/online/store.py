@@ -20,7 +20,7 @@ from ..aggregations import FUNCTIONS
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
-from .read import ServiceRead, Slot
+from .read import ServiceRead
 
 _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
@@ -165,7 +165,16 @@ class _Service:
         self.features = [plan.feature(ref) for ref in plan.services[name].features]
         self.outputs = self.read.outputs
         self.group_keys = [g.join_keys for g in self.groups]
-        self.latest_views = {s.code: plan.views[s.view] for g in self.groups for s in g.slots if s.kind == "latest"}
+        self.names = [*self.join_keys, *(f.name for f in self.features)]  # the answer's columns
+        # per output: a feature's column converter, or a latest slot's (ttl, [(name, position, cast)])
+        self.finish: list = []
+        for kind, what in self.outputs:
+            if kind == "f":
+                self.finish.append(_converter(what))
+            else:
+                view = plan.views[what.view]
+                order = [f.name for f in view.features]
+                self.finish.append((view.ttl_us, [(f.name, order.index(f.name), _CASTS.get(f.dtype)) for f in what.features]))
 
 
 class OnlineStore:
@@ -216,12 +225,12 @@ class OnlineStore:
 
     def _finish(self, svc: _Service, rows: list[dict], reply, t: int) -> dict[str, list]:
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
-        for (kind, what), col in zip(svc.outputs, svc.read.columns(reply, len(rows), t), strict=True):
+        for (kind, what), fin, col in zip(svc.outputs, svc.finish, svc.read.columns(reply, len(rows), t), strict=True):
             if kind == "f":
-                out[what.name] = _column(what, col)
+                out[what.name] = fin(col)
             else:
-                _latest_columns(svc.latest_views[what.code], what, col, t, out)
-        return {k: out[k] for k in [*svc.join_keys, *(f.name for f in svc.features)]}
+                _latest_columns(fin, col, t, out)
+        return {k: out[k] for k in svc.names}
 
     def _fetch(self, svc: _Service, ents: list[str]) -> list:
         """The read's replies: its commands pipelined on a read connection of this store's own
@@ -626,15 +635,16 @@ def _rows(entity_rows, join_keys) -> list[dict]:
     return rows
 
 
-def _column(f: FeaturePlan, col: list) -> list:
+def _converter(f: FeaturePlan):
+    """A feature's column of computed values (floats, msgpack bytes, None) -> its values."""
     dtype = f.dtype
     if FUNCTIONS[f.function].msgpack_value:
-        return [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
+        return lambda col: [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
     if dtype == "integer":
-        return [None if v is None else int(v) for v in col]
+        return lambda col: [None if v is None else int(v) for v in col]
     if dtype == "number":
-        return [None if v is None else float(v) for v in col]
-    return [None if v is None else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
+        return lambda col: [None if v is None else float(v) for v in col]
+    return lambda col: [None if v is None else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
 
 
 def _cast(dtype: str, v: Any) -> Any:
@@ -651,19 +661,18 @@ def _cast(dtype: str, v: Any) -> Any:
     return v
 
 
-def _latest_columns(view, slot: Slot, col: list, t: int, out: dict) -> None:
-    """Stored rows [event_time, arrival, values] -> one column per feature; a row outside
-    [t - ttl, t) is null. All rows are decoded in one call (wrapped as one msgpack array)."""
+def _latest_columns(plan: tuple, col: list, t: int, out: dict) -> None:
+    """Stored rows [event_time, arrival, values] -> one column per feature (`plan`: the view's
+    ttl, and per feature its name, position and cast); a row outside [t - ttl, t) is null. All
+    rows are decoded in one call (wrapped as one msgpack array)."""
     n = len(col)
     header = b"\xdd" + n.to_bytes(4, "big")  # msgpack array32
     rows = _dec.decode(header + b"".join(b"\xc0" if b is None else b for b in col)) if n else []
-    lo = t - view.ttl_us
-    order = [f.name for f in view.features]
-    for f in slot.features:
-        i = order.index(f.name)
-        cast = _CASTS.get(f.dtype)
+    ttl, feats = plan
+    lo = t - ttl
+    for name, i, cast in feats:
         vals = [r[2][i] if r is not None and lo <= r[0] < t else None for r in rows]
-        out[f.name] = vals if cast is None else [None if v is None else cast(v) for v in vals]
+        out[name] = vals if cast is None else [None if v is None else cast(v) for v in vals]
 
 
 _CASTS = {"integer": int, "number": float, "boolean": bool, "timestamp": lambda v: from_us(int(v))}
