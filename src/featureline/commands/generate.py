@@ -82,7 +82,9 @@ def live(
     bad_share: float = typer.Option(
         0.02, "--bad-share", min=0.0, max=1.0, help="Share of records that break the contract (every kind, round-robin)."
     ),
-    seed: int = typer.Option(7, "--seed", help="Random seed."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="Random seed: same seed, same records (and event times, with --start). Default: a fresh one, printed."
+    ),
     users: int = typer.Option(2000, "--users", min=1, help="Number of users (same population as `history`)."),
     merchants: int = typer.Option(300, "--merchants", min=1, help="Number of merchants."),
     start: str | None = typer.Option(None, "--start", help="Event time of the first record, ISO 8601 UTC; default now."),
@@ -91,13 +93,19 @@ def live(
         None, "--bootstrap", help="Kafka bootstrap servers; default 127.0.0.1:$FEATURELINE_KAFKA_PORT, else 127.0.0.1:9092."
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the values as JSON lines to this file instead of producing to Kafka."),
-    partitions: int | None = typer.Option(None, "--partitions", min=1, help="Create the topic with this many partitions if it does not exist."),
+    partitions: int | None = typer.Option(
+        None, "--partitions", min=1, help="Create the topic with this many partitions if it does not exist."
+    ),
 ) -> None:
     """Produce transaction events (JSON, key = user_id) to Kafka, or write them to a JSONL file."""
     from ..generator import DEFAULT_LIVE_RATE, live_events, produce_live
     from ..timeutil import SECOND, from_us
 
     start_dt = _parse_time(start, "--start")
+    if seed is None:  # each run its own txn_ids: a second run is not dead-lettered as duplicates of the first
+        import secrets
+
+        seed = secrets.randbelow(1 << 31)
     if start_dt is None and not rate:
         # Sent as fast as possible: end the stream's event times at now, so none is in the future.
         start_dt = from_us(time.time_ns() // 1000 - int(count / DEFAULT_LIVE_RATE * SECOND))
@@ -108,7 +116,7 @@ def live(
         with open(out, "wb") as fh:
             for e in events:
                 fh.write(e.value + b"\n")
-        print(f"wrote {len(events):,} records ({n_bad:,} bad) to {out}")
+        print(f"wrote {len(events):,} records ({n_bad:,} bad) to {out}; seed {seed} (--seed {seed} writes them again)")
         return
     server = bootstrap or _default_bootstrap()
     try:
@@ -118,7 +126,7 @@ def live(
     except Exception as e:  # kafka errors: no broker, unknown topic, ...
         print(f"error: producing to {topic!r} at {server}: {e}", file=sys.stderr)
         raise typer.Exit(1) from None
-    print(f"sent {sent:,} messages ({n_bad:,} bad) to {topic!r} at {server} in {time.perf_counter() - t0:.1f} s")
+    print(f"sent {sent:,} messages ({n_bad:,} bad) to {topic!r} at {server} in {time.perf_counter() - t0:.1f} s; seed {seed}")
 
 
 @app.command()
