@@ -65,7 +65,10 @@ def check(project: Path = ProjectOpt) -> None:
     print(f"  {len(plan.sources)} sources: {', '.join(_source_line(s) for s in plan.sources.values())}")
     print(f"  {len(plan.views)} feature views, {n_feat} features:")
     for v in plan.views.values():
-        print(f"    {v.name:<24} {v.kind:<7} {len(v.features):>3} features  entity={v.entity} source={v.source}" + (f" where {v.where}" if v.where else ""))
+        print(
+            f"    {v.name:<24} {v.kind:<7} {len(v.features):>3} features  entity={v.entity} source={v.source}"
+            + (f" where {v.where}" if v.where else "")
+        )
     print(f"  {len(plan.services)} feature services: {', '.join(f'{s.name} ({len(s.features)} features)' for s in plan.services.values())}")
 
 
@@ -203,7 +206,9 @@ def backfill(
             for w in done:  # a view's hop layouts cover the same entities: count each view once
                 per_view[w.view] = max(per_view.get(w.view, 0), w.entities)
             rows = sum(per_view.values())
-            print(f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)")
+            print(
+                f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)"
+            )
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -223,23 +228,40 @@ def backfill(
 def stream(
     ctx: typer.Context,
     until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Read each partition up to its end offset at launch, then stop."),
-    runner: str = typer.Option("FnApiRunner", "--runner", help="Beam runner (FnApiRunner here; FlinkRunner, DataflowRunner, ... with their options after the command's own)."),
-    from_: str | None = typer.Option(None, "--from", help="Apply only events at or after this time (default: the boundary of the last `backfill --to online`)."),
+    runner: str = typer.Option(
+        "FnApiRunner",
+        "--runner",
+        help="Beam runner (FnApiRunner here; FlinkRunner, DataflowRunner, ... with their options after the command's own).",
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help="Apply only events at or after this time (default: the boundary of the last `backfill --to online`)."
+    ),
     start: str = typer.Option("earliest", "--start", help="Where a partition without a committed offset starts: earliest or latest."),
     source: list[str] | None = typer.Option(None, "--source", help="Only these stream sources (repeatable)."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
     report_every: float = typer.Option(5.0, "--report-every", help="Seconds between progress lines."),
     max_poll_records: int | None = typer.Option(
-        None, "--max-poll-records", min=1, help="Records per poll of a partition at most (one micro-batch); default 50,000 with --until-caught-up, else 5,000."
+        None,
+        "--max-poll-records",
+        min=1,
+        help="Records per poll of a partition at most (one micro-batch); default 50,000 with --until-caught-up, else 5,000.",
     ),
     discover_every: float = typer.Option(
-        30.0, "--discover-every", min=0, help="Live: look for partitions added to the topics every S seconds and restart the job to read them (0: never)."
+        30.0,
+        "--discover-every",
+        min=0,
+        help="Live: look for partitions added to the topics every S seconds and restart the job to read them (0: never).",
     ),
     readers_per_partition: int | None = typer.Option(
-        None, "--readers-per-partition", min=1, help="Reader processes per partition (decoding + contract check); default 2 with fewer partitions than cores, else 1."
+        None,
+        "--readers-per-partition",
+        min=1,
+        help="Reader processes per partition (decoding + contract check); default 2 with fewer partitions than cores, else 1.",
     ),
     skip_lost: bool = typer.Option(
-        False, "--skip-lost", help="Go on past records deleted before they were read (retention), counting them as lost; without it the job stops and names the gap."
+        False,
+        "--skip-lost",
+        help="Go on past records deleted before they were read (retention), counting them as lost; without it the job stops and names the gap.",
     ),
     project: Path = ProjectOpt,
 ) -> None:
@@ -402,7 +424,9 @@ def dead_letters(
 @handle_errors
 def get(
     service: str = typer.Option(..., "--service", "-s", help="Feature service."),
-    entity: list[str] = typer.Option(..., "--entity", "-e", help="Join key values, e.g. user_id=42 (repeat for more keys or rows: user_id=1,user_id=2)."),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", help="Join key values, e.g. user_id=42 (repeat for more keys or rows: user_id=1,user_id=2)."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     project: Path = ProjectOpt,
 ) -> None:

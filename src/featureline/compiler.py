@@ -47,6 +47,8 @@ INT_FORMATS = {
     "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64",
     "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64",
 }  # fmt: skip
+
+
 def compile_project(start: str | Path = ".") -> Plan:
     """Load, cross-check and compile the project at or above `start`. Raises SpecError."""
     return Compiler(load_repo(start)).run()
@@ -94,7 +96,12 @@ class Compiler:
                 return os.environ[var]
             if default is not None:
                 return default
-            self.p.add("missing-env", f"environment variable `{var}` is not set and has no default", s.loc(*path), f"set {var}, or write ${{{var}:-default}}")
+            self.p.add(
+                "missing-env",
+                f"environment variable `{var}` is not set and has no default",
+                s.loc(*path),
+                f"set {var}, or write ${{{var}:-default}}",
+            )
             return ""
 
         return ENV_REF.sub(sub, value)
@@ -133,7 +140,13 @@ class Compiler:
         if why:
             m = ENV_REF.fullmatch(value.strip()) if isinstance(value, str) else None
             var = m.group(1) if m else example  # ${VAR:-default}: keep its VAR
-            self.p.add("literal-secret", f"`{at[-1]}`: {why}", s.loc(*at), f"write `{at[-1]}: ${{{var}}}` and set {var} where featureline connects", secret=True)
+            self.p.add(
+                "literal-secret",
+                f"`{at[-1]}`: {why}",
+                s.loc(*at),
+                f"write `{at[-1]}: ${{{var}}}` and set {var} where featureline connects",
+                secret=True,
+            )
             return None
         return ref_var(value)
 
@@ -145,7 +158,13 @@ class Compiler:
         hint = "write the password as a reference: redis://:${REDIS_PASSWORD}@host:6379/0, or `password: ${REDIS_PASSWORD}`"
         bare, password, params = split_url(st.url)
         for name in params:
-            self.p.add("literal-secret", f"`url`: query parameter `{name}` is a secret, and a URL may hold one only as a reference in its userinfo", s.loc(*at), hint, secret=True)
+            self.p.add(
+                "literal-secret",
+                f"`url`: query parameter `{name}` is a secret, and a URL may hold one only as a reference in its userinfo",
+                s.loc(*at),
+                hint,
+                secret=True,
+            )
         env, origin = None, "online_store.password"
         if password is not None:
             why = refusal(password)
@@ -155,7 +174,13 @@ class Compiler:
         if st.password is not None:
             field_env = self._secret(st.password, s, ("online_store", "password"), "REDIS_PASSWORD")
             if password is not None:
-                self.p.add("invalid-value", "`password`: the Redis password is set twice, here and in `url`", s.loc("online_store", "password"), "keep one", secret=True)
+                self.p.add(
+                    "invalid-value",
+                    "`password`: the Redis password is set twice, here and in `url`",
+                    s.loc("online_store", "password"),
+                    "keep one",
+                    secret=True,
+                )
             else:
                 env = field_env
         url = self._env(bare, s, *at)
@@ -163,7 +188,9 @@ class Compiler:
             _, brought, brought_params = split_url(url)
             if brought is not None or set(brought_params) - set(params):
                 names = ", ".join(f"${{{m.group(1)}}}" for m in ENV_REF.finditer(bare))
-                self.p.add("literal-secret", f"`url`: {names} put a password in the URL, and the compiled plan would hold it", s.loc(*at), hint)
+                self.p.add(
+                    "literal-secret", f"`url`: {names} put a password in the URL, and the compiled plan would hold it", s.loc(*at), hint
+                )
         return url, env, origin
 
     def _bootstrap(self, s: Sourced) -> str:
@@ -171,7 +198,13 @@ class Compiler:
         out = self._env(raw, s, "kafka", "bootstrap_servers")
         if "@" in raw or "@" in out:
             msg = "`bootstrap_servers`: takes host:port[,host:port] without credentials"
-            self.p.add("invalid-value", msg, s.loc("kafka", "bootstrap_servers"), "credentials go in sasl_username and sasl_password: ${KAFKA_PASSWORD}", secret="@" in raw)
+            self.p.add(
+                "invalid-value",
+                msg,
+                s.loc("kafka", "bootstrap_servers"),
+                "credentials go in sasl_username and sasl_password: ${KAFKA_PASSWORD}",
+                secret="@" in raw,
+            )
         return out
 
     def _kafka_client(self, s: Sourced) -> dict:
@@ -235,14 +268,21 @@ class Compiler:
             else:
                 hint = did_you_mean(cp.property, CONTRACT_SETTINGS)
                 if hint:
-                    self.p.add("unknown-setting", f"unknown featureline setting `{cp.property}`", s.loc("customProperties", j, "property"), hint)
+                    self.p.add(
+                        "unknown-setting", f"unknown featureline setting `{cp.property}`", s.loc("customProperties", j, "property"), hint
+                    )
 
         def setting(key, default):
             return settings.get(key, (default, ("customProperties",)))
 
         compat, at = setting("compatibility", "backward")
         if compat not in COMPATIBILITY_MODES:
-            self.p.add("invalid-value", f"compatibility must be one of {', '.join(COMPATIBILITY_MODES)}", s.loc(*at), did_you_mean(str(compat), COMPATIBILITY_MODES))
+            self.p.add(
+                "invalid-value",
+                f"compatibility must be one of {', '.join(COMPATIBILITY_MODES)}",
+                s.loc(*at),
+                did_you_mean(str(compat), COMPATIBILITY_MODES),
+            )
         unknown, at = setting("unknownFields", "reject")
         if unknown not in ("reject", "ignore"):
             self.p.add("invalid-value", "unknownFields must be `reject` or `ignore`", s.loc(*at))
@@ -256,7 +296,12 @@ class Compiler:
         if etf is not None:
             f = columns.get(etf)
             if f is None:
-                self.p.add("unknown-column", f"eventTimeField `{etf}` is not a property of contract `{spec.id}`", s.loc(*at), did_you_mean(etf, columns))
+                self.p.add(
+                    "unknown-column",
+                    f"eventTimeField `{etf}` is not a property of contract `{spec.id}`",
+                    s.loc(*at),
+                    did_you_mean(etf, columns),
+                )
                 self._bad_event_time.add(spec.id)
             elif f.logical_type != "timestamp":
                 self.p.add("invalid-type", f"eventTimeField `{etf}` must have logicalType timestamp, not {f.logical_type}", s.loc(*at))
@@ -265,9 +310,18 @@ class Compiler:
         within, at = setting("uniqueWithin", None)
         has_unique = any(f.unique for f in fields)
         if within is not None and etf is None:
-            self.p.add("invalid-value", "uniqueWithin needs the contract's eventTimeField: duplicates are looked for within buckets of event time", s.loc(*at))
+            self.p.add(
+                "invalid-value",
+                "uniqueWithin needs the contract's eventTimeField: duplicates are looked for within buckets of event time",
+                s.loc(*at),
+            )
         elif within is not None and not has_unique:
-            self.p.add("invalid-value", "uniqueWithin is set but no property of the contract is unique", s.loc(*at), "remove it, or set `unique: true` on a property")
+            self.p.add(
+                "invalid-value",
+                "uniqueWithin is set but no property of the contract is unique",
+                s.loc(*at),
+                "remove it, or set `unique: true` on a property",
+            )
         elif etf is not None and has_unique:
             try:
                 unique_within_us = parse_duration(str(within if within is not None else "1d"))
@@ -282,7 +336,12 @@ class Compiler:
             keys = []
         for k, key in enumerate(keys):
             if key not in columns:
-                self.p.add("unknown-column", f"keyFields names `{key}`, which is not a property of contract `{spec.id}`", s.loc(*at, k), did_you_mean(str(key), columns))
+                self.p.add(
+                    "unknown-column",
+                    f"keyFields names `{key}`, which is not a property of contract `{spec.id}`",
+                    s.loc(*at, k),
+                    did_you_mean(str(key), columns),
+                )
         topic, _ = setting("topic", None)
         if topic is None and (obj.physicalType or "").lower() == "topic":
             topic = obj.physicalName or obj.name
@@ -306,7 +365,12 @@ class Compiler:
     def _field(self, s: Sourced, prop, at: tuple) -> FieldPlan | None:
         t = prop.logicalType
         if t is None:
-            self.p.add("missing-type", f"property `{prop.name}` needs a logicalType for featureline to check it", s.loc(*at, "name"), f"one of {', '.join(TYPE_OPTIONS)}")
+            self.p.add(
+                "missing-type",
+                f"property `{prop.name}` needs a logicalType for featureline to check it",
+                s.loc(*at, "name"),
+                f"one of {', '.join(TYPE_OPTIONS)}",
+            )
             return None
         opts = dict(prop.logicalTypeOptions or {})
         for k in opts:
@@ -322,10 +386,19 @@ class Compiler:
         fmt = opts.get("format")
         if fmt is not None:
             if t == "string" and fmt not in STRING_FORMATS:
-                self.p.add("unknown-format", f"featureline cannot check string format `{fmt}`", s.loc(*at, "logicalTypeOptions", "format"), did_you_mean(fmt, STRING_FORMATS) or f"supported: {', '.join(STRING_FORMATS)}")
+                self.p.add(
+                    "unknown-format",
+                    f"featureline cannot check string format `{fmt}`",
+                    s.loc(*at, "logicalTypeOptions", "format"),
+                    did_you_mean(fmt, STRING_FORMATS) or f"supported: {', '.join(STRING_FORMATS)}",
+                )
             elif t == "integer":
                 if fmt not in INT_FORMATS:
-                    self.p.add("unknown-format", f"integer format must be one of {', '.join(INT_FORMATS)}", s.loc(*at, "logicalTypeOptions", "format"))
+                    self.p.add(
+                        "unknown-format",
+                        f"integer format must be one of {', '.join(INT_FORMATS)}",
+                        s.loc(*at, "logicalTypeOptions", "format"),
+                    )
                 else:
                     arrow = INT_FORMATS[fmt]
             elif t == "number":
@@ -348,11 +421,26 @@ class Compiler:
                 continue  # text/sql/custom rules belong to other tools; featureline checks library rules
             metric = rule.metric or rule.rule
             if metric not in ("invalidValues", "nullValues", "missingValues", "duplicateValues"):
-                self.p.add("unsupported-rule", f"featureline cannot enforce quality metric `{metric}` per record", s.loc(*qat), "supported: invalidValues (validValues), nullValues, missingValues, duplicateValues")
+                self.p.add(
+                    "unsupported-rule",
+                    f"featureline cannot enforce quality metric `{metric}` per record",
+                    s.loc(*qat),
+                    "supported: invalidValues (validValues), nullValues, missingValues, duplicateValues",
+                )
                 continue
-            thresholds = [rule.mustBeGreaterThan, rule.mustBeGreaterOrEqualTo, rule.mustBeLessThan, rule.mustBeLessOrEqualTo, rule.mustBeBetween, rule.mustNotBeBetween, rule.mustNotBe]
+            thresholds = [
+                rule.mustBeGreaterThan,
+                rule.mustBeGreaterOrEqualTo,
+                rule.mustBeLessThan,
+                rule.mustBeLessOrEqualTo,
+                rule.mustBeBetween,
+                rule.mustNotBeBetween,
+                rule.mustNotBe,
+            ]
             if any(x is not None for x in thresholds) or rule.mustBe not in (None, 0):
-                self.p.add("unsupported-rule", "featureline enforces quality rules per record: use `mustBe: 0` (no offending rows)", s.loc(*qat))
+                self.p.add(
+                    "unsupported-rule", "featureline enforces quality rules per record: use `mustBe: 0` (no offending rows)", s.loc(*qat)
+                )
             if metric == "invalidValues":
                 vals = (rule.arguments or {}).get("validValues")
                 if not isinstance(vals, list) or not vals:
@@ -413,20 +501,38 @@ class Compiler:
             spec = s.spec
             c = contracts.get(spec.contract)
             if c is None:
-                self.p.add("unknown-contract", f"source `{name}` follows contract `{spec.contract}`, which is not defined", s.loc("contract"), did_you_mean(spec.contract, contracts))
+                self.p.add(
+                    "unknown-contract",
+                    f"source `{name}` follows contract `{spec.contract}`, which is not defined",
+                    s.loc("contract"),
+                    did_you_mean(spec.contract, contracts),
+                )
                 continue
             et = spec.event_time or c.event_time_field
             if spec.event_time is None and c.id in self._bad_event_time:
                 continue  # reported at the contract
             if et is None:
-                self.p.add("no-event-time", f"source `{name}` has no event-time column: set `event_time:` here or `eventTimeField` in contract `{c.id}`", s.loc("name"))
+                self.p.add(
+                    "no-event-time",
+                    f"source `{name}` has no event-time column: set `event_time:` here or `eventTimeField` in contract `{c.id}`",
+                    s.loc("name"),
+                )
                 continue
             f = c.field(et)
             if f is None:
-                self.p.add("unknown-column", f"event-time column `{et}` is not in contract `{c.id}` ({c.file})", s.loc("event_time") if spec.event_time else s.loc("contract"), did_you_mean(et, c.columns))
+                self.p.add(
+                    "unknown-column",
+                    f"event-time column `{et}` is not in contract `{c.id}` ({c.file})",
+                    s.loc("event_time") if spec.event_time else s.loc("contract"),
+                    did_you_mean(et, c.columns),
+                )
                 continue
             if f.logical_type != "timestamp":
-                self.p.add("invalid-type", f"event-time column `{et}` must be a timestamp, contract `{c.id}` says {f.logical_type}", s.loc("event_time") if spec.event_time else s.loc("contract"))
+                self.p.add(
+                    "invalid-type",
+                    f"event-time column `{et}` must be a timestamp, contract `{c.id}` says {f.logical_type}",
+                    s.loc("event_time") if spec.event_time else s.loc("contract"),
+                )
             batch = None
             if spec.batch is not None:
                 b = spec.batch
@@ -440,7 +546,12 @@ class Compiler:
             if spec.stream is not None:
                 topic = spec.stream.topic or c.topic
                 if topic is None:
-                    self.p.add("no-topic", f"source `{name}` streams but names no topic, and contract `{c.id}` binds none", s.loc("stream"), "set `stream: {topic: ...}` or the contract's `topic` customProperty")
+                    self.p.add(
+                        "no-topic",
+                        f"source `{name}` streams but names no topic, and contract `{c.id}` binds none",
+                        s.loc("stream"),
+                        "set `stream: {topic: ...}` or the contract's `topic` customProperty",
+                    )
                     continue
                 stream = StreamPlan(topic=topic, format=spec.stream.format)
                 if any(fp.unique for fp in c.fields) and c.unique_within_us is None:
@@ -467,12 +578,22 @@ class Compiler:
             spec = s.spec
             ent = entities.get(spec.entity)
             if ent is None:
-                self.p.add("unknown-entity", f"feature view `{name}` uses entity `{spec.entity}`, which is not defined", s.loc("entity"), did_you_mean(spec.entity, entities))
+                self.p.add(
+                    "unknown-entity",
+                    f"feature view `{name}` uses entity `{spec.entity}`, which is not defined",
+                    s.loc("entity"),
+                    did_you_mean(spec.entity, entities),
+                )
             src = sources.get(spec.source)
             if src is None:
                 known = {s2.spec.name for s2 in self._items()["sources"]}
                 if spec.source not in known:
-                    self.p.add("unknown-source", f"feature view `{name}` reads source `{spec.source}`, which is not defined", s.loc("source"), did_you_mean(spec.source, known))
+                    self.p.add(
+                        "unknown-source",
+                        f"feature view `{name}` reads source `{spec.source}`, which is not defined",
+                        s.loc("source"),
+                        did_you_mean(spec.source, known),
+                    )
                 else:
                     self._broken_views.add(name)  # the source's own problem was reported where it is defined
                 return
@@ -510,7 +631,9 @@ class Compiler:
                 feats = self._latest_features(s, columns, ttl)
             if ent is None or not ok:
                 return
-            out[name] = ViewPlan(name, kind, ent.spec.name, tuple(ent.spec.join_keys), src.name, where, tuple(feats), ttl, spec.online, s.loc("name"))
+            out[name] = ViewPlan(
+                name, kind, ent.spec.name, tuple(ent.spec.join_keys), src.name, where, tuple(feats), ttl, spec.online, s.loc("name")
+            )
 
     def _check_unique_feature(self, seen: dict, name: str, view: str, loc) -> bool:
         if name in seen:
@@ -530,7 +653,12 @@ class Compiler:
             if agg.column is not None:
                 input_type = columns.get(agg.column)
                 if input_type is None:
-                    self.p.add("unknown-column", f"column `{agg.column}` is not in the source's contract", s.loc(*at, "column"), did_you_mean(agg.column, columns))
+                    self.p.add(
+                        "unknown-column",
+                        f"column `{agg.column}` is not in the source's contract",
+                        s.loc(*at, "column"),
+                        did_you_mean(agg.column, columns),
+                    )
                     continue
             elif agg.expr is not None:
                 try:
@@ -612,7 +740,12 @@ class Compiler:
             col = f.column or f.name
             loc = s.loc("features", j)
             if col not in columns:
-                self.p.add("unknown-column", f"column `{col}` is not in the source's contract", s.loc("features", j, *(("column",) if f.column else ())), did_you_mean(col, columns))
+                self.p.add(
+                    "unknown-column",
+                    f"column `{col}` is not in the source's contract",
+                    s.loc("features", j, *(("column",) if f.column else ())),
+                    did_you_mean(col, columns),
+                )
                 continue
             if not self._check_unique_feature(seen, f.name, s.spec.name, loc):
                 continue
@@ -637,12 +770,22 @@ class Compiler:
                     continue  # the view's own problems were reported; don't cascade
                 if v is None:
                     if view_name not in all_views:
-                        self.p.add("unknown-view", f"feature service `{name}` names view `{view_name}`, which is not defined", loc, did_you_mean(view_name, all_views))
+                        self.p.add(
+                            "unknown-view",
+                            f"feature service `{name}` names view `{view_name}`, which is not defined",
+                            loc,
+                            did_you_mean(view_name, all_views),
+                        )
                     continue
                 if feat == "*":
                     chosen = [f.name for f in v.features]
                 elif v.feature(feat) is None:
-                    self.p.add("unknown-feature", f"view `{view_name}` has no feature `{feat}`", loc, did_you_mean(feat, [f.name for f in v.features]))
+                    self.p.add(
+                        "unknown-feature",
+                        f"view `{view_name}` has no feature `{feat}`",
+                        loc,
+                        did_you_mean(feat, [f.name for f in v.features]),
+                    )
                     continue
                 else:
                     chosen = [feat]
@@ -652,7 +795,12 @@ class Compiler:
                         self.p.add("duplicate-feature", f"feature `{full}` is listed twice in service `{name}`", loc)
                         continue
                     if fname in outputs and outputs[fname] != view_name:
-                        self.p.add("feature-name-clash", f"services return features by name, and `{fname}` comes from both `{outputs[fname]}` and `{view_name}`", loc, "rename one of the features")
+                        self.p.add(
+                            "feature-name-clash",
+                            f"services return features by name, and `{fname}` comes from both `{outputs[fname]}` and `{view_name}`",
+                            loc,
+                            "rename one of the features",
+                        )
                         continue
                     outputs[fname] = view_name
                     refs.append(full)
@@ -675,7 +823,11 @@ class Compiler:
                     if types[i] is None:
                         types[i] = t
                     elif t is not None and t != types[i]:
-                        self.p.add("key-type-clash", f"join key `{key}` of entity `{name}` is {types[i]} in one source and {t} in `{v.source}`", v.location)
+                        self.p.add(
+                            "key-type-clash",
+                            f"join key `{key}` of entity `{name}` is {types[i]} in one source and {t} in `{v.source}`",
+                            v.location,
+                        )
             out[name] = EntityPlan(name, tuple(s.spec.join_keys), tuple(t or "string" for t in types))
         return out
 

@@ -671,7 +671,9 @@ def produce_live(events: Iterable[LiveEvent], bootstrap: str, topic: str, *, rat
     return count
 
 
-def write_spine(path: Path, *, rows: int = 1000, users: int = 2000, merchants: int = 300, days: int = 30, end: datetime | None = None, seed: int = 11) -> int:
+def write_spine(
+    path: Path, *, rows: int = 1000, users: int = 2000, merchants: int = 300, days: int = 30, end: datetime | None = None, seed: int = 11
+) -> int:
     """A training spine for the example service: (request_id, user_id, merchant_id, timestamp, is_fraud).
 
     Times are uniform over the history's range, users drawn like the history's (some never

@@ -21,7 +21,9 @@ def render_plan(plan: Plan, only_view: str | None = None) -> None:
         console.print(f"  online store  {pr.redis_url} (prefix {pr.redis_key_prefix!r}{password})", markup=False)
         sasl = f", sasl {pr.kafka_sasl_mechanism} user {pr.kafka_sasl_username}" if pr.kafka_sasl_mechanism else ""
         sasl += f", sasl_password ${{{pr.kafka_sasl_password_env}}}" if pr.kafka_sasl_password_env else ""
-        console.print(f"  kafka         {pr.kafka_bootstrap} ({pr.kafka_security_protocol}, group {pr.kafka_consumer_group}{sasl})", markup=False)
+        console.print(
+            f"  kafka         {pr.kafka_bootstrap} ({pr.kafka_security_protocol}, group {pr.kafka_consumer_group}{sasl})", markup=False
+        )
         if pr.kafka_client:
             console.print(f"  kafka client  {', '.join(f'{k}={v}' for k, v in pr.kafka_client.items())}", markup=False)
         console.print(f"  offline store {pr.offline_path}")

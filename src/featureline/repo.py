@@ -43,7 +43,9 @@ def find_root(start: str | Path = ".") -> Path:
     for d in (p, *p.parents):
         if (d / PROJECT_FILE).is_file():
             return d
-    raise SpecError([Problem("no-project", f"no {PROJECT_FILE} in {p} or any parent directory", hint="run `featureline init DIR` to create a project")])
+    raise SpecError(
+        [Problem("no-project", f"no {PROJECT_FILE} in {p} or any parent directory", hint="run `featureline init DIR` to create a project")]
+    )
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -129,7 +129,9 @@ def kafka_config(project) -> dict:
 
 
 _USERINFO = re.compile(r"(://[^\s/@:]*:)([^\s/@]+)@")
-_KEY_VALUE = re.compile(r"""([\w.-]*(?:password|passwd|secret|token|credential)[\w.-]*["']?\s*[:=]\s*["']?)(\$\{[^}]*\}|[^\s,}'"]+)""", re.I)
+_KEY_VALUE = re.compile(
+    r"""([\w.-]*(?:password|passwd|secret|token|credential)[\w.-]*["']?\s*[:=]\s*["']?)(\$\{[^}]*\}|[^\s,}'"]+)""", re.I
+)
 
 
 def mask_line(line: str) -> str:

@@ -1,10 +1,10 @@
 """`FeatureStore`: the Python entry point, over the compiled plan and the engines.
 
-    from featureline import FeatureStore
+from featureline import FeatureStore
 
-    fs = FeatureStore(".")
-    train = fs.get_historical_features(spine, "fraud_detection")      # pyarrow.Table
-    train = fs.get_historical_features(spine, "fraud_detection", to_pandas=True)
+fs = FeatureStore(".")
+train = fs.get_historical_features(spine, "fraud_detection")      # pyarrow.Table
+train = fs.get_historical_features(spine, "fraud_detection", to_pandas=True)
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class FeatureStore:
             self._aclient = None
             await client.aclose()
 
-    def get_historical_features(self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False):
+    def get_historical_features(
+        self, spine, service: str, *, at_column: str | None = None, to_pandas: bool = False, progress: bool = False
+    ):
         """Every spine row (in order, with its columns) and the service's features as of its time.
 
         `spine`: a pyarrow Table, a pandas DataFrame, a dict of columns, or a parquet/csv path,

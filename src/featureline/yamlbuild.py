@@ -148,7 +148,13 @@ class Builder:
     def _count(self, n: int, ev) -> None:
         self.nodes += n
         if self.nodes > MAX_NODES:
-            raise Stop(Problem("yaml-too-many-nodes", f"more than {MAX_NODES:,} values in this file (each alias counts as the size of what it expands to)", self._loc(ev)))
+            raise Stop(
+                Problem(
+                    "yaml-too-many-nodes",
+                    f"more than {MAX_NODES:,} values in this file (each alias counts as the size of what it expands to)",
+                    self._loc(ev),
+                )
+            )
 
     # -- events ------------------------------------------------------------------------
 
@@ -177,7 +183,9 @@ class Builder:
             raise Stop(Problem("yaml-too-deep", f"nested more than {MAX_DEPTH} levels deep", self._loc(ev)))
         tag = str(ev.tag) if ev.tag is not None else None
         if tag not in (None, "!", _TAG + kind):
-            self.problems.append(Problem("yaml-tag", f"unsupported YAML tag `{_show(tag)}` on a {'mapping' if kind == 'map' else 'sequence'}", self._loc(ev)))
+            self.problems.append(
+                Problem("yaml-tag", f"unsupported YAML tag `{_show(tag)}` on a {'mapping' if kind == 'map' else 'sequence'}", self._loc(ev))
+            )
         if is_key:
             self.problems.append(Problem("yaml-key", "mapping keys must be plain scalars", self._loc(ev)))
             path = None
@@ -216,7 +224,9 @@ class Builder:
             if a is None:
                 self.problems.append(Problem("yaml-alias", f"alias `*{ev.anchor}` has no anchor `&{ev.anchor}` before it", loc))
             else:
-                self.problems.append(Problem("yaml-alias", f"alias `*{ev.anchor}` is inside its own anchor (line {a.line}): a recursive structure", loc))
+                self.problems.append(
+                    Problem("yaml-alias", f"alias `*{ev.anchor}` is inside its own anchor (line {a.line}): a recursive structure", loc)
+                )
             self._count(1, ev)
             if is_key:
                 top.key = _SKIP
@@ -279,7 +289,11 @@ class Builder:
         kind = _implicit(value)
         if kind == "merge":
             if is_key:
-                self.problems.append(Problem("yaml-merge", "merge keys (`<<`) are not supported: write the keys out, or quote `'<<'` for a key of that name", loc))
+                self.problems.append(
+                    Problem(
+                        "yaml-merge", "merge keys (`<<`) are not supported: write the keys out, or quote `'<<'` for a key of that name", loc
+                    )
+                )
             return value
         return value if kind == "str" else self._typed(kind, value, loc)
 
@@ -291,7 +305,9 @@ class Builder:
             return _BOOL.get(value, _SKIP)
         v = value.replace("_", "")
         if sum(c.isalnum() for c in v) > MAX_NUMBER_DIGITS:
-            self.problems.append(Problem("yaml-number", f"a number of more than {MAX_NUMBER_DIGITS} digits (quote it if it is a string)", loc))
+            self.problems.append(
+                Problem("yaml-number", f"a number of more than {MAX_NUMBER_DIGITS} digits (quote it if it is a string)", loc)
+            )
             return value
         if kind == "int":
             if _INT.match(v):
@@ -307,7 +323,9 @@ class Builder:
             return _SKIP
         out = float(v)
         if math.isinf(out):
-            self.problems.append(Problem("yaml-number", f"`{value}` is too large for a number (at most about 1.8e308; write .inf for infinity)", loc))
+            self.problems.append(
+                Problem("yaml-number", f"`{value}` is too large for a number (at most about 1.8e308; write .inf for infinity)", loc)
+            )
             return value
         return out
 

@@ -96,7 +96,15 @@ def decode(data: bytes, file: str) -> str:
     """UTF-8 bytes of a YAML file -> text; too large or not UTF-8 -> a SpecError naming the file."""
     _check_size(len(data), file)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise SpecError([Problem("yaml-encoding", "the file is UTF-16 or UTF-32 (it starts with a byte-order mark): save it as UTF-8", Location(file, 1, 1))])
+        raise SpecError(
+            [
+                Problem(
+                    "yaml-encoding",
+                    "the file is UTF-16 or UTF-32 (it starts with a byte-order mark): save it as UTF-8",
+                    Location(file, 1, 1),
+                )
+            ]
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -108,7 +116,13 @@ def decode(data: bytes, file: str) -> str:
 
 def _check_size(n: int, file: str) -> None:
     if n > MAX_BYTES:
-        raise SpecError([Problem("yaml-too-large", f"the file is larger than {MAX_BYTES // 1024:,} KiB, the limit for a YAML file", Location(file, 1, 1))])
+        raise SpecError(
+            [
+                Problem(
+                    "yaml-too-large", f"the file is larger than {MAX_BYTES // 1024:,} KiB, the limit for a YAML file", Location(file, 1, 1)
+                )
+            ]
+        )
 
 
 def load_text(text: str, file: str = "<string>") -> Document:
@@ -139,10 +153,16 @@ def load_text(text: str, file: str = "<string>") -> Document:
         raise SpecError([*problems, Problem("yaml-syntax", f"invalid YAML: {msg}", loc)]) from None
     except ReaderError as e:  # control characters, lone surrogates
         line, col = _line_col(text, e.position) if isinstance(e.position, int) else (1, 1)
-        msg = f"invalid YAML: character U+{e.character:04X} is not allowed ({e.reason})" if isinstance(e.character, int) else f"invalid YAML: {e}"
+        msg = (
+            f"invalid YAML: character U+{e.character:04X} is not allowed ({e.reason})"
+            if isinstance(e.character, int)
+            else f"invalid YAML: {e}"
+        )
         raise SpecError([*problems, Problem("yaml-syntax", msg, Location(file, line, col))]) from None
     except (YAMLError, RecursionError) as e:  # a safety net: the limits should stop anything before this
-        raise SpecError([*problems, Problem("yaml-syntax", f"invalid YAML: {type(e).__name__}: {str(e)[:200]}", Location(file, 1, 1))]) from None
+        raise SpecError(
+            [*problems, Problem("yaml-syntax", f"invalid YAML: {type(e).__name__}: {str(e)[:200]}", Location(file, 1, 1))]
+        ) from None
     finally:
         events.close()
     if problems:

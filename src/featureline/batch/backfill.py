@@ -18,10 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contracts.sql_eval import q
 from ..plan import ViewPlan
+from ..sql import floor_sql, q
 from ..timeutil import DAY, HOUR, floor, from_us
-from .engine import BatchEngine, floor_sql
+from .engine import BatchEngine
 
 
 @dataclass

@@ -20,22 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contracts.sql_eval import lit, q
+from ..partials import events_sql
 from ..plan import FeaturePlan, Plan, ViewPlan
+from ..sql import ORD_SHIFT, floor_sql, lit, q
 from .sources import SourceReport, fingerprint, load_source, valid_rows
-
-ORD_SHIFT = 1 << 64  # ordering key: event_time * 2^64 + arrival (HUGEINT)
-
-SQL_OUT = {"integer": "BIGINT", "number": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
 
 
 class SpineError(ValueError):
     pass
-
-
-def floor_sql(x: str, h: int) -> str:
-    """floor(x, h) on integer microseconds, exact for negatives too (DuckDB's % keeps the dividend's sign)."""
-    return f"(({x}) - ((({x}) % {h}) + {h}) % {h})"
 
 
 @dataclass
@@ -93,7 +85,14 @@ class BatchEngine:
             else:
                 report, valid = load_source(self.con, self.plan, name, now_us=self.now_us, strict=self.strict, schema=schema)
                 if fp is not None:
-                    blob = json.dumps({"contract": report.contract, "rows": report.rows, "valid": report.valid, "by_rule": [[f, r, n] for (f, r), n in report.by_rule.items()]})
+                    blob = json.dumps(
+                        {
+                            "contract": report.contract,
+                            "rows": report.rows,
+                            "valid": report.valid,
+                            "by_rule": [[f, r, n] for (f, r), n in report.by_rule.items()],
+                        }
+                    )
                     self.con.execute(f"DELETE FROM {schema}.__meta WHERE name = ?", [name])
                     self.con.execute(f"INSERT INTO {schema}.__meta VALUES (?, ?, ?)", [name, fp, blob])
             self.reports[name] = report
@@ -115,17 +114,7 @@ class BatchEngine:
 
     def events_sql(self, view: ViewPlan) -> str:
         """The view's events: keys, __t, __ord, and one input column per feature."""
-        src = self.source(view.source)
-        cols = [q(k) for k in view.join_keys] + ["__t", "__arrival", f"(__t::HUGEINT * {ORD_SHIFT} + __arrival) AS __ord"]
-        seen = set()
-        for f in view.features:
-            expr = _input_sql(f)
-            if expr is not None and f.name not in seen:
-                cols.append(f"{expr} AS {q('__in_' + f.name)}")
-                seen.add(f.name)
-        # a row with a null join key belongs to no entity: no join finds it, no online key holds it
-        conds = [f"{q(k)} IS NOT NULL" for k in view.join_keys] + ([f"({view.where})"] if view.where else [])
-        return f"(SELECT {', '.join(cols)} FROM {src} WHERE {' AND '.join(conds)})"
+        return events_sql(view, self.source(view.source))
 
     # -- point in time ----------------------------------------------------------------
     def view_values_sql(self, view: ViewPlan, spine: str, features: list[FeaturePlan]) -> str:
@@ -162,7 +151,9 @@ class BatchEngine:
         at = at_column or _guess_time_column(spine)
         missing = [k for k in svc.join_keys if k not in spine.column_names]
         if missing:
-            raise SpineError(f"the spine lacks the join key column(s) {', '.join(missing)} of service `{service}` (has: {', '.join(spine.column_names)})")
+            raise SpineError(
+                f"the spine lacks the join key column(s) {', '.join(missing)} of service `{service}` (has: {', '.join(spine.column_names)})"
+            )
         clash = [ref.partition(":")[2] for ref in svc.features if ref.partition(":")[2] in spine.column_names]
         if clash:
             raise SpineError(f"spine column(s) {', '.join(clash)} have the name of a feature of `{service}`: rename them")
@@ -173,7 +164,9 @@ class BatchEngine:
         key_types = self._key_types(svc.join_keys)
         keys = ", ".join(f"TRY_CAST({q(k)} AS {key_types[k]}) AS {q(k)}" for k in svc.join_keys)
         tcol = _time_sql(q(at), dict(zip(spine.column_names, [str(t) for t in spine.schema.types], strict=True))[at])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __spine AS SELECT row_number() OVER () - 1 AS __row, {keys}, {tcol} AS __t FROM __spine_in")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __spine AS SELECT row_number() OVER () - 1 AS __row, {keys}, {tcol} AS __t FROM __spine_in"
+        )
         by_view: dict[str, list[FeaturePlan]] = {}
         for ref in svc.features:
             f = self.plan.feature(ref)
@@ -208,20 +201,6 @@ class BatchEngine:
         return {k: out.get(k, "VARCHAR") for k in keys}
 
 
-def _input_sql(f: FeaturePlan) -> str | None:
-    from ..aggregations import FUNCTIONS
-
-    if f.expr is not None:
-        src = f"({f.expr})"
-    elif f.column is not None:
-        src = q(f.column)
-    else:
-        return None
-    if f.input_type == "boolean" and FUNCTIONS[f.function].bool_as_int:
-        return f"CAST({src} AS INTEGER)"  # booleans count as 0/1
-    return src
-
-
 def _agg_sql(f: FeaturePlan, start: str) -> str:
     from ..aggregations import FUNCTIONS
 
@@ -233,7 +212,9 @@ def _guess_time_column(spine) -> str:
     for name in ("timestamp", "event_time", "ts", "time", "at"):
         if name in spine.column_names:
             return name
-    raise SpineError(f"which spine column holds the time? none of timestamp/event_time/ts found in {', '.join(spine.column_names)}: pass --at-column")
+    raise SpineError(
+        f"which spine column holds the time? none of timestamp/event_time/ts found in {', '.join(spine.column_names)}: pass --at-column"
+    )
 
 
 def _time_sql(col: str, arrow_type: str) -> str:

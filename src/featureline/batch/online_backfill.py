@@ -19,12 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..aggregations import ACCUMULATORS, FUNCTIONS
-from ..contracts.sql_eval import q
-from ..online.layout import TileLayout, entity_key, input_name, tile_layouts
+from ..online.layout import TileLayout, entity_key, tile_layouts
 from ..online.store import OnlineStore
+from ..partials import accumulator_columns, tile_matrix, tile_states
 from ..plan import ViewPlan
-from .engine import ORD_SHIFT, BatchEngine, floor_sql
+from ..sql import ORD_SHIFT, floor_sql, q
+from .engine import BatchEngine
 
 _enc = msgspec.msgpack.Encoder()
 PIECE_BYTES = 1 << 20  # tile blocks encoded at a time (then sent while the next is encoded)
@@ -40,10 +40,6 @@ class OnlineWritten:
     kind: str
     entities: int
     tiles: int
-
-
-def _acc_sql(kind: str, col: str | None, f_type: str | None) -> str:
-    return ACCUMULATORS[kind].sql(col, f_type)
 
 
 def rebuild_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
@@ -87,7 +83,9 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     for n in names:
         engine.source(plan.views[n].source)
     size = {n: engine.reports[plan.views[n].source].valid for n in names}
-    order = sorted((n for n in names if plan.views[n].kind == "latest"), key=size.get) + [n for n in names if plan.views[n].kind != "latest"]
+    order = sorted((n for n in names if plan.views[n].kind == "latest"), key=size.get) + [
+        n for n in names if plan.views[n].kind != "latest"
+    ]
 
     def commands():
         for name in order:
@@ -117,28 +115,13 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     return [w for name in names for w in out[name]]
 
 
-def _inputs(view: ViewPlan) -> dict[str, tuple[str, str | None]]:
-    """input name -> (SQL column in the view's events, logical type)."""
-    out = {}
-    for f in view.features:
-        inp = input_name(f)
-        if inp is not None and inp not in out:
-            as_int = f.input_type == "boolean" and FUNCTIONS[f.function].bool_as_int
-            out[inp] = (f"{q('__in_' + f.name)}", "integer" if as_int else f.input_type)
-    return out
-
-
 def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten, pending: list):
     """The commands writing one slot's tiles (counted in `w`)."""
     ev = engine.events_sql(view)
-    inputs = _inputs(view)
     widest = max(f.window_us for f in lay.features)
     lo = floor_sql(str(end_us - widest), lay.hop_us)
     keys = ", ".join(q(k) for k in view.join_keys)
-    accs = []
-    for a in lay.accs:
-        col, typ = inputs.get(a.input, (None, None)) if a.input else (None, None)
-        accs.append(f"{_acc_sql(a.kind, col, typ)} AS __a{a.index}")
+    accs = accumulator_columns(view, lay)
     sqls = [
         f"SELECT {keys}, {floor_sql('__t', lay.hop_us)} AS __tile, {', '.join(accs)} FROM {ev} "
         f"WHERE __t < {end_us} AND __t >= {lo}{part} GROUP BY ALL ORDER BY {keys}, __tile"
@@ -147,7 +130,6 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
     if lay.numeric and len(view.join_keys) == 1:
         yield from _tiles_packed(engine, store, view, lay, sqls, w, pending)
         return
-    kinds = [a.kind for a in lay.accs]
     nkeys = len(view.join_keys)
     entities = set()
 
@@ -158,27 +140,16 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
                 for r in zip(*cols, strict=True):
                     ent = entity_key(r[:nkeys])
                     entities.add(ent)
-                    yield ent, r[nkeys], [_state(k, v) for k, v in zip(kinds, r[nkeys + 1 :], strict=True)]
+                    yield ent, r[nkeys], tile_states(lay, r[nkeys + 1 :])
 
     count = [0]
     yield from store.slot_item_commands(store.tile_items(lay, rows(), count))
     w.entities, w.tiles = len(entities), count[0]
 
 
-def tile_matrix(lay: TileLayout, table) -> np.ndarray:
-    """Tile rows (`__tile`, `__a0`...) of a numeric layout -> a little-endian float64 matrix,
-    one row per tile: start, then the states as `TileLayout.pack_block` lays them out (var as
-    mean, M2; nulls as 0, never read: the tile's `nn` is 0). Shared by the backfill and the stream."""
-    cols = [table.column("__tile")]
-    for a in lay.accs:
-        cols += ACCUMULATORS[a.kind].columns(table.column(f"__a{a.index}"))
-    mat = np.empty((table.num_rows, len(cols)), dtype="<f8")
-    for j, c in enumerate(cols):
-        mat[:, j] = pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-    return mat
-
-
-def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten, pending: list):
+def _tiles_packed(
+    engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten, pending: list
+):
     """The common case, vectorized: numeric tiles of a single-key entity. The tile rows come
     ordered by entity and start; each entity's block is a slice of one float64 matrix
     (start, states...) per tile, so no Python runs per tile or per entity. Each partition's
@@ -243,10 +214,6 @@ def _entity_keys(cols):
     if parts is None:
         return pa.array([entity_key(r) for r in zip(*(c.to_pylist() for c in cols), strict=True)], pa.string())
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
-
-
-def _state(kind: str, v):
-    return ACCUMULATORS[kind].state(v)
 
 
 def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int, w: OnlineWritten):

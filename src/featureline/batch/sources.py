@@ -12,8 +12,9 @@ import glob
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..contracts.sql_eval import checks_sql, lit, q, typed_select, unknown_flag
+from ..contracts.sql_eval import checks_sql, typed_select, unknown_flag
 from ..plan import Plan, SourcePlan
+from ..sql import lit, q
 
 ARRIVAL_FILE_SHIFT = 1 << 40  # arrival = file index * 2^40 + row number in the file
 
@@ -60,7 +61,9 @@ def raw_relation(con, src: SourcePlan) -> str:
             f"FROM read_parquet([{', '.join(lit(f) for f in files)}], filename=true, file_row_number=true) r JOIN (VALUES {idx}) f(name, i) ON r.filename = f.name)"
         )
     # csv: read in file order; DuckDB keeps insertion order, so row_number() is arrival order
-    return f"(SELECT *, row_number() OVER () AS __arrival FROM read_csv([{', '.join(lit(f) for f in files)}], header=true, all_varchar=true))"
+    return (
+        f"(SELECT *, row_number() OVER () AS __arrival FROM read_csv([{', '.join(lit(f) for f in files)}], header=true, all_varchar=true))"
+    )
 
 
 def fingerprint(plan: Plan, name: str, now_us: int) -> str:
@@ -121,7 +124,9 @@ def load_source(con, plan: Plan, name: str, *, now_us: int, strict: bool = False
         joins.append((i, dup, fname, b_typed))
         checks[i] = (fname, rule, f"(d{i}.__dfirst IS NOT NULL AND t.__arrival > d{i}.__dfirst)")
     typed = f"(SELECT {', '.join(items + flags)}, __arrival FROM {raw})"
-    join_sql = " ".join(f"LEFT JOIN {dup} d{i} ON d{i}.__dv = t.{q(fname)} AND d{i}.__db IS NOT DISTINCT FROM {b}" for i, dup, fname, b in joins)
+    join_sql = " ".join(
+        f"LEFT JOIN {dup} d{i} ON d{i}.__dv = t.{q(fname)} AND d{i}.__db IS NOT DISTINCT FROM {b}" for i, dup, fname, b in joins
+    )
     viol = [f"({sql}) AS __v{i}" for i, (_, _, sql) in enumerate(checks)]
     any_bad = " OR ".join(f"({sql})" for _, _, sql in checks) or "FALSE"
     keep = ", ".join(f"t.{q(f.name)}" for f in contract.fields)

@@ -1,9 +1,9 @@
 """Data contracts at runtime: checks compiled from a contract, run over JSON bytes or Arrow batches.
 
-    from featureline.contracts import ContractValidator
-    result = ContractValidator(plan.contracts["transactions"]).validate_json(messages)
-    result.valid        # pyarrow Table of the valid rows, contract schema
-    result.invalid      # [InvalidRow(index, raw, reasons=(Reason(field, rule, value, message), ...))]
+from featureline.contracts import ContractValidator
+result = ContractValidator(plan.contracts["transactions"]).validate_json(messages)
+result.valid        # pyarrow Table of the valid rows, contract schema
+result.invalid      # [InvalidRow(index, raw, reasons=(Reason(field, rule, value, message), ...))]
 """
 
 from __future__ import annotations

@@ -146,7 +146,12 @@ def _field_checks(f: FieldPlan) -> list[Check]:
     out: list[Check] = []
     if f.required:
         out.append(Check("required", f.name, None, t))
-    for rule, attr in (("minimum", "minimum"), ("maximum", "maximum"), ("exclusiveMinimum", "exclusive_minimum"), ("exclusiveMaximum", "exclusive_maximum")):
+    for rule, attr in (
+        ("minimum", "minimum"),
+        ("maximum", "maximum"),
+        ("exclusiveMinimum", "exclusive_minimum"),
+        ("exclusiveMaximum", "exclusive_maximum"),
+    ):
         v = getattr(f, attr)
         if v is not None:
             out.append(Check(rule, f.name, _bound(v, t), t))

@@ -138,7 +138,9 @@ def run_check(
         from ..errors import did_you_mean
 
         hint = did_you_mean(contract, plans)
-        raise UsageError(f"--contract {contract}: no such contract" + (f" ({hint})" if hint else f"; known: {', '.join(sorted(plans)) or 'none'}"))
+        raise UsageError(
+            f"--contract {contract}: no such contract" + (f" ({hint})" if hint else f"; known: {', '.join(sorted(plans)) or 'none'}")
+        )
     for path in expand_data(data or ()):
         _check_data(path, plans, contract, now, report)
     if against is not None:
@@ -286,4 +288,6 @@ def _check_against(ref: str, plans: dict, report: Report) -> None:
                 )
             if not verdict.ok:
                 loc = c.location
-                report.findings.append(Finding("version", c.file, loc.line if loc else None, None, "version", verdict.message, c.id, mode=c.compatibility))
+                report.findings.append(
+                    Finding("version", c.file, loc.line if loc else None, None, "version", verdict.message, c.id, mode=c.compatibility)
+                )

@@ -134,7 +134,15 @@ class JsonDecoder:
             what = f"{'an' if t[0] in 'aeiou' else 'a'} {t}" if t not in ("timestamp", "date", "time") else f"an ISO 8601 {t}"
             if t == "integer" and isinstance(value, float):
                 what = "an integer (no fraction, no exponent)"
-            reasons.append(make_reason(key, "type", value, lambda v, w=what, k=kind: f"expected {w}, got {k} {v}" if k == "string" else f"expected {w}, got {k}", label))
+            reasons.append(
+                make_reason(
+                    key,
+                    "type",
+                    value,
+                    lambda v, w=what, k=kind: f"expected {w}, got {k} {v}" if k == "string" else f"expected {w}, got {k}",
+                    label,
+                )
+            )
         return self.struct(**good), reasons
 
     def _convert(self, t: str, value: Any) -> tuple[bool, Any]:

@@ -39,7 +39,10 @@ def load_contract(contract: str | ContractPlan, project: str | Path = ".") -> Co
 
     plans, problems = compile_contract_texts({_rel(f): f for f in discover(None, Path(project))})
     if contract not in plans:
-        raise KeyError(f"no contract `{contract}` (known: {', '.join(sorted(plans))})" + (f"; problems: {problems[0].render(snippet=False)}" if problems else ""))
+        raise KeyError(
+            f"no contract `{contract}` (known: {', '.join(sorted(plans))})"
+            + (f"; problems: {problems[0].render(snippet=False)}" if problems else "")
+        )
     return plans[contract]
 
 

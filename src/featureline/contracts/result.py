@@ -9,7 +9,6 @@ headers. A classified field's value is replaced by a placeholder (`redacted`).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,11 @@ def clip(v: Any) -> Any:
         return v if len(v) <= VALUE_CHARS else _cut(v, VALUE_CHARS)
     if isinstance(v, (bytes, bytearray, memoryview)):
         b = bytes(v)
-        return b.decode("utf-8", "replace") if len(b) <= VALUE_CHARS else _cut(b[:VALUE_CHARS].decode("utf-8", "replace"), VALUE_CHARS, len(b), "bytes")
+        return (
+            b.decode("utf-8", "replace")
+            if len(b) <= VALUE_CHARS
+            else _cut(b[:VALUE_CHARS].decode("utf-8", "replace"), VALUE_CHARS, len(b), "bytes")
+        )
     if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _INT_BITS:
         try:
             digits = str(v)
@@ -103,7 +106,9 @@ def make_reason(field: str | None, rule: str, value: Any, message: Callable[[str
     return Reason(field, rule, value, message(show(value)))
 
 
-def failure(e: BaseException, field: str | None = None, *, withhold: bool = False, rule: str = "internal", what: str = "check failed") -> Reason:
+def failure(
+    e: BaseException, field: str | None = None, *, withhold: bool = False, rule: str = "internal", what: str = "check failed"
+) -> Reason:
     """The `internal` reason of a record whose check raised: the record is refused, the stream goes on.
     With `withhold` (a contract classifying fields) the exception's text, which may quote values, is left out."""
     try:
@@ -160,13 +165,6 @@ class ValidationResult:
     def n_internal(self) -> int:
         """Invalid rows refused because a check raised on them (rule `internal`): a bug to look at."""
         return sum(1 for row in self.invalid if any(r.rule == "internal" for r in row.reasons))
-
-    def counts_by_rule(self) -> Counter:
-        c: Counter = Counter()
-        for row in self.invalid:
-            for r in row.reasons:
-                c[(r.field, r.rule)] += 1
-        return c
 
     def __repr__(self) -> str:
         return f"ValidationResult(n_input={self.n_input}, n_valid={self.n_valid}, n_invalid={self.n_invalid})"

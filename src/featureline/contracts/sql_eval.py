@@ -10,6 +10,7 @@ one aggregate pass.
 from __future__ import annotations
 
 from ..plan import ContractPlan
+from ..sql import lit, q
 from .checks import BOUND_RULES, FORMAT_PATTERNS, Check, compile_checks
 
 SQL_TYPES = {
@@ -23,21 +24,6 @@ SQL_TYPES = {
     "object": "VARCHAR",
     "array": "VARCHAR",
 }
-
-
-def q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(v) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return "'" + str(v).replace("'", "''") + "'"
 
 
 def typed_select(contract: ContractPlan, source_columns: dict[str, str]) -> tuple[list[str], dict[str, str]]:

@@ -385,7 +385,9 @@ def _cast_column(col, want: pa.DataType, name: str, t: str, reasons: dict[int, l
             out.append(pa.array([v]).cast(want)[0].as_py())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
             out.append(None)
-            reasons.setdefault(i, []).append(make_reason(name, "type", _show(v), lambda shown: f"expected {'an' if t[0] in 'aeiou' else 'a'} {t}, got {shown}", label))
+            reasons.setdefault(i, []).append(
+                make_reason(name, "type", _show(v), lambda shown: f"expected {'an' if t[0] in 'aeiou' else 'a'} {t}, got {shown}", label)
+            )
     return pa.array(out, type=want)
 
 
@@ -406,7 +408,9 @@ def _utf8_or_reasons(col, name: str, reasons: dict[int, list[Reason]], label: st
             out.append(None if b is None else b.decode("utf-8"))
         except UnicodeDecodeError:
             out.append(None)
-            reasons.setdefault(i, []).append(make_reason(name, "type", b, lambda shown: f"expected a string, got bytes that are not UTF-8: {shown}", label))
+            reasons.setdefault(i, []).append(
+                make_reason(name, "type", b, lambda shown: f"expected a string, got bytes that are not UTF-8: {shown}", label)
+            )
     return pa.array(out, pa.string())
 
 
@@ -420,7 +424,9 @@ def _ts_in_range(col, name: str, reasons: dict[int, list[Reason]], label: str | 
     if not len(far):
         return col
     for i in far.tolist():
-        reasons.setdefault(i, []).append(make_reason(name, "type", int(us[i]), lambda shown: f"{shown} µs from 1970 is beyond years 1..9999 UTC", label))
+        reasons.setdefault(i, []).append(
+            make_reason(name, "type", int(us[i]), lambda shown: f"{shown} µs from 1970 is beyond years 1..9999 UTC", label)
+        )
     keep = np.ones(len(us), dtype=bool)
     keep[far] = False
     return pc.if_else(pa.array(keep), col, pa.scalar(None, col.type))

@@ -103,7 +103,9 @@ class ServiceRead:
             if codes:
                 for fi, s in enumerate(codes):
                     wins = tuple(dict.fromkeys(f.window_us for f in s.features))
-                    feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
+                    feats = [
+                        (self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features
+                    ]
                     self.computed.append((s.layout, len(self.hashes), fi, _columns(s.layout), _spots(s.layout), feats, wins))
                 head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(codes))
                 self.hashes.append((gi, head, pre, b"".join(_bulk(s.code.encode()) for s in codes)))

@@ -314,7 +314,9 @@ class OnlineStore:
         return n[0]
 
     def tile_items(self, layout: TileLayout, rows, count: list[int]):
-        """write_tiles' rows -> bulk_set_slots' items; counts the tiles in count[0]."""
+        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
+        ordered by tile start -> bulk_set_slots' items (each entity's block of this slot, whole);
+        counts the tiles in count[0]."""
         for ent, tiles in _by_entity(rows):
             count[0] += len(tiles)
             expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1

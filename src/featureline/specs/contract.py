@@ -18,7 +18,6 @@ from pydantic import ConfigDict, Field
 
 from .base import Spec
 
-LOGICAL_TYPES = ("string", "date", "timestamp", "time", "number", "integer", "object", "array", "boolean")
 COMPATIBILITY_MODES = (
     "backward",
     "backward_transitive",

@@ -51,7 +51,7 @@ class StreamApplier:
     ):
         import duckdb
 
-        from ..batch.engine import BatchEngine
+        from ..partials import events_sql
 
         self.plan = plan
         self.source = plan.sources[source]
@@ -75,9 +75,7 @@ class StreamApplier:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET threads = 1")
-        self.engine = BatchEngine(plan, con=self.con, cache=False)
-        self.engine._valid[source] = "__mb"  # the view SQL reads the micro-batch, registered per batch
-        self._events = {v.name: self.engine.events_sql(v) for v in self.views}
+        self._events = {v.name: events_sql(v, "__mb") for v in self.views}  # over the micro-batch, registered per batch
         self._macros: set[str] = set()  # table macros made on this connection (see _macro)
         self._unique = [c for c in self.validator.checks if c.rule == "unique"]
         if self._unique and not self.contract.unique_within_us:
@@ -158,7 +156,9 @@ class StreamApplier:
                             (
                                 group,
                                 items,
-                                self._writer.submit(self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now, guard=guard),
+                                self._writer.submit(
+                                    self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now, guard=guard
+                                ),
                             )
                         )
                 for view in self.latest:
@@ -187,7 +187,9 @@ class StreamApplier:
         if g is None:
             st = self.store.retrying(lambda: read_state(self.store.client, self.store.prefix))
             start = st.seq(self.group, topic, partition) if st is not None else 0
-            g = self.guards[(topic, partition)] = Guard(self.store.client, self.store.prefix, self.store_id, self.group, topic, partition, start)
+            g = self.guards[(topic, partition)] = Guard(
+                self.store.client, self.store.prefix, self.store_id, self.group, topic, partition, start
+            )
         return g
 
     # -- parts ---------------------------------------------------------------------------
@@ -216,7 +218,12 @@ class StreamApplier:
             ok = (expires > now) & ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             for b in np.unique(bucket[ok]).tolist():  # usually one bucket a batch
                 idx = np.flatnonzero(ok & (bucket == b)).tolist()
-                args = [int(expires[idx[0]]) // 1000 + 1, msgspec.msgpack.encode([col[i] for i in idx]), msgspec.msgpack.encode(offs[idx].tolist()), tp]
+                args = [
+                    int(expires[idx[0]]) // 1000 + 1,
+                    msgspec.msgpack.encode([col[i] for i in idx]),
+                    msgspec.msgpack.encode(offs[idx].tolist()),
+                    tp,
+                ]
                 got = self.store.claim((f"{head}{b}",), args, guard)
                 for k in range(0, len(got), 2):
                     i = idx[int(got[k])]
@@ -227,7 +234,7 @@ class StreamApplier:
 
     def _where_filtered(self, events: pa.Table) -> int:
         """Records no view takes (every view's `where` is false or null for them, or a join key is null)."""
-        from ..contracts.sql_eval import q
+        from ..sql import q
 
         wheres = []
         for v in self.views:
@@ -257,18 +264,15 @@ class StreamApplier:
             late &= t_us < now - v.ttl_us
         return int(late.sum())
 
-    def _tile_sql(self, view: ViewPlan, lay: TileLayout, now: int | str, after: int | None = None, acc: str = "__a", order: bool = True) -> str:
+    def _tile_sql(
+        self, view: ViewPlan, lay: TileLayout, now: int | str, after: int | None = None, acc: str = "__a", order: bool = True
+    ) -> str:
         """One slot's partial tiles; `now` is a number or a SQL name (a macro's parameter)."""
-        from ..batch.engine import floor_sql
-        from ..batch.online_backfill import _acc_sql, _inputs
-        from ..contracts.sql_eval import q
+        from ..partials import accumulator_columns
+        from ..sql import floor_sql, q
 
-        inputs = _inputs(view)
         keys = ", ".join(q(k) for k in view.join_keys)
-        accs = []
-        for a in lay.accs:
-            col, typ = inputs.get(a.input, (None, None)) if a.input else (None, None)
-            accs.append(f"{_acc_sql(a.kind, col, typ)} AS {acc}{a.index}")
+        accs = accumulator_columns(view, lay, acc)
         tile = floor_sql("__t", lay.hop_us)
         cond = f"{tile} + {lay.reach_us} > {now}"
         if after is not None:
@@ -279,7 +283,7 @@ class StreamApplier:
     def _macro(self, name: str, make) -> str:
         """A table macro of the applier's connection taking `__now`, made once from make("__now"):
         a micro-batch's query then costs no parsing of its (long) SQL."""
-        from ..contracts.sql_eval import q
+        from ..sql import q
 
         if name not in self._macros:
             self.con.execute(f"CREATE TEMP MACRO {q(name)}(__now) AS TABLE {make('__now')}")
@@ -290,14 +294,17 @@ class StreamApplier:
         """The partial tiles of each slot of one entity type (keys, __tile, __a0...), ordered by
         entity and tile: one query for all the slots (a query's fixed cost is most of a small
         micro-batch's), cut apart by slot."""
-        from ..contracts.sql_eval import q
+        from ..sql import q
 
         keys = group[0][0].join_keys
         if any(v.join_keys != keys for v, _ in group):
             return [self.con.sql(self._tile_sql(v, lay, now)).to_arrow_table() for v, lay in group]
 
         def union(t) -> str:
-            selects = [f"SELECT {k} AS __slot, * FROM ({self._tile_sql(v, lay, t, acc=f'__s{k}_a', order=False)})" for k, (v, lay) in enumerate(group)]
+            selects = [
+                f"SELECT {k} AS __slot, * FROM ({self._tile_sql(v, lay, t, acc=f'__s{k}_a', order=False)})"
+                for k, (v, lay) in enumerate(group)
+            ]
             return " UNION ALL BY NAME ".join(selects) + f" ORDER BY __slot, {', '.join(q(k) for k in keys)}, __tile"
 
         macro = self._macro(f"__tiles_{group[0][0].entity}", union)
@@ -339,8 +346,7 @@ class StreamApplier:
 
     def _latest_rows(self, view: ViewPlan, now: int) -> list:
         def latest(t) -> str:  # the macro's SQL, made once
-            from ..batch.engine import ORD_SHIFT
-            from ..contracts.sql_eval import q
+            from ..sql import ORD_SHIFT, q
 
             keys = ", ".join(q(k) for k in view.join_keys)
             vals = [
@@ -391,7 +397,7 @@ def _blocks(view: ViewPlan, lay: TileLayout, table: pa.Table) -> list[tuple[str,
     starts = table.column("__tile").to_numpy()
     reach = lay.reach_us
     if lay.numeric:
-        from ..batch.online_backfill import tile_matrix
+        from ..partials import tile_matrix
 
         mat = tile_matrix(lay, table)
         buf = mat.tobytes()
@@ -400,12 +406,11 @@ def _blocks(view: ViewPlan, lay: TileLayout, table: pa.Table) -> list[tuple[str,
             (ent, (int(starts[hi - 1]) + reach) // 1000 + 1, buf[lo * stride : hi * stride])
             for ent, lo, hi in zip(ents, bounds[:-1], bounds[1:], strict=True)
         ]
-    from ..batch.online_backfill import _state
+    from ..partials import tile_states
 
-    kinds = [a.kind for a in lay.accs]
     rows = list(zip(*(table.column(f"__a{a.index}").to_pylist() for a in lay.accs), strict=True))
     out = []
     for ent, lo, hi in zip(ents, bounds[:-1], bounds[1:], strict=True):
-        tiles = [(int(starts[j]), [_state(k, v) for k, v in zip(kinds, rows[j], strict=True)]) for j in range(lo, hi)]
+        tiles = [(int(starts[j]), tile_states(lay, rows[j])) for j in range(lo, hi)]
         out.append((ent, (int(starts[hi - 1]) + reach) // 1000 + 1, lay.pack_block(tiles)))
     return out

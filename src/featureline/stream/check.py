@@ -58,7 +58,9 @@ class ContractCheck:
         except FATAL:
             raise
         except BaseException as e:
-            log.warning("contract %s: building a batch's valid rows raised %s; checked again row by row", self.contract.id, type(e).__name__)
+            log.warning(
+                "contract %s: building a batch's valid rows raised %s; checked again row by row", self.contract.id, type(e).__name__
+            )
             res = self._validator.validate_json(raws, now=now, path="isolate")
             valid = res.valid
         invalid = {row.index: row.reasons for row in res.invalid}

@@ -151,7 +151,9 @@ class KafkaSourceConfig:
             raise ValueError("readers_per_partition must be >= 1")
         iso = dict(self.consumer_config).get("isolation_level", ISOLATION)
         if iso != ISOLATION:
-            raise ValueError(f"isolation_level {iso!r}: the stream reads {ISOLATION} only (records of aborted transactions must never be applied)")
+            raise ValueError(
+                f"isolation_level {iso!r}: the stream reads {ISOLATION} only (records of aborted transactions must never be applied)"
+            )
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """Settings for a consumer made now: secrets (`${VAR}` in consumer_config) are read here,
@@ -276,7 +278,16 @@ class KafkaOffsetRestrictionProvider(RestrictionProvider):
             if not c.skip_lost:
                 raise OffsetRangeError.make(topic, partition, start, why, begin, end)
             skipped_to = min(max(start, begin), end)
-            log.warning("%s:%s start offset %s (%s) outside [%s, %s]: skipped to %s (skip_lost)", topic, partition, start, why, begin, end, skipped_to)
+            log.warning(
+                "%s:%s start offset %s (%s) outside [%s, %s]: skipped to %s (skip_lost)",
+                topic,
+                partition,
+                start,
+                why,
+                begin,
+                end,
+                skipped_to,
+            )
             start = skipped_to
         return OffsetRange(start, end if c.bounded else sys.maxsize)
 
@@ -409,7 +420,13 @@ class _ProcessReader(_Reader):
     record decoding, the bare consumer's whole cost, runs on another core, one poll ahead."""
 
     def __init__(
-        self, config: dict, max_records: int, poll_timeout_ms: int, decoders: Mapping[str, Any] | None = None, per_partition: int = 1, skip_lost: bool = False
+        self,
+        config: dict,
+        max_records: int,
+        poll_timeout_ms: int,
+        decoders: Mapping[str, Any] | None = None,
+        per_partition: int = 1,
+        skip_lost: bool = False,
     ):
         super().__init__(config, max_records, decoders, skip_lost)
         self.poll_timeout_ms = poll_timeout_ms
@@ -421,7 +438,15 @@ class _ProcessReader(_Reader):
 
         r = self.consumers.get(tp)
         if r is None:
-            args = (self.config, tp.topic, tp.partition, self.max_records, self.poll_timeout_ms, self.decoders.get(tp.topic), self.skip_lost)
+            args = (
+                self.config,
+                tp.topic,
+                tp.partition,
+                self.max_records,
+                self.poll_timeout_ms,
+                self.decoders.get(tp.topic),
+                self.skip_lost,
+            )
             r = StripedReader(*args, n=self.per_partition) if self.per_partition > 1 else PartitionReader(*args)
             self.consumers[tp] = r
         return r

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from ..online.state import read_boundaries, record_boundary  # noqa: F401 - record_boundary: part of this module's interface
+from ..online.state import read_boundaries
 from ..plan import Plan
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -435,7 +435,9 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
         boundaries = {s: opts.from_us for s in boundaries}
     dlq_from = retried(lambda: start_epochs(plan, store, topics, epochs))
     starts, lost, behind = retried(
-        lambda: resolve_starts(kafka_config(plan), group, partitions, policy=opts.start, skip_lost=opts.skip_lost, applied=state.applied(group, partitions))
+        lambda: resolve_starts(
+            kafka_config(plan), group, partitions, policy=opts.start, skip_lost=opts.skip_lost, applied=state.applied(group, partitions)
+        )
     )
     for (t, part), o in behind.items():
         d = dlq_from.setdefault(topics[t], {})

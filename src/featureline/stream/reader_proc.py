@@ -108,7 +108,9 @@ class OffsetGapError(StreamStopped):
 class PartitionReader:
     """The parent's handle on one child reader of one partition."""
 
-    def __init__(self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, skip_lost: bool = False):
+    def __init__(
+        self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, skip_lost: bool = False
+    ):
         self.topic, self.partition = topic, partition
         self.proc = spawn("featureline.stream.reader_proc")
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
@@ -176,7 +178,15 @@ class StripedReader:
     a PartitionReader: `start`, `take`, `close`, and the last frame's position/caught_up."""
 
     def __init__(
-        self, config: dict, topic: str, partition: int, max_records: int, poll_timeout_ms: int, decode=None, skip_lost: bool = False, n: int = 2
+        self,
+        config: dict,
+        topic: str,
+        partition: int,
+        max_records: int,
+        poll_timeout_ms: int,
+        decode=None,
+        skip_lost: bool = False,
+        n: int = 2,
     ):
         if n < 2:
             raise ValueError("a StripedReader needs n >= 2 reader processes (use a PartitionReader)")

@@ -315,7 +315,9 @@ class Deliver:
                 self._drop(*tp)
                 self.limits.pop(dlq_topic(out.topic), None)
                 if resized:
-                    raise DeadLetterError(f"{e}; even sized to {dlq_topic(out.topic)}'s max.message.bytes as the broker reports it") from None
+                    raise DeadLetterError(
+                        f"{e}; even sized to {dlq_topic(out.topic)}'s max.message.bytes as the broker reports it"
+                    ) from None
                 resized = retry = True
             except Exception as e:  # noqa: BLE001 - retried: the broker decides when it is back
                 self._drop(*tp)
