@@ -553,6 +553,14 @@ class Compiler:
                         "set `stream: {topic: ...}` or the contract's `topic` customProperty",
                     )
                     continue
+                if spec.stream.format != "json":  # declared means enforced: the stream decodes JSON only
+                    self.p.add(
+                        "unsupported",
+                        f"source `{name}`: stream format `{spec.stream.format}` is not read yet; the stream decodes JSON records",
+                        s.loc("stream", "format"),
+                        "produce JSON records (`format: json`, the default); decoding Avro is not built yet",
+                    )
+                    continue
                 stream = StreamPlan(topic=topic, format=spec.stream.format)
                 if any(fp.unique for fp in c.fields) and c.unique_within_us is None:
                     self.p.add(

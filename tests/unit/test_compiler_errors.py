@@ -308,6 +308,14 @@ CASES += [
         ["features/user_features.yaml:6:19: error[yaml-tag]: unsupported YAML tag `!!python/object/apply:os.system` on a sequence"],
     ),
     (
+        "features/entities.yaml",
+        "    stream:\n      format: json",
+        "    stream:\n      format: avro",
+        [
+            "features/entities.yaml:15:15: error[unsupported]: source `transactions`: stream format `avro` is not read yet; the stream decodes JSON records\n   = help: produce JSON records (`format: json`, the default); decoding Avro is not built yet",
+        ],
+    ),
+    (
         "featureline.yaml",
         "project: payments_fraud",
         "project: &n [payments_fraud, *n]",
