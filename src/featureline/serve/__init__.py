@@ -7,9 +7,10 @@
     GET  /metrics             Prometheus text (or on `serve.metrics_port`)
     GET  /openapi.json        the OpenAPI 3.1 document of the endpoints above
 
-Parts: `reader.py` validates a request against the plan; `app.py` has the routes, limits,
-authentication and error answers; `http.py` is the HTTP protocol uvicorn runs (every bound on a request); `metrics.py`;
-`openapi.py`. Limits, tokens and timeouts come from featureline.yaml's `serve:` section
+Parts: `http.py` is the HTTP protocol uvicorn runs (every bound on a request); `asgi.py` the
+routes' plumbing (`App`, `Request`, `Answer`); `app.py` wires the routes with bearer tokens,
+error answers and metrics; `endpoints.py` answers each; `reader.py` validates a request
+against the plan; `metrics.py`; `openapi.py`. Limits, tokens and timeouts come from featureline.yaml's `serve:` section
 (docs/security.md); docs/online.md, section HTTP, has the shapes and the numbers.
 """
 
