@@ -10,23 +10,32 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 FL := $(VENV)/bin/featureline
-# the venv is rebuilt when pyproject.toml changes
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# the venv is rebuilt when pyproject.toml or the lock changes
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: quickstart test soak fuzz fuzz-http venv services services-down cluster cluster-down lint clean
+.PHONY: quickstart test soak fuzz fuzz-http venv lock services services-down cluster cluster-down lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@echo "[setup] creating $(VENV) and installing featureline with its dev extras (first run only)"
+$(STAMP): pyproject.toml requirements.lock
+	@echo "[setup] creating $(VENV) and installing featureline with its dev extras, versions from requirements.lock (first run only)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) -m pip install --quiet -e '.[dev]' -c requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 	@echo "[setup] $(VENV) ready"
+
+# requirements.lock from a fresh venv with pyproject.toml's latest allowed versions (then run `make test`)
+lock:
+	@rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	@.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	@.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	@{ head -3 requirements.lock; .venv-lock/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && rm -rf .venv-lock
+	@echo "[lock] requirements.lock: $$(grep -c '==' requirements.lock) pins"
 
 services: venv
 	@PYTHON=$(PY) scripts/services up
