@@ -31,21 +31,21 @@ def _err(text: str) -> None:
 
 
 def handle_errors(fn):
-    """SpecError -> its problems on stderr, exit 1; a secret's variable unset -> exit 2."""
+    """featureline's errors (errors.FeaturelineError) -> their message on stderr (a SpecError:
+    every problem with its file:line), exit with the error's `exit_code` (1 or 2)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import SpecError
-        from .secrets import SecretError
+        from .errors import FeaturelineError, SpecError
 
         try:
             return fn(*args, **kwargs)
         except SpecError as e:
             _err(e.render())
-            raise typer.Exit(1) from None
-        except SecretError as e:
+            raise typer.Exit(e.exit_code) from None
+        except FeaturelineError as e:
             _err(f"error: {e}")
-            raise typer.Exit(2) from None
+            raise typer.Exit(e.exit_code) from None
 
     return wrapper
 
@@ -118,20 +118,15 @@ def dataset(
     """A point-in-time training set: every spine row, in order, with the service's features as of its time."""
     import time
 
-    from .batch.engine import SpineError
-    from .batch.sources import SourceError
     from .store import FeatureStore
 
     t0 = time.perf_counter()
     fs = FeatureStore(project, strict=strict)
     try:
         table = fs.get_historical_features(spine, service, at_column=at_column, progress=sys.stderr.isatty())
-    except (SpineError, FileNotFoundError) as e:
+    except FileNotFoundError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
-    except SourceError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1) from None
     _write_table(table, out)
     for r in fs.source_reports().values():
         _err(r.describe())
@@ -166,8 +161,7 @@ def backfill(
     import time
 
     from .batch.backfill import backfill_offline
-    from .batch.sources import SourceError
-    from .online.state import StoreStateError
+    from .errors import FeaturelineError
     from .store import FeatureStore
     from .timeutil import parse_duration, to_us
 
@@ -209,15 +203,11 @@ def backfill(
             print(
                 f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)"
             )
+    except FeaturelineError:
+        raise  # handle_errors: its message and exit code
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
-    except SourceError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1) from None
-    except StoreStateError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1) from None
     for r in fs.source_reports().values():
         _err(r.describe())
     print(f"backfill to {to} done in {time.perf_counter() - t0:.1f}s")
@@ -299,16 +289,15 @@ def stream(
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)
-    from .online.state import StoreBehind, StoreRebuilt, StoreStateError
-    from .stream.errors import StreamStopped
+    from .errors import FeaturelineError
+    from .online.state import StoreBehind, StoreRebuilt
 
     try:
         m, bounds = run(plan, opts, on_new_partitions=_restart_for(opts.run_id))
     except (StoreBehind, StoreRebuilt) as e:  # start again from what Redis holds: nothing lost, nothing twice
         _restart(f"{e}; restarting", opts.run_id)
-    except (StreamStopped, StoreStateError) as e:  # says what happened and what to do
-        _err(f"error: {e}")
-        raise typer.Exit(1) from None
+    except FeaturelineError:
+        raise  # handle_errors: its message and exit code (a stopped stream says why and what to do)
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -433,16 +422,15 @@ def get(
     """Read a service's features for entities from the online store, as of now."""
     import json
 
-    from .online.store import OnlineError
+    from .errors import FeaturelineError
     from .store import FeatureStore
 
     rows = _entity_rows(entity)
     fs = FeatureStore(project)
     try:
         cols = fs.get_online_features(fs_service := service, rows)
-    except OnlineError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(2) from None
+    except FeaturelineError:
+        raise
     except Exception as e:  # redis connection errors: say where we tried
         if type(e).__module__.startswith("redis"):
             _err(f"error: cannot read the online store at {fs.plan.project.redis_url}: {e}")
@@ -479,13 +467,9 @@ def serve(
     """Serve online features over HTTP: POST /features/online, Feast's POST /get-online-features,
     GET /health, /ready, /metrics (Prometheus), /openapi.json. Limits, timeouts and bearer tokens:
     featureline.yaml's `serve:` (docs/security.md). Stops on SIGINT/SIGTERM."""
-    from .serve import ServeError, run
+    from .serve import run
 
-    try:
-        run(project, host=host, port=port, workers=workers)
-    except ServeError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(1) from None
+    run(project, host=host, port=port, workers=workers)
 
 
 def _entity_rows(specs: list[str]) -> list[dict]:
@@ -553,19 +537,16 @@ def _cell(v) -> str:
 
 
 @app.command()
+@handle_errors
 def init(
     directory: Path = typer.Argument(..., help="Directory to create the project in."),
     name: str | None = typer.Option(None, help="Project name (default: the directory's name)."),
     force: bool = typer.Option(False, help="Write into a non-empty directory."),
 ) -> None:
     """Scaffold a new project with one contract and one feature view that pass `check`."""
-    from .scaffold import ScaffoldError, scaffold
+    from .scaffold import scaffold
 
-    try:
-        written = scaffold(directory, name=name, force=force)
-    except ScaffoldError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(2) from None
+    written = scaffold(directory, name=name, force=force)
     print(f"created project in {directory}:")
     for f in written:
         print(f"  {f}")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from .secrets import mask_line
+
+class FeaturelineError(Exception):
+    """The base of every error featureline raises for a user to act on. The CLI prints its
+    message (secrets redacted) and exits with `exit_code`: 1 when something failed or problems
+    were found, 2 for a usage or configuration error (`cli.handle_errors`)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ def _snippet(loc: Location, files: dict, secret: bool = False) -> list[str]:
     lines = files[loc.file]
     if not 1 <= loc.line <= len(lines):
         return []
+    from .secrets import mask_line
+
     text = mask_line(lines[loc.line - 1])  # never show a secret written in the file
     if secret:
         text = text[: loc.col - 1] + "***"
@@ -81,7 +89,7 @@ def _snippet(loc: Location, files: dict, secret: bool = False) -> list[str]:
     ]
 
 
-class SpecError(Exception):
+class SpecError(FeaturelineError):
     """One or more problems in the user's project files."""
 
     def __init__(self, problems: list[Problem]):

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .errors import FeaturelineError
 
-class ScaffoldError(Exception):
-    pass
+
+class ScaffoldError(FeaturelineError):
+    """`featureline init` cannot write the project (the directory holds files; a bad name)."""
+
+    exit_code = 2
 
 
 PROJECT = """\

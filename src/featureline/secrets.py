@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
+from .errors import FeaturelineError
+
 # ${VAR} or ${VAR:-default}
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -27,8 +29,10 @@ LITERAL = "secrets must be environment references like ${VAR}, never literal val
 _resolved: set[str] = set()  # values read in this process, for redact()
 
 
-class SecretError(ValueError):
+class SecretError(FeaturelineError, ValueError):
     """A secret's variable is not set in the environment of the process that connects."""
+
+    exit_code = 2
 
 
 def is_secret_key(name: str) -> bool:

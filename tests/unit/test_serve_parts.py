@@ -102,3 +102,33 @@ def test_every_serve_setting_in_yaml_reaches_the_plan_and_the_protocol(example_p
         assert (LIMITS.max_body, LIMITS.header_timeout, LIMITS.body_timeout, LIMITS.refusal_delay) == (2048, 2.0, 3.0, 0.0)
     finally:
         LIMITS.__dict__.update(saved)
+
+
+def test_the_cli_maps_every_featureline_error_to_its_message_and_exit_code(capsys):
+    """One base (errors.FeaturelineError) with the exit code; `cli.handle_errors` prints the
+    message, secrets redacted, and exits with it: the commands keep no list of their own."""
+    import typer
+
+    from featureline.batch.engine import SpineError
+    from featureline.batch.sources import SourceError
+    from featureline.cli import handle_errors
+    from featureline.errors import FeaturelineError, SpecError
+    from featureline.online.state import StoreLost
+    from featureline.online.store import OnlineError
+    from featureline.scaffold import ScaffoldError
+    from featureline.secrets import SecretError
+    from featureline.stream.errors import StreamStopped
+
+    expected = {SpineError: 2, OnlineError: 2, ScaffoldError: 2, SecretError: 2, SourceError: 1, StoreLost: 1, StreamStopped: 1, ServeError: 1}
+    for cls, code in expected.items():
+        assert issubclass(cls, FeaturelineError)
+
+        @handle_errors
+        def command(cls=cls):
+            raise cls(f"{cls.__name__} happened")
+
+        with pytest.raises(typer.Exit) as e:
+            command()
+        assert e.value.exit_code == code, cls
+        assert capsys.readouterr().err.strip() == f"error: {cls.__name__} happened"
+    assert SpecError.exit_code == 1

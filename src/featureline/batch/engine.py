@@ -20,14 +20,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import FeaturelineError
 from ..partials import events_sql
 from ..plan import FeaturePlan, Plan, ViewPlan
 from ..sql import ORD_SHIFT, floor_sql, lit, q
 from .sources import SourceReport, fingerprint, load_source, valid_rows
 
 
-class SpineError(ValueError):
-    pass
+class SpineError(FeaturelineError, ValueError):
+    """A spine (the rows of a training set) that cannot be read or lacks its keys or time."""
+
+    exit_code = 2
 
 
 @dataclass

@@ -13,14 +13,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..contracts.sql_eval import checks_sql, typed_select, unknown_flag
+from ..errors import FeaturelineError
 from ..plan import Plan, SourcePlan
 from ..sql import lit, q
 
 ARRIVAL_FILE_SHIFT = 1 << 40  # arrival = file index * 2^40 + row number in the file
 
 
-class SourceError(Exception):
-    pass
+class SourceError(FeaturelineError):
+    """A batch source that cannot be read, or (with --strict) holds rows breaking its contract."""
 
 
 @dataclass

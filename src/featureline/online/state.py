@@ -27,11 +27,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from ..errors import FeaturelineError
+
 MARKER = "_meta:store"
 BOUNDARY = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boundary us, "epoch": id of the backfill}
 
 
-class StoreStateError(RuntimeError):
+class StoreStateError(FeaturelineError, RuntimeError):
     """The online store is not in the state the caller's writes need (one-line message)."""
 
 

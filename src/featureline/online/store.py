@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from ..aggregations import FUNCTIONS
+from ..errors import FeaturelineError
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
@@ -42,8 +43,10 @@ QUEUED_CHUNKS = 64  # encoded chunks waiting for the sender, at most
 BULK = 1000  # entities per bulk call
 
 
-class OnlineError(ValueError):
+class OnlineError(FeaturelineError, ValueError):
     """A bad request (unknown service, missing key, too many rows): a 4xx over HTTP."""
+
+    exit_code = 2
 
 
 def connect(plan: Plan):

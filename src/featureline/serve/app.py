@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from ..errors import FeaturelineError
 from ..online.store import OnlineError
 from ..plan import Plan, ServePlan
 from .metrics import Metrics
@@ -29,7 +30,7 @@ CLOSE = ((b"connection", b"close"),)  # after a refused body: do not read the re
 _encode = msgspec.json.Encoder().encode
 
 
-class ServeError(Exception):
+class ServeError(FeaturelineError):
     """The server cannot start (e.g. a token's environment variable is not set)."""
 
 

@@ -6,6 +6,8 @@ with the step's name appended. Standard library only (the helper processes raise
 
 from __future__ import annotations
 
+from ..errors import FeaturelineError
 
-class StreamStopped(RuntimeError):
+
+class StreamStopped(FeaturelineError, RuntimeError):
     """The stream cannot go on without losing or double counting something: it stops and says why."""
