@@ -161,7 +161,6 @@ def backfill(
     import time
 
     from .batch.backfill import backfill_offline
-    from .errors import FeaturelineError
     from .store import FeatureStore
     from .timeutil import parse_duration, to_us
 
@@ -203,8 +202,6 @@ def backfill(
             print(
                 f"  online: {rows:,} entity-view rows in {time.perf_counter() - t1:.1f}s (events before {end}; the stream continues from there)"
             )
-    except FeaturelineError:
-        raise  # handle_errors: its message and exit code
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -289,15 +286,12 @@ def stream(
     )
     t0 = time.perf_counter()
     _stop_on_signals(opts.run_id)
-    from .errors import FeaturelineError
     from .online.state import StoreBehind, StoreRebuilt
 
     try:
         m, bounds = run(plan, opts, on_new_partitions=_restart_for(opts.run_id))
     except (StoreBehind, StoreRebuilt) as e:  # start again from what Redis holds: nothing lost, nothing twice
         _restart(f"{e}; restarting", opts.run_id)
-    except FeaturelineError:
-        raise  # handle_errors: its message and exit code (a stopped stream says why and what to do)
     except ValueError as e:
         _err(f"error: {e}")
         raise typer.Exit(2) from None
@@ -422,15 +416,12 @@ def get(
     """Read a service's features for entities from the online store, as of now."""
     import json
 
-    from .errors import FeaturelineError
     from .store import FeatureStore
 
     rows = _entity_rows(entity)
     fs = FeatureStore(project)
     try:
         cols = fs.get_online_features(fs_service := service, rows)
-    except FeaturelineError:
-        raise
     except Exception as e:  # redis connection errors: say where we tried
         if type(e).__module__.startswith("redis"):
             _err(f"error: cannot read the online store at {fs.plan.project.redis_url}: {e}")

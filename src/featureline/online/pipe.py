@@ -96,11 +96,10 @@ class Replies(asyncio.Protocol):
 
 def take_over(conn) -> Replies:
     """A connected redis.asyncio Connection's socket, as `Replies` (redis-py lets go of it)."""
+    if getattr(conn._reader, "_buffer", b""):  # bytes after the handshake answer nothing asked
+        raise rx.ConnectionError("Redis sent what no command asked for")
     transport = conn._writer.transport
     proto = Replies(transport)
-    pending = bytes(getattr(conn._reader, "_buffer", b""))
-    if pending:
-        proto.reader.feed(pending)
     transport.set_protocol(proto)
     proto.streams = conn._reader, conn._writer  # kept: a collected StreamWriter closes its transport
     conn._reader = conn._writer = None  # redis-py lets go of it (its own close and collection)
@@ -120,7 +119,6 @@ async def ask(proto: Replies, packed: bytes, count: int, deadline: float) -> lis
     fut = loop.create_future()
     proto.out, proto.count, proto.fut = [], count, fut
     proto.transport.write(packed)
-    proto.data_received(b"")  # replies already buffered (none, normally)
     timer = loop.call_at(deadline, _late, fut)
     try:
         return await fut

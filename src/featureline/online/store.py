@@ -11,16 +11,20 @@ Layout: `layout.py`.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import Any
 
 import msgspec
+import redis.exceptions as rx
 
 from ..aggregations import FUNCTIONS
 from ..errors import FeaturelineError
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
 from .layout import TileLayout, entity_key, esc, hash_key, latest_code
+from .pipe import ask, exchange, pack, take_over
 from .read import ServiceRead
 
 _dec = msgspec.msgpack.Decoder()
@@ -92,8 +96,6 @@ class AsyncRedis:
     sending and reading (TimeoutError)."""
 
     def __init__(self, client, pool, size: int, timeout: float):
-        import asyncio
-
         self.client = client
         self.pool = pool
         self.timeout = timeout
@@ -102,18 +104,10 @@ class AsyncRedis:
 
     async def call(self, *args):
         """One command's reply."""
-        from .pipe import pack
-
         return (await self.pipelined(pack(*args), 1))[0]
 
     async def pipelined(self, packed: bytes, count: int) -> list:
         """The replies of `count` commands sent as one buffer (RESP, packed by the caller)."""
-        import asyncio
-
-        from redis.exceptions import ConnectionError
-
-        from .pipe import ask
-
         deadline = asyncio.get_running_loop().time() + self.timeout
         if self.slots.locked():  # `size` calls in flight: wait for one, within the deadline
             async with asyncio.timeout_at(deadline):
@@ -124,7 +118,7 @@ class AsyncRedis:
             conn = self.idle.pop() if self.idle else await self._open(deadline)
             try:
                 replies = await ask(conn, packed, count, deadline)
-            except ConnectionError:  # a dead connection: after a restart the idle ones are dead too
+            except rx.ConnectionError:  # a dead connection: after a restart the idle ones are dead too
                 conn.close()
                 for idle in self.idle:
                     idle.close()
@@ -139,10 +133,6 @@ class AsyncRedis:
             self.slots.release()
 
     async def _open(self, deadline: float):
-        import asyncio
-
-        from .pipe import take_over
-
         conn = self.pool.make_connection()
         async with asyncio.timeout_at(deadline):
             await conn.connect()
@@ -169,15 +159,16 @@ class _Service:
         self.outputs = self.read.outputs
         self.group_keys = [g.join_keys for g in self.groups]
         self.names = [*self.join_keys, *(f.name for f in self.features)]  # the answer's columns
-        # per output: a feature's column converter, or a latest slot's (ttl, [(name, position, cast)])
+        # per output: finish(computed column, t, answer) puts its feature column(s) in the answer
         self.finish: list = []
         for kind, what in self.outputs:
             if kind == "f":
-                self.finish.append(_converter(what))
+                self.finish.append(_feature_column(what))
             else:
                 view = plan.views[what.view]
                 order = [f.name for f in view.features]
-                self.finish.append((view.ttl_us, [(f.name, order.index(f.name), _CASTS.get(f.dtype)) for f in what.features]))
+                feats = [(f.name, order.index(f.name), _CASTS.get(f.dtype)) for f in what.features]
+                self.finish.append(functools.partial(_latest_columns, view.ttl_us, feats))
 
 
 class OnlineStore:
@@ -228,20 +219,13 @@ class OnlineStore:
 
     def _finish(self, svc: _Service, rows: list[dict], reply, t: int) -> dict[str, list]:
         out: dict[str, list] = {k: [r[k] for r in rows] for k in svc.join_keys}
-        for (kind, what), fin, col in zip(svc.outputs, svc.finish, svc.read.columns(reply, len(rows), t), strict=True):
-            if kind == "f":
-                out[what.name] = fin(col)
-            else:
-                _latest_columns(fin, col, t, out)
+        for fin, col in zip(svc.finish, svc.read.columns(reply, len(rows), t), strict=True):
+            fin(col, t, out)
         return {k: out[k] for k in svc.names}
 
     def _fetch(self, svc: _Service, ents: list[str]) -> list:
         """The read's replies: its commands pipelined on a read connection of this store's own
         (`pipe.py`), once more on a fresh one if that one failed (Redis restarted)."""
-        import redis.exceptions as rx
-
-        from .pipe import exchange
-
         buf, count = svc.read.commands(ents)
         if not count:
             return []
@@ -265,14 +249,12 @@ class OnlineStore:
         raise AssertionError("unreachable")
 
     async def _fetch_async(self, aredis: AsyncRedis, svc: _Service, ents: list[str]) -> list:
-        from redis.exceptions import ConnectionError
-
         buf, count = svc.read.commands(ents)
         if not count:
             return []
         try:
             return await aredis.pipelined(buf, count)
-        except ConnectionError:
+        except rx.ConnectionError:
             pass  # a stale connection (Redis restarted): once more, on a new one
         return await aredis.pipelined(buf, count)
 
@@ -640,16 +622,22 @@ def _rows(entity_rows, join_keys) -> list[dict]:
     return rows
 
 
-def _converter(f: FeaturePlan):
-    """A feature's column of computed values (floats, msgpack bytes, None) -> its values."""
-    dtype = f.dtype
-    if FUNCTIONS[f.function].msgpack_value:
-        return lambda col: [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
-    if dtype == "integer":
-        return lambda col: [None if v is None else int(v) for v in col]
-    if dtype == "number":
-        return lambda col: [None if v is None else float(v) for v in col]
-    return lambda col: [None if v is None else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
+def _feature_column(f: FeaturePlan):
+    """finish(computed column, t, answer) for a windowed feature: its values from the computed
+    ones (floats, msgpack bytes, None)."""
+    dtype, name = f.dtype, f.name
+    msgpack_value = FUNCTIONS[f.function].msgpack_value
+    number = {"integer": int, "number": float}.get(dtype)
+
+    def finish(col: list, t: int, out: dict) -> None:
+        if msgpack_value:
+            out[name] = [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
+        elif number is not None:
+            out[name] = [None if v is None else number(v) for v in col]
+        else:
+            out[name] = [None if v is None else _cast(dtype, v.decode() if isinstance(v, bytes) else v) for v in col]
+
+    return finish
 
 
 def _cast(dtype: str, v: Any) -> Any:
@@ -666,14 +654,13 @@ def _cast(dtype: str, v: Any) -> Any:
     return v
 
 
-def _latest_columns(plan: tuple, col: list, t: int, out: dict) -> None:
-    """Stored rows [event_time, arrival, values] -> one column per feature (`plan`: the view's
-    ttl, and per feature its name, position and cast); a row outside [t - ttl, t) is null. All
-    rows are decoded in one call (wrapped as one msgpack array)."""
+def _latest_columns(ttl: int, feats: list, col: list, t: int, out: dict) -> None:
+    """Stored rows [event_time, arrival, values] -> one column per feature (`feats`: its name,
+    position and cast); a row outside [t - ttl, t) is null. All rows are decoded in one call
+    (wrapped as one msgpack array)."""
     n = len(col)
     header = b"\xdd" + n.to_bytes(4, "big")  # msgpack array32
     rows = _dec.decode(header + b"".join(b"\xc0" if b is None else b for b in col)) if n else []
-    ttl, feats = plan
     lo = t - ttl
     for name, i, cast in feats:
         vals = [r[2][i] if r is not None and lo <= r[0] < t else None for r in rows]

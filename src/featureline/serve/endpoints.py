@@ -48,28 +48,9 @@ class Endpoints:
         self.entity_rows = {e: metrics.entities.labels(e) for e in FEATURE_ENDPOINTS}
 
     async def body(self, request) -> dict:
-        size = request.header("content-length")
-        if size is not None:
-            if not size.isdigit():
-                raise HTTPError(400, "Content-Length must be a number of bytes")
-            why = too_large(size, self.cfg.max_body)  # the protocol refuses these first; another server may not
-            if why:
-                raise HTTPError(413, why)
-        try:
-            raw = request.body  # http.py's protocol passes a body on once complete, within its limits
-            if raw is None:  # another ASGI server's chunks: bounded here
-                chunks, n = [], 0
-                async with asyncio.timeout(self.cfg.body_timeout_s):
-                    async for chunk in request.chunks():
-                        n += len(chunk)
-                        if n > self.cfg.max_body:
-                            raise HTTPError(413, f"request body over {self.cfg.max_body:,} bytes (the limit)")
-                        chunks.append(chunk)
-                raw = b"".join(chunks)
-        except TimeoutError:
-            raise HTTPError(408, f"request body not received within {self.cfg.body_timeout_s:g}s") from None
-        except Disconnected:  # nobody will read the answer; nothing to log
-            raise HTTPError(400, "the client left before sending its whole body") from None
+        raw = request.body  # http.py's protocol passes a body on once complete, within its limits
+        if raw is None:  # another ASGI server: bounded here
+            raw = await self._read_body(request)
         try:
             doc = _decode(raw)
         except msgspec.DecodeError as e:
@@ -79,6 +60,30 @@ class Endpoints:
         if not isinstance(doc, dict):
             raise HTTPError(400, f"the request body must be a JSON object, got {_jtype(doc)}")
         return doc
+
+    async def _read_body(self, request) -> bytes:
+        """The body from an ASGI server's chunks: its declared size, then what arrives, within
+        `max_body` and `body_timeout` (what http.py's protocol checks before the app runs)."""
+        size = request.header("content-length")
+        if size is not None:
+            if not size.isdigit():
+                raise HTTPError(400, "Content-Length must be a number of bytes")
+            why = too_large(size, self.cfg.max_body)
+            if why:
+                raise HTTPError(413, why)
+        chunks, n = [], 0
+        try:
+            async with asyncio.timeout(self.cfg.body_timeout_s):
+                async for chunk in request.chunks():
+                    n += len(chunk)
+                    if n > self.cfg.max_body:
+                        raise HTTPError(413, f"request body over {self.cfg.max_body:,} bytes (the limit)")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise HTTPError(408, f"request body not received within {self.cfg.body_timeout_s:g}s") from None
+        except Disconnected:  # nobody will read the answer; nothing to log
+            raise HTTPError(400, "the client left before sending its whole body") from None
+        return b"".join(chunks)
 
     async def store_call(self, coro):
         """A Redis call (bounded by `timeout`: `AsyncRedis` bounds its reads, `ready` its own

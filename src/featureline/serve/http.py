@@ -116,6 +116,7 @@ _PHRASES = {c.value: c.phrase.encode() for c in http.HTTPStatus}
 _UNAVAILABLE = Answer(503, b"Service Unavailable", (), b"text/plain; charset=utf-8")
 _MALFORMED = Answer(400, b"Invalid HTTP request received.", (), b"text/plain; charset=utf-8")
 HEAD, BODY, IDLE = "head", "body", "idle"  # what a connection's deadline is for
+_CLOSE = (b"connection", b"close")
 log = logging.getLogger("uvicorn.error")  # where uvicorn's protocol logs (OncePerMinute filters it)
 
 
@@ -414,14 +415,15 @@ class HttpProtocol(asyncio.Protocol):
     def _write(self, method: str, answer: Answer, keep: bool) -> None:
         if self.transport.is_closing():
             return
-        keep = keep and not self.last and (b"connection", b"close") not in answer.headers
+        closes = _CLOSE in answer.headers
+        keep = keep and not self.last and not closes
         parts = [
             b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
             % (answer.status, _PHRASES.get(answer.status, b""), answer.content_type, len(answer.body))
         ]
         for name, value in answer.headers:
             parts.append(b"%s: %s\r\n" % (name, value))
-        if not keep and (b"connection", b"close") not in answer.headers:
+        if not keep and not closes:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
         if method != "HEAD":

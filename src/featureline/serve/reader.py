@@ -10,6 +10,7 @@ Nothing a client sends is echoed back longer than a few dozen characters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -295,17 +296,15 @@ def _show(v: Any) -> str:
     return f"{text} ({_jtype(v)})"
 
 
-_SECOND_TEXT = [-1, ""]  # the last second formatted (requests come many a second)
+@functools.lru_cache(maxsize=4)  # requests come many a second: each second formatted once
+def _second_text(secs: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
 
 
 def _feast_ts(us: int) -> str:
     """Feast's event timestamp text (protobuf JSON): RFC 3339, Z, adaptive sub-second digits."""
     secs, frac = divmod(us, 1_000_000)
-    if _SECOND_TEXT[0] == secs:
-        base = _SECOND_TEXT[1]
-    else:
-        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        _SECOND_TEXT[:] = secs, base
+    base = _second_text(secs)
     if frac == 0:
         return base + "Z"
     if frac % 1000 == 0:
