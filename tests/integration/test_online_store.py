@@ -86,16 +86,28 @@ def test_reads_equal_batch_values_as_of_read_time(online, later):
 
 
 def test_one_round_trip_and_expiry_set(online):
+    """Every key expires on its own: a tile slot's key within its reach (hop + widest window)
+    beyond now, whatever the ttl of the entity's latest-value views (3650 days here), and a
+    latest row at event time + ttl; all of one entity's keys share its hash tag."""
+    from featureline.online.layout import latest_code
+
     plan, engine, store, T, written, prefix = online
-    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+    keys = [k.decode() for k in store.client.scan_iter(f"{prefix}:*", count=1000)]
+    keys = [k for k in keys if ":_meta:" not in k]
     assert keys
-    ttls = [store.client.pttl(k) for k in keys[:200]]
-    assert all(t > 0 for t in ttls)  # nothing lives forever
-    # a tile hash lives at most its reach beyond now (hop + widest window); latest values their ttl
-    hashes = [k for k in keys if store.client.type(k) == b"hash"]
-    assert hashes and max(store.client.pttl(k) for k in hashes) <= (7 * DAY + HOUR) // 1000 + 1000
-    strings = [k for k in keys if store.client.type(k) == b"string"]
-    assert strings and max(store.client.pttl(k) for k in strings) <= 3650 * DAY // 1000 + 1000
+    latest = {latest_code(v) for v in plan.views.values() if v.kind == "latest"}
+    tiles = [k for k in keys if k.rpartition("}:")[2] not in latest]
+    rows = [k for k in keys if k.rpartition("}:")[2] in latest]
+    assert tiles and rows
+    pttl = {k: store.client.pttl(k) for k in tiles[:300] + rows[:300]}
+    assert all(t > 0 for t in pttl.values())  # nothing lives forever
+    assert max(pttl[k] for k in tiles[:300]) <= (7 * DAY + HOUR) // 1000 + 1000
+    assert max(pttl[k] for k in rows[:300]) <= 3650 * DAY // 1000 + 1000
+    # an entity with both kinds: its tiles do not live as long as its profile
+    ent = next(k.partition("{")[2].rpartition("}:")[0] for k in tiles if any(r.startswith(k.rpartition("}:")[0]) for r in rows[:2000]))
+    mine = [k for k in keys if k.partition("{")[2].rpartition("}:")[0] == ent]
+    assert {k.rpartition("}:")[2] in latest for k in mine} == {True, False}
+    assert all(k.startswith(f"{prefix}:{{{ent}}}:") for k in mine)  # one hash tag: one Redis Cluster slot
 
 
 def test_rerun_is_idempotent(online):
@@ -234,15 +246,16 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
         _drop(store)
 
 
-def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
-    """The backfill's pipelined writes: a hash lives until its newest slot expires (a block with an
-    earlier expiry never shortens it, a later one extends it); the vectorized builders write the same
-    bytes as the per-row ones, key values escaped; an error reply is raised and the pool stays usable."""
+def test_bulk_writes_set_each_slot_key_and_raise_redis_errors(online):
+    """The backfill's pipelined writes: each slot block is its own key with its own expiry (a
+    rewrite replaces block and expiry); the vectorized builders write the same bytes as the
+    per-row ones, key values escaped (`}` too: it would end the hash tag); an error reply is
+    raised, the commands around it run and the pool stays usable."""
     import numpy as np
     from redis.exceptions import ResponseError
 
     from featureline.batch.online_backfill import _entity_keys
-    from featureline.online.layout import latest_code, tile_layouts
+    from featureline.online.layout import latest_code, slot_key, tile_layouts
 
     plan, engine, store, T, _, prefix = online
     r = store.client
@@ -250,37 +263,38 @@ def test_bulk_writes_keep_the_latest_expiry_and_raise_redis_errors(online):
     now_ms = time.time_ns() // 1_000_000
     far, near = now_ms + 3_600_000, now_ms + 600_000
     ents = pa.array(["x1", "x2", "x3"])
-    keys = [f"{prefix}:user:x{i}" for i in (1, 2, 3)]
-    r.hset(keys[1], "other", b"1")
-    r.pexpireat(keys[1], far)  # longer-lived than what is written below: kept
-    r.hset(keys[2], "other", b"1")
-    r.pexpireat(keys[2], now_ms + 60_000)  # shorter: extended
+    keys = [slot_key(prefix, "user", f"x{i}", lay.code) for i in (1, 2, 3)]
+    r.set(keys[1], b"old", pxat=far)  # a rewrite replaces block and expiry
     n = store.set_slot_blocks("user", lay.code, [(ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
     assert n == 3
-    assert [r.hget(k, lay.code) for k in keys] == [b"a", b"b", b"c"]
-    assert abs(r.pexpiretime(keys[0]) - near) <= 1 and r.pexpiretime(keys[1]) == far and abs(r.pexpiretime(keys[2]) - near) <= 1
-    # the Python path (3 commands per hash) agrees
-    store.bulk_set_slots([(keys[0], far, lay.code, b"A")])
-    assert r.hget(keys[0], lay.code) == b"A" and r.pexpiretime(keys[0]) == far
+    assert [r.get(k) for k in keys] == [b"a", b"b", b"c"]
+    assert all(abs(r.pexpiretime(k) - near) <= 1 for k in keys)
+    # the Python path (tiles -> one SET per entity) agrees with the vectorized one
+    tiles = [("x1", T - T % lay.hop_us, [1] * len(lay.accs))]
+    count = [0]
+    store.send_commands(store.tile_commands(lay, tiles, count))
+    assert count == [1] and r.get(keys[0]) == lay.pack_block([(tiles[0][1], tiles[0][2])])
+    assert abs(r.pexpiretime(keys[0]) - ((tiles[0][1] + lay.reach_us) // 1000 + 1)) <= 1
 
     # latest rows: vectorized == per row, composite/escaped key values
     view = plan.views["user_profile"]
     code = latest_code(view)
-    raw = [["a|b", 1], ["c\\d:%", 2], ["plain", 3]]
+    raw = [["a|b", 1], ["c\\d:%", 2], ["plain", 3], ["x}y", 4]]
     ent = _entity_keys([pa.array([v for v, _ in raw]), pa.array([k for _, k in raw])])
-    assert ent.to_pylist() == ["a%7Cb|1", "c\\d%3A%25|2", "plain|3"] == [entity_key(r) for r in raw]
+    assert ent.to_pylist() == ["a%7Cb|1", "c\\d%3A%25|2", "plain|3", "x%7Dy|4"] == [entity_key(r) for r in raw]
     et = T - 1000
-    vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None]]
-    store.write_latest_columns("user_profile", [(ent, np.array([et] * 3), pa.array([msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)], pa.binary()))])
-    got = [r.get(f"{prefix}:user:{e}:{code}") for e in ent.to_pylist()]
+    vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None], ["IT", 4, "mid"]]
+    store.write_latest_columns("user_profile", [(ent, np.array([et] * 4), pa.array([msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)], pa.binary()))])
+    lkeys = [slot_key(prefix, "user", e, code) for e in ent.to_pylist()]
+    got = [r.get(k) for k in lkeys]
     store.write_latest("user_profile", [(e, et, i, v) for i, (e, v) in enumerate(zip(ent.to_pylist(), vals, strict=True))])
-    assert got == [r.get(f"{prefix}:user:{e}:{code}") for e in ent.to_pylist()]
-    assert all(g is not None for g in got) and abs(r.pexpiretime(f"{prefix}:user:plain|3:{code}") - ((et + view.ttl_us) // 1000 + 1)) <= 1
+    assert got == [r.get(k) for k in lkeys]
+    assert all(g is not None for g in got) and abs(r.pexpiretime(lkeys[2]) - ((et + view.ttl_us) // 1000 + 1)) <= 1
 
-    # an error reply (a string where a hash is written) is raised; the store still works
-    r.set(f"{prefix}:user:bad", b"x", px=600_000)
-    with pytest.raises(ResponseError, match="WRONGTYPE"):
-        store.set_slot_blocks("user", lay.code, [(pa.array(["x1", "bad", "x3"]), np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
-    assert r.hget(keys[2], lay.code) == b"c"  # the commands around it ran
+    # an error reply (a hash where a block is written with an option SET refuses for it) is raised; the store still works
+    bad = slot_key(prefix, "user", "bad", lay.code)
+    with pytest.raises(ResponseError):
+        store.set_slot_blocks("user", lay.code, [(pa.array(["x1", "bad", "x3"]), np.array([near, -5, near]), pa.array([b"a", b"b", b"c"], pa.binary()))])
+    assert r.get(keys[2]) == b"c"  # the commands around it ran
     store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}], at_us=T)
-    r.delete(*keys, f"{prefix}:user:bad", *(f"{prefix}:user:{e}:{code}" for e in ent.to_pylist()))
+    r.delete(*keys, bad, *lkeys)

@@ -305,8 +305,10 @@ def test_health_ready_metrics_openapi(http):
 
 def test_ready_says_when_the_store_lost_its_data_or_is_being_built(online):
     """/ready reads the store's marker: a Redis without featureline's data (restarted empty, flushed)
-    is not ready, and says how to rebuild; neither is one a backfill is still writing."""
-    from featureline.online.state import begin_backfill, finish_backfill, marker_key
+    is not ready, and says how to rebuild; neither is one a backfill is still writing, nor one
+    an older featureline wrote in another store format."""
+    from featureline.online.layout import FORMAT
+    from featureline.online.state import StoreStateError, begin_backfill, ensure_for_stream, finish_backfill, marker_key
 
     d, plan, *_ = online
     prefix = f"t{uuid.uuid4().hex[:8]}"
@@ -320,6 +322,13 @@ def test_ready_says_when_the_store_lost_its_data_or_is_being_built(online):
             r = http.get("/ready")
             assert r.status_code == 503 and "a backfill to online is writing" in r.json()["error"]
             finish_backfill(store.client, prefix, sid)
+            assert http.get("/ready").status_code == 200
+            store.client.hdel(marker_key(prefix), "format")  # a store an older featureline wrote (format 1: hashes)
+            r = http.get("/ready")
+            assert r.status_code == 503 and "store format 1" in r.json()["error"] and "backfill --to online" in r.json()["error"]
+            with pytest.raises(StoreStateError, match="store format 1"):  # and the stream will not write it
+                ensure_for_stream(store.client, prefix, has_history=True, group="g")
+            store.client.hset(marker_key(prefix), "format", FORMAT)
             assert http.get("/ready").status_code == 200
             store.client.delete(marker_key(prefix))  # what a Redis restarted without its data looks like
             assert http.get("/ready").status_code == 503

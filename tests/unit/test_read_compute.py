@@ -72,14 +72,8 @@ def _replies(read: ServiceRead, plan, records, users):
             recs = [dict(r, **{input_name(f): r.get(f.column) for f in lay.features if f.column}) for r in records]
             for ent, tiles in partial_tiles(lay, recs, ("user_id",)).items():
                 blocks[(s.code, ent)] = lay.pack_block(sorted(tiles.items()))
-    out = []
-    for u in users:
-        for gi, _, _, _ in read.hashes:
-            codes = [s.code for s in read.groups[gi].slots if s.kind == "window"]  # the HMGET's fields
-            out.append([blocks.get((c, entity_key([u]))) for c in codes])
-    if read.latest:
-        out.append([None] * (len(users) * len(read.latest)))
-    return out
+    codes = [tail.decode().removeprefix("}:") for _, _, tail in read.keys]  # one row's keys, in MGET order
+    return [[blocks.get((c, entity_key([u]))) for u in users for c in codes]]  # no latest rows: None
 
 
 def _direct(f, records, user, t):

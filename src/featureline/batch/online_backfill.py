@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..online.layout import TileLayout, entity_key, tile_layouts
+from ..online.layout import ESCAPES, TileLayout, entity_key, tile_layouts
 from ..online.store import OnlineStore
 from ..partials import accumulator_columns, tile_matrix, tile_states
 from ..plan import ViewPlan
@@ -75,7 +75,6 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
         if name not in plan.views:
             raise ValueError(f"no feature view `{name}`")
     out: dict[str, list[OnlineWritten]] = {name: [] for name in names}
-    pending: list = []  # hashes whose expiry may need moving later (see OnlineStore.extend_expiries)
     # latest-value views first: a quick query each, then many writes that overlap the windowed
     # views' longer queries; the windowed views' parts keep the writes' tail short
     # (smaller sources first: the first query is the only one nothing overlaps). Sources are
@@ -98,7 +97,7 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
                 for lay in tile_layouts(view):
                     w = OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)
                     out[name].append(w)
-                    yield from _tiles(engine, store, view, lay, end_us, w, pending)
+                    yield from _tiles(engine, store, view, lay, end_us, w)
 
     # DuckDB on all cores but one: Redis and the sender thread need about one core, and DuckDB's
     # second thread on two cores costs ~30% more CPU for the same wall time
@@ -111,11 +110,10 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     finally:
         if spare < threads:
             engine.con.execute(f"SET threads = {threads}")
-    store.extend_expiries(pending)
     return [w for name in names for w in out[name]]
 
 
-def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten, pending: list):
+def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten):
     """The commands writing one slot's tiles (counted in `w`)."""
     ev = engine.events_sql(view)
     widest = max(f.window_us for f in lay.features)
@@ -128,7 +126,7 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
         for part in _partitions(engine, view, PART_ROWS)
     ]
     if lay.numeric and len(view.join_keys) == 1:
-        yield from _tiles_packed(engine, store, view, lay, sqls, w, pending)
+        yield from _tiles_packed(engine, store, view, lay, sqls, w)
         return
     nkeys = len(view.join_keys)
     entities = set()
@@ -143,13 +141,11 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
                     yield ent, r[nkeys], tile_states(lay, r[nkeys + 1 :])
 
     count = [0]
-    yield from store.slot_item_commands(store.tile_items(lay, rows(), count))
+    yield from store.tile_commands(lay, rows(), count)
     w.entities, w.tiles = len(entities), count[0]
 
 
-def _tiles_packed(
-    engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten, pending: list
-):
+def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten):
     """The common case, vectorized: numeric tiles of a single-key entity. The tile rows come
     ordered by entity and start; each entity's block is a slice of one float64 matrix
     (start, states...) per tile, so no Python runs per tile or per entity. Each partition's
@@ -179,7 +175,7 @@ def _tiles_packed(
             for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
                 yield ents[lo:hi], expire[lo:hi], blocks[lo:hi]
 
-    yield from store.slot_block_commands(view.entity, lay.code, pieces(), pending)
+    yield from store.slot_block_commands(view.entity, lay.code, pieces())
 
 
 def _partitions(engine: BatchEngine, view: ViewPlan, rows: int) -> list[str]:
@@ -207,7 +203,9 @@ def _entity_keys(cols):
         if pa.types.is_integer(c.type):
             parts.append(c.cast(pa.string()))
         elif pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
-            parts.append(pc.replace_substring(pc.replace_substring(pc.replace_substring(c, "%", "%25"), ":", "%3A"), "|", "%7C"))
+            for a, b in ESCAPES:  # layout.esc, vectorized
+                c = pc.replace_substring(c, a, b)
+            parts.append(c)
         else:
             parts = None
             break

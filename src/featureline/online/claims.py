@@ -7,8 +7,8 @@ KEYS = [that hash]; ARGV = [expire_at_ms, msgpack list of values, msgpack list o
 claimed first (a record's own claim, a replay, is not a duplicate). Values are looked up with one
 HMGET per chunk and claimed with one HSET: a redis.call per record cost ~5 us of Redis time,
 this ~1. The hash expires when no record of its bucket can change a windowed feature any more
-(stream/apply.py). The script is guarded (`state.guard_lua`): ARGV starts with the 4 guard
-arguments.
+(stream/apply.py). The stream's calls are guarded (`state.guard_lua`): KEYS starts with the
+store's marker and ARGV with the guard's arguments.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from .state import GUARD_ARGS, guard_lua
 
 CLAIM = """
-local cur, out = KEYS[1], {}
+local cur, out = KEYS[#KEYS], {}
 local vals, offs, tp = cmsgpack.unpack(ARGV[2]), cmsgpack.unpack(ARGV[3]), ARGV[4]
 local n, mine = #vals, {}
 for s = 1, n, 3000 do
@@ -45,9 +45,10 @@ return out
 """
 
 
-def claim_script() -> str:
-    g = GUARD_ARGS
+def claim_script(guarded: bool) -> str:
+    if not guarded:
+        return CLAIM
     body = CLAIM
     for i in (4, 3, 2, 1):
-        body = body.replace(f"ARGV[{i}]", f"ARGV[{i + g}]")
+        body = body.replace(f"ARGV[{i}]", f"ARGV[{i + GUARD_ARGS}]")
     return "\n".join(guard_lua()) + body

@@ -1,20 +1,21 @@
 """The stream's write path: merge partial aggregates into Redis tiles, atomically and idempotently.
 
-`OnlineStore.merge_many` sends, for one slot, the partial tiles that a micro-batch of
-records of one Kafka (topic, partition) with offsets [lo, hi] adds to many entities. One
-Lua script (generated per tile layout) does, atomically for each entity:
+`OnlineStore.merge_many` sends, for one or more slots of an entity type, the partial tiles that
+a micro-batch of records of one Kafka (topic, partition) with offsets [lo, hi] adds to many
+entities. One Lua script (generated per set of tile layouts) does, atomically for each entity:
 
-- if the slot's last applied offset for that partition (field `_off:<slot>:<tp>`) is
-  >= lo, nothing, and it answers with that offset: if it is >= hi the records were
-  applied before (a re-delivery after a crash); if it falls inside [lo, hi) the caller
-  re-sends only this entity's records after it (a replay cut at other batch boundaries);
-- else it merges each tile into the slot's block (counts and sums add, min/max and
-  last/first compare, variances combine by Chan's formula), drops tiles no window can
-  read any more, stores the block and the new offset together, and extends the key's
-  expiry.
+- if the slot's last applied offset for that partition (field `<slot>:<tp>` of the entity's
+  offsets hash, `layout.offsets_key`) is >= lo, nothing, and it answers with that offset: if
+  it is >= hi the records were applied before (a re-delivery after a crash); if it falls
+  inside [lo, hi) the caller re-sends only this entity's records after it (a replay cut at
+  other batch boundaries);
+- else it merges each tile into the slot's block (each state by its accumulator's
+  `lua_merge`), drops tiles no window can read any more, stores the block (expiring when its
+  newest tile stops being readable) and the new offset together.
 
 So a record delivered twice is counted once, whatever the batch boundaries; records of
 one partition must be applied in offset order (Kafka's order), partitions independently.
+Every key a script touches is passed in KEYS, and all of one entity's keys share its hash tag.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
     """Lua merging many entities' partial tiles of one or more slots (layouts of one entity),
     records of one partition.
 
-    ARGV = [tp, lo, hi, now_us, then per entity: hash key, expire_at_ms, one incoming block per
-    slot (in `lays` order; empty when the batch adds nothing to that slot)], after the 4 guard
-    arguments of `state.guard_lua` when `guarded` (the stream's writes); an incoming block
-    is `TileLayout.pack_block` of the entity's partial tiles, oldest first. All slots of an
-    entity are read with one HMGET and written with one HSET. Returns a flat list
+    KEYS = [the store's marker when `guarded`, then per entity: its offsets hash, its key of
+    each slot (in `lays` order)]; ARGV = [the guard's arguments when `guarded`, tp, lo, hi,
+    now_us, then per entity: expire_at_ms of its offsets hash, one incoming block per slot
+    (empty when the batch adds nothing to that slot)]; an incoming block is
+    `TileLayout.pack_block` of the entity's partial tiles, oldest first. Returns a flat list
     [entity, slot, stored, ...] (0-based) of the slots left alone because their stored offset
     is >= lo (already applied up to `stored`); all others were merged.
 
@@ -46,37 +47,45 @@ def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
     """
     k = len(lays)
     g = GUARD_ARGS if guarded else 0
+    gk = 1 if guarded else 0
     L = guard_lua() if guarded else []
     L += [f"local lo, hi, now = tonumber(ARGV[{g + 2}]), tonumber(ARGV[{g + 3}]), tonumber(ARGV[{g + 4}])", "local fields = {"]
-    L += [f"  '_off:{lay.code}:' .. ARGV[{g + 1}], '{lay.code}'," for lay in lays]
-    L += ["}"]
+    L += [f"  '{lay.code}:' .. ARGV[{g + 1}]," for lay in lays]
+    L += ["}", f"local reach = {{{', '.join(str(lay.reach_us) for lay in lays)}}}"]
     for j, lay in enumerate(lays):
         L += [f"local function merge{j}(blk, inc)", *("  " + x for x in _slot_merge(lay)), "end"]
     L += [
         "local left = {}",
-        f"for i = {g + 5}, #ARGV, {k + 2} do",
-        "  local key, at = ARGV[i], tonumber(ARGV[i + 1])",
-        "  local got = redis.call('HMGET', key, unpack(fields))",
+        f"local kb = {gk}",
+        f"for i = {g + 5}, #ARGV, {k + 1} do",
+        "  local okey = KEYS[kb + 1]",
+        "  local got = redis.call('HMGET', okey, unpack(fields))",
         "  local sets = {}",
     ]
     for j in range(k):
         L += [
-            f"  local inc = ARGV[i + {j + 2}]",
+            f"  local inc = ARGV[i + {j + 1}]",
             "  if #inc > 0 then",
-            f"    local stored = tonumber(got[{2 * j + 1}] or '-1')",
+            f"    local stored = tonumber(got[{j + 1}] or '-1')",
             "    if stored >= lo then",
-            f"      left[#left + 1] = (i - {g + 5}) / {k + 2}; left[#left + 1] = {j}; left[#left + 1] = stored",
+            f"      left[#left + 1] = (i - {g + 5}) / {k + 1}; left[#left + 1] = {j}; left[#left + 1] = stored",
             "    else",
-            f"      sets[#sets + 1] = fields[{2 * j + 2}]; sets[#sets + 1] = merge{j}(got[{2 * j + 2}] or nil, inc)",
-            f"      sets[#sets + 1] = fields[{2 * j + 1}]; sets[#sets + 1] = ARGV[{g + 3}]",
+            f"      local skey = KEYS[kb + {j + 2}]",
+            f"      local blk, newest = merge{j}(redis.call('GET', skey) or nil, inc)",
+            "      if newest then",
+            f"        redis.call('SET', skey, blk, 'PXAT', string.format('%d', math.floor((newest + reach[{j + 1}]) / 1000) + 1))",
+            "      else redis.call('DEL', skey) end",
+            f"      sets[#sets + 1] = fields[{j + 1}]; sets[#sets + 1] = ARGV[{g + 3}]",
             "    end",
             "  end",
         ]
     L += [
         "  if #sets > 0 then",
-        "    redis.call('HSET', key, unpack(sets))",
-        "    if redis.call('PEXPIREAT', key, at, 'GT') == 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIREAT', key, at) end",
+        "    redis.call('HSET', okey, unpack(sets))",
+        "    local at = ARGV[i]",
+        "    if redis.call('PEXPIREAT', okey, at, 'GT') == 0 and redis.call('PTTL', okey) == -1 then redis.call('PEXPIREAT', okey, at) end",
         "  end",
+        f"  kb = kb + {k + 1}",
         "end",
         "return left",
     ]
@@ -84,7 +93,8 @@ def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
 
 
 def _slot_merge(lay: TileLayout) -> list[str]:
-    """Body of a Lua function (blk: the stored block or nil, inc: the incoming one) returning the merged block."""
+    """Body of a Lua function (blk: the stored block or nil, inc: the incoming one) returning the
+    merged block and its newest tile's start (nil: no tile left)."""
     reach = lay.reach_us
     if lay.numeric:
         w = lay.width
@@ -120,7 +130,9 @@ def _slot_merge(lay: TileLayout) -> list[str]:
             "  end",
             "end",
             f"if cur < n then parts[#parts + 1] = string.sub(blk, cur * {stride} + 1) end",
-            "return table.concat(parts)",
+            "local out = table.concat(parts)",
+            "if #out == 0 then return out, nil end",
+            f"return out, struct.unpack('<d', out, #out - {stride} + 1)",
         ]
     return [
         "local tiles, order = {}, {}",
@@ -147,7 +159,7 @@ def _slot_merge(lay: TileLayout) -> list[str]:
         "  table.insert(t, 1, st)",
         "  out[#out + 1] = t",
         "end",
-        "return cmsgpack.pack(out)",
+        "return cmsgpack.pack(out), order[#order]",
     ]
 
 

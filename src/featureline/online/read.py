@@ -1,8 +1,8 @@
 """The read path: Redis fetches the tiles, the client computes the windows.
 
-A read sends plain commands, pipelined in one round trip: per entity row and entity type one
-HMGET of the slot blocks its features need, and one MGET of every latest-value row. Redis runs
-no script and no arithmetic (a few us of its time per entity). The client computes each
+A read is one command: an MGET of every slot key (tile blocks and latest-value rows) the
+service's features need, for every entity row (`layout.py`). Redis runs no script and no
+arithmetic (about 2 us of its time per entity). The client computes each
 feature through its function's module (aggregations/): for up to `ROWS_IN_PYTHON` rows in
 plain Python (`reduce_row`, over a memoryview of each block), for more over all rows at once
 (`reduce`: a slot's packed tiles of all rows are one float64 matrix, each window one mask over
@@ -26,7 +26,7 @@ import numpy as np
 from ..aggregations import ACCUMULATORS, FUNCTIONS
 from ..aggregations.window import Row, Tiles, Window
 from ..plan import FeaturePlan, Plan
-from .layout import TileLayout, input_name, latest_code, tile_layouts
+from .layout import TileLayout, input_name, key_head, latest_code, tile_layouts
 
 LITTLE = sys.byteorder == "little"
 ROWS_IN_PYTHON = 4  # reads of up to this many rows compute in pure Python (numpy's per-call cost)
@@ -85,81 +85,73 @@ def outputs(groups: list[Group]) -> list[tuple[str, object]]:
 
 
 class ServiceRead:
-    """One service's read: its commands for some rows, and the features from their replies."""
+    """One service's read: its command for some rows, and the features from its reply."""
 
     def __init__(self, plan: Plan, service: str, prefix: str):
         self.groups = service_groups(plan, service)
         self.outputs = outputs(self.groups)
         self.at = {id(what): j for j, (_, what) in enumerate(self.outputs)}  # output -> its column
-        self.hashes: list[tuple[int, bytes, bytes, bytes]] = []  # per HMGET of a row: group, head, key prefix, fields
-        self.latest: list[tuple[Slot, int, bytes, bytes]] = []  # latest slot, its group, key prefix, suffix
-        # per window slot: its layout, its HMGET (in a row) and field there, its column and spot
-        # maps, its features as (output column, function, input, window, its index in the
-        # distinct windows), the distinct windows
+        # the keys of one row, in MGET order: (its group, key head, `}:` + slot code)
+        self.keys: list[tuple[int, bytes, bytes]] = []
+        self.latest: list[tuple[Slot, int]] = []  # latest slot, its key's position in a row
+        # per window slot: its layout, its key's position in a row, its column and spot maps,
+        # its features as (output column, function, input, window, its index in the distinct
+        # windows), the distinct windows
         self.computed: list[tuple] = []
         for gi, g in enumerate(self.groups):
-            pre = f"{prefix}:{g.entity}:".encode()
-            codes = [s for s in g.slots if s.kind == "window"]
-            if codes:
-                for fi, s in enumerate(codes):
-                    wins = tuple(dict.fromkeys(f.window_us for f in s.features))
-                    feats = [
-                        (self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features
-                    ]
-                    self.computed.append((s.layout, len(self.hashes), fi, _columns(s.layout), _spots(s.layout), feats, wins))
-                head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(codes))
-                self.hashes.append((gi, head, pre, b"".join(_bulk(s.code.encode()) for s in codes)))
+            head = key_head(prefix, g.entity).encode()
             for s in g.slots:
+                k = len(self.keys)
+                self.keys.append((gi, head, b"}:" + s.code.encode()))
                 if s.kind == "latest":
-                    self.latest.append((s, gi, pre, b":" + s.code.encode()))
+                    self.latest.append((s, k))
+                    continue
+                wins = tuple(dict.fromkeys(f.window_us for f in s.features))
+                feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
+                self.computed.append((s.layout, k, _columns(s.layout), _spots(s.layout), feats, wins))
 
     def commands(self, ents: list[str]) -> tuple[bytes, int]:
-        """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the pipelined
-        commands, how many replies they get)."""
+        """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the command,
+        how many replies it gets: 1, or 0 for no rows)."""
         ng = len(self.groups)
         n = len(ents) // ng
+        if not n or not self.keys:
+            return b"", 0
         enc = [e.encode() for e in ents]
-        parts = [head + _bulk(pre + enc[r * ng + gi]) + fields for r in range(n) for gi, head, pre, fields in self.hashes]
-        count = len(parts)
-        if self.latest and n:
-            keys = [pre + enc[r * ng + gi] + suffix for r in range(n) for _, gi, pre, suffix in self.latest]
-            parts.append(b"*%d\r\n$4\r\nMGET\r\n" % (1 + len(keys)) + b"".join(map(_bulk, keys)))
-            count += 1
-        return b"".join(parts), count
+        keys = [_bulk(head + enc[r * ng + gi] + tail) for r in range(n) for gi, head, tail in self.keys]
+        return b"*%d\r\n$4\r\nMGET\r\n" % (1 + len(keys)) + b"".join(keys), 1
 
     def columns(self, replies: list, n: int, t: int) -> list[list]:
-        """The replies of `commands` for `n` rows -> one column per output: feature values (None
+        """The reply of `commands` for `n` rows -> one column per output: feature values (None
         for null; msgpack bytes for `msgpack_value` functions), or a latest-value slot's rows."""
         cols: list = [None] * len(self.outputs)
         at = self.at
-        nh = len(self.hashes)
-        if self.latest:
-            stored = replies[-1] if n else []
-            k = len(self.latest)
-            for j, (slot, *_) in enumerate(self.latest):
-                cols[at[id(slot)]] = stored[j::k]
+        values = replies[0] if n and self.keys else []
+        k = len(self.keys)
+        for slot, j in self.latest:
+            cols[at[id(slot)]] = values[j::k]
         if n <= ROWS_IN_PYTHON:
-            self._rows(replies, n, t, cols)
+            self._rows(values, n, t, cols)
             return cols
-        for lay, h, fi, column, spots, feats, wins in self.computed:
-            tiles = _tiles(lay, [rep[fi] for rep in replies[h : n * nh : nh]], n, column, spots)
+        for lay, j, column, spots, feats, wins in self.computed:
+            tiles = _tiles(lay, values[j::k], n, column, spots)
             hop = lay.hop_us
             hi = t - t % hop
             windows = {w: Window(tiles, (tiles.start >= (t - w) - (t - w) % hop) & (tiles.start <= hi)) for w in wins}
-            for j, fn, inp, w, _ in feats:
-                cols[j] = fn.reduce(windows[w], inp)
+            for c, fn, inp, w, _ in feats:
+                cols[c] = fn.reduce(windows[w], inp)
         return cols
 
-    def _rows(self, replies: list, n: int, t: int, cols: list) -> None:
+    def _rows(self, values: list, n: int, t: int, cols: list) -> None:
         """`columns` row by row, in pure Python (`Function.reduce_row`)."""
-        nh = len(self.hashes)
-        for lay, h, fi, column, spots, feats, wins in self.computed:
+        k = len(self.keys)
+        for lay, j, column, spots, feats, wins in self.computed:
             hop = lay.hop_us
             hi = t - t % hop
             los = [(t - w) - (t - w) % hop for w in wins]
             outs: list[list] = [[] for _ in feats]
             for r in range(n):
-                starts, get = _row_tiles(lay, replies[r * nh + h][fi], spots)
+                starts, get = _row_tiles(lay, values[r * k + j], spots)
                 b = bisect_right(starts, hi)
                 rows = [Row(get, column, bisect_left(starts, lo), b) for lo in los]
                 for out, (_, fn, inp, _, wi) in zip(outs, feats, strict=True):

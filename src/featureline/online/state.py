@@ -6,6 +6,9 @@ One hash per key prefix, `<prefix>:_meta:store`:
     id                       this store's life: set by `backfill --to online` (or by a stream
                              that starts on a new store), gone when Redis loses its data
     state                    building (a backfill is writing) | ready
+    format                   the key layout the data was written in (`layout.FORMAT`); a store
+                             of another format (an older featureline's) is refused by the
+                             stream and by /ready until a backfill rewrites it
     seq:<group>:<tp>         the number of stream writes for partition tp that Redis holds
     applied:<group>:<tp>     the offset after the last micro-batch of tp applied in full
 
@@ -28,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import FeaturelineError
+from .layout import FORMAT
 
 MARKER = "_meta:store"
 BOUNDARY = "_meta:stream_from:"  # <prefix>:_meta:stream_from:<source> = {"at": boundary us, "epoch": id of the backfill}
@@ -76,6 +80,10 @@ class StoreState:
                 out[(t, p)] = int(v)
         return out
 
+    @property
+    def format(self) -> str | None:
+        return self.fields.get("format")
+
     def seq(self, group: str, topic: str, partition: int) -> int:
         return int(self.fields.get(tp_field("seq", group, topic, partition), 0))
 
@@ -103,15 +111,15 @@ def begin_backfill(client, prefix: str) -> str:
     new = uuid.uuid4().hex[:16]
     pipe = client.pipeline(transaction=True)
     pipe.delete(marker_key(prefix))
-    pipe.hset(marker_key(prefix), mapping={"id": new, "state": "building"})
+    pipe.hset(marker_key(prefix), mapping={"id": new, "state": "building", "format": FORMAT})
     pipe.execute()
     return new
 
 
-# ARGV = [marker key, id]: ready if the store is still the one this backfill began
+# KEYS = [marker key], ARGV = [id]: ready if the store is still the one this backfill began
 FINISH = """
-if redis.call('HGET', ARGV[1], 'id') ~= ARGV[2] then return redis.error_reply('FLSTORE lost') end
-redis.call('HSET', ARGV[1], 'state', 'ready')
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return redis.error_reply('FLSTORE lost') end
+redis.call('HSET', KEYS[1], 'state', 'ready')
 return 1
 """
 
@@ -120,7 +128,7 @@ def finish_backfill(client, prefix: str, store_id: str) -> None:
     from redis.exceptions import ResponseError
 
     try:
-        client.eval(FINISH, 0, marker_key(prefix), store_id)
+        client.eval(FINISH, 1, marker_key(prefix), store_id)
     except ResponseError as e:
         if "FLSTORE" not in str(e):
             raise
@@ -140,13 +148,24 @@ def ensure_for_stream(client, prefix: str, *, has_history: bool, group: str) -> 
                 f"a backfill to online is writing the store at {where(client)} (prefix `{prefix}`), or died while writing it: "
                 "wait for it to finish, or run `featureline backfill --to online` again"
             )
+        if st.format != FORMAT:
+            raise StoreStateError(format_message(client, prefix, st))
         return st
     if has_history:
         raise StoreLost(lost_message(client, prefix, group))
     new = uuid.uuid4().hex[:16]
     client.hsetnx(marker_key(prefix), "id", new)
     client.hsetnx(marker_key(prefix), "state", "ready")
+    client.hsetnx(marker_key(prefix), "format", FORMAT)
     return read_state(client, prefix)
+
+
+def format_message(client, prefix: str, st: StoreState) -> str:
+    return (
+        f"the online store at {where(client)} (prefix `{prefix}`) was written in store format {st.format or '1'} "
+        f"(an older featureline); this one reads and writes format {FORMAT}. Rewrite it: "
+        "`featureline backfill --to online --end <time>`"
+    )
 
 
 def lost_message(client, prefix: str, group: str) -> str:
@@ -159,21 +178,22 @@ def lost_message(client, prefix: str, group: str) -> str:
 
 
 def guard_lua() -> list[str]:
-    """Lua lines opening a guarded stream write. ARGV[1..4] = marker key, store id, seq field,
-    expected seq; the script's own arguments follow from ARGV[5]."""
+    """Lua lines opening a guarded stream write. KEYS[1] = the marker key, ARGV[1..3] = store
+    id, seq field, expected seq; the script's own keys follow from KEYS[2], its arguments
+    from ARGV[4]."""
     return [
-        "local fl_m = redis.call('HMGET', ARGV[1], 'id', ARGV[3])",
-        "if fl_m[1] ~= ARGV[2] then return redis.error_reply('FLSTORE id ' .. tostring(fl_m[1] or '-')) end",
-        "local fl_cur, fl_want = tonumber(fl_m[2] or '0'), tonumber(ARGV[4])",
-        "if fl_cur == fl_want then redis.call('HSET', ARGV[1], ARGV[3], fl_want + 1)",
+        "local fl_m = redis.call('HMGET', KEYS[1], 'id', ARGV[2])",
+        "if fl_m[1] ~= ARGV[1] then return redis.error_reply('FLSTORE id ' .. tostring(fl_m[1] or '-')) end",
+        "local fl_cur, fl_want = tonumber(fl_m[2] or '0'), tonumber(ARGV[3])",
+        "if fl_cur == fl_want then redis.call('HSET', KEYS[1], ARGV[2], fl_want + 1)",
         "elseif fl_cur ~= fl_want + 1 then return redis.error_reply('FLSTORE seq ' .. fl_cur .. ' ' .. fl_want) end",
     ]
 
 
-GUARD_ARGS = 4
+GUARD_ARGS = 3  # and one key, the marker
 
-# ARGV = guard + [applied field, next offset]: the batch is in Redis in full
-MARK_APPLIED = "\n".join([*guard_lua(), "redis.call('HSET', ARGV[1], ARGV[5], ARGV[6])", "return 1"])
+# KEYS = [marker], ARGV = guard + [applied field, next offset]: the batch is in Redis in full
+MARK_APPLIED = "\n".join([*guard_lua(), "redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])", "return 1"])
 
 
 class Guard:
@@ -189,7 +209,8 @@ class Guard:
         self.next = start_seq
 
     def take(self) -> tuple:
-        args = (self.key, self.id, self.field, self.next)
+        """The guard's arguments of the next call (its key is `key`)."""
+        args = (self.id, self.field, self.next)
         self.next += 1
         return args
 

@@ -23,7 +23,7 @@ from ..aggregations import FUNCTIONS
 from ..errors import FeaturelineError
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import TileLayout, entity_key, esc, hash_key, latest_code
+from .layout import OFFSETS, TileLayout, entity_key, esc, key_head, latest_code, slot_key
 from .pipe import ask, exchange, pack, take_over
 from .read import ServiceRead
 
@@ -31,17 +31,12 @@ _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
 # Backfill writes (absolute) are plain commands, pre-encoded in bulk and pipelined on one
-# connection; no Lua: a script's redis.call costs Redis more than the command it runs.
-#   a latest-value row:      SET <prefix:entity:key:slot> <row> PXAT <expire_ms>
-#   a slot block of tiles:   HSET <prefix:entity:key> <slot> <block>
-#                            PEXPIREAT <prefix:entity:key> <expire_ms> NX
-#                            PEXPIREAT <prefix:entity:key> <expire_ms> GT
-# The two PEXPIREATs keep the hash alive until its newest content expires: NX gives a new hash
-# its expiry, GT moves an existing one later, never earlier. Each of these replies, when it
-# succeeds, has a fixed size (+OK, :0 or :1), so the replies are counted and checked for errors
-# ('-'), not parsed one by one. Keys are not grouped by slot (a single Redis, not Cluster).
+# connection; no Lua: a script's redis.call costs Redis more than the command it runs. Both
+# kinds of slot (layout.py) are one SET per entity:
+#   SET <prefix:{entity:key}:slot> <block or latest row> PXAT <expire_ms>
+# A successful SET replies +OK, so the replies are counted and checked for errors ('-'), not
+# parsed one by one. Keys are not grouped by hash slot (a single Redis, not Cluster).
 SET_REPLY = len(b"+OK\r\n")
-INT_REPLY = len(b":1\r\n")
 PIPELINE_BYTES = 1 << 20  # bytes of commands per write to the socket
 QUEUED_CHUNKS = 64  # encoded chunks waiting for the sender, at most
 BULK = 1000  # entities per bulk call
@@ -261,14 +256,6 @@ class OnlineStore:
     # -- writes (absolute: a backfill) -------------------------------------------------
     # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender
     # can carry a whole backfill, view after view; the `write_*`/`set_*` methods each send theirs.
-    def write_tiles(self, layout: TileLayout, rows) -> int:
-        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
-        ordered by tile start. Each entity's block of this slot is replaced, so a rerun leaves
-        no stale tile. Returns the number of tiles written."""
-        n = [0]
-        self.send_commands(self.slot_item_commands(self.tile_items(layout, rows, n)))
-        return n[0]
-
     def write_latest(self, view: str, rows) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
         One key per (entity, view), expiring when the value leaves its ttl."""
@@ -284,38 +271,37 @@ class OnlineStore:
         self.send_commands(self.latest_commands(view, batches, n))
         return n[0]
 
-    def bulk_set_slots(self, items) -> int:
-        """items: (hash key, expire_at_ms, slot code, block), any number."""
-        n = [0]
-        self.send_commands(self.slot_item_commands(items, n))
-        return n[0]
-
     def set_slot_blocks(self, entity: str, code: str, batches) -> int:
-        """The vectorized `bulk_set_slots` for one entity type and slot: batches of (entity key
-        strings, expire_at_ms (int64), blocks (binary)), equally long arrays."""
-        n, pending = [0], []
-        self.send_commands(self.slot_block_commands(entity, code, batches, pending, n))
-        self.extend_expiries(pending)
+        """Replace entities' blocks of one slot: batches of (entity key strings, expire_at_ms
+        (int64), blocks (binary)), equally long arrays."""
+        n = [0]
+        self.send_commands(self.slot_block_commands(entity, code, batches, n))
         return n[0]
 
-    def tile_items(self, layout: TileLayout, rows, count: list[int]):
+    def tile_commands(self, layout: TileLayout, rows, count: list[int]):
         """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
-        ordered by tile start -> bulk_set_slots' items (each entity's block of this slot, whole);
+        ordered by tile start -> the commands replacing each entity's block of this slot, whole;
         counts the tiles in count[0]."""
-        for ent, tiles in _by_entity(rows):
-            count[0] += len(tiles)
-            expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
-            yield hash_key(self.prefix, layout.entity, ent), expire_ms, layout.code, layout.pack_block(tiles)
+
+        def cmds():
+            for ent, tiles in _by_entity(rows):
+                count[0] += len(tiles)
+                expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
+                key = slot_key(self.prefix, layout.entity, ent, layout.code).encode()
+                yield _command(b"SET", key, layout.pack_block(tiles), b"PXAT", expire_ms)
+
+        return _pack(cmds(), 1, SET_REPLY)
 
     def latest_row_commands(self, view: str, rows, count: list[int] | None = None):
         v = self.plan.views[view]
-        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
+        code = latest_code(v)
 
         def cmds():
             for ent, et, arrival, vals in rows:
                 if count is not None:
                     count[0] += 1
-                yield _command(b"SET", (head + ent + tail).encode(), _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
+                key = slot_key(self.prefix, v.entity, ent, code).encode()
+                yield _command(b"SET", key, _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
 
         return _pack(cmds(), 1, SET_REPLY)
 
@@ -323,64 +309,24 @@ class OnlineStore:
         import numpy as np
 
         v = self.plan.views[view]
-        head, tail = f"{self.prefix}:{v.entity}:".encode(), f":{latest_code(v)}".encode()
-        for ents, event_time, rows in batches:
+        expire_of = lambda event_time: (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1  # noqa: E731
+        yield from self._set_commands(v.entity, latest_code(v), ((e, expire_of(t), rows) for e, t, rows in batches), count)
+
+    def slot_block_commands(self, entity: str, code: str, batches, count: list[int] | None = None):
+        yield from self._set_commands(entity, code, batches, count)
+
+    def _set_commands(self, entity: str, code: str, batches, count: list[int] | None):
+        """SET key value PXAT expire, vectorized: batches of (entity key strings, expire_at_ms,
+        values), each encoded by the sender thread."""
+        head, tail = key_head(self.prefix, entity).encode(), b"}:" + code.encode()
+        for ents, expire_ms, values in batches:
             if len(ents) == 0:
                 continue
             if count is not None:
                 count[0] += len(ents)
-            expire = (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1
-            yield lambda ents=ents, rows=rows, expire=expire: _chunks(
-                resp([[b"SET", _join([head, ents, tail]), rows, b"PXAT", expire]]), 1, SET_REPLY
+            yield lambda ents=ents, values=values, expire_ms=expire_ms: _chunks(
+                resp([[b"SET", _join([head, ents, tail]), values, b"PXAT", expire_ms]]), 1, SET_REPLY
             )
-
-    def slot_item_commands(self, items, count: list[int] | None = None):
-        def cmds():
-            for key, at, code, block in items:
-                if count is not None:
-                    count[0] += 1
-                k = key.encode()
-                yield (
-                    _command(b"HSET", k, code.encode(), block) + _command(b"PEXPIREAT", k, at, b"NX") + _command(b"PEXPIREAT", k, at, b"GT")
-                )
-
-        return _pack(cmds(), 3, 3 * INT_REPLY)
-
-    def slot_block_commands(self, entity: str, code: str, batches, pending: list, count: list[int] | None = None):
-        """HSET + PEXPIREAT NX per entity; the PEXPIREAT GT is left to `extend_expiries(pending)`,
-        after these replies are in, for the hashes whose NX found an expiry (none when
-        bootstrapping an empty Redis): one command less per entity."""
-        head, c = f"{self.prefix}:{entity}:".encode(), code.encode()
-        for ents, expire_ms, blocks in batches:
-            if len(ents) == 0:
-                continue
-            if count is not None:
-                count[0] += len(ents)
-            sink: list[bytes] = []
-            pending.append((head, ents, expire_ms, sink))
-
-            def encode(ents=ents, expire_ms=expire_ms, blocks=blocks, sink=sink):
-                keys = _join([head, ents])
-                body = resp([[b"HSET", keys, c, blocks], [b"PEXPIREAT", keys, expire_ms, b"NX"]])
-                return ((buf, ncmd, nreply, sink) for buf, ncmd, nreply in _chunks(body, 2, 2 * INT_REPLY))
-
-            yield encode
-
-    def extend_expiries(self, pending: list) -> None:
-        """PEXPIREAT GT for the hashes of `slot_block_commands` whose PEXPIREAT NX found an
-        expiry (their replies, in `pending`, are in: call after `send_commands`)."""
-        import numpy as np
-        import pyarrow as pa
-
-        keys, expire = [], []
-        for head, ents, e, sink in pending:
-            # per entity 8 reply bytes, ":h\r\n:x\r\n": x is 0 where NX found an expiry
-            nx = np.frombuffer(b"".join(sink), dtype=np.uint8).reshape(-1, 2 * INT_REPLY)[:, INT_REPLY + 1] == ord("0")
-            if nx.any():
-                keys.append(_join([head, ents.filter(pa.array(nx))]))
-                expire.append(np.asarray(e, dtype=np.int64)[nx])
-        if keys:
-            self.send_commands(_chunks(resp([[b"PEXPIREAT", pa.concat_arrays(keys), np.concatenate(expire), b"GT"]]), 1, INT_REPLY))
 
     def send_commands(self, chunks) -> None:
         """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
@@ -471,15 +417,19 @@ class OnlineStore:
         from .merge import merge_script
 
         now = time.time_ns() // 1000 if now_us is None else now_us
-        head = f"{self.prefix}:{layouts[0].entity}:"
+        head = key_head(self.prefix, layouts[0].entity)
+        tails = ["}:" + lay.code for lay in layouts]
         name = "|".join(lay.code for lay in layouts) + ("|g" if guard is not None else "")
         left: list[tuple[int, int, int]] = []
         items = list(items)
         for base in range(0, len(items), BULK):
             args: list = [tp, lo, hi, now]
+            keys: list[str] = []
             for ent, expire, blobs in items[base : base + BULK]:
-                args += (head + ent, expire, *blobs)
-            got = self._script(name, lambda: merge_script(layouts, guarded=guard is not None), args, guard)
+                args += (expire, *blobs)
+                keys.append(f"{head}{ent}}}:{OFFSETS}")
+                keys += (head + ent + tail for tail in tails)
+            got = self._script(name, lambda: merge_script(layouts, guarded=guard is not None), args, guard, keys)
             left += [(base + int(got[k]), int(got[k + 1]), int(got[k + 2])) for k in range(0, len(got), 3)]
         return left
 
@@ -491,6 +441,7 @@ class OnlineStore:
 
         if guard is not None:
             args = [*guard.take(), *args]
+            keys = (guard.key, *keys)
         while True:
             t_try = time.monotonic()
             try:
@@ -528,11 +479,11 @@ class OnlineStore:
 
     def claim(self, keys: tuple[str, str], args: list, guard=None) -> list:
         """The stream's uniqueness claims (`claims.py`); `guard` as in `merge_many`."""
-        from .claims import CLAIM, claim_script
+        from .claims import claim_script
 
         if guard is None:
-            return self._script("claim", lambda: CLAIM, args, None, keys)
-        return self._script("claim|g", claim_script, args, guard, keys)
+            return self._script("claim", lambda: claim_script(False), args, None, keys)
+        return self._script("claim|g", lambda: claim_script(True), args, guard, keys)
 
     def mark_applied(self, guard, next_offset: int) -> None:
         """A micro-batch of guard's partition is in Redis in full: the stream resumes after it."""
@@ -550,32 +501,34 @@ class OnlineStore:
         any number; each kept only if newer than the stored row. Returns how many were stored.
         `guard`: as in `merge_many`."""
         v = self.plan.views[view]
-        head, tail = f"{self.prefix}:{v.entity}:", f":{latest_code(v)}"
+        head, tail = key_head(self.prefix, v.entity), "}:" + latest_code(v)
+        keys: list[str] = []
         args: list = []
         for ent, et, arrival, vals in rows:
-            args += (head + ent + tail, et, arrival, _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1)
+            keys.append(head + ent + tail)
+            args += (et, arrival, _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1)
         stored = 0
-        step = 5 * BULK
         guarded = guard is not None
-        for base in range(0, len(args), step):
-            chunk = args[base : base + step]
-            stored += int(self._script("latest|g" if guarded else "latest", lambda: merge_latest_script(guarded), chunk, guard))
+        for base in range(0, len(keys), BULK):
+            chunk = args[4 * base : 4 * (base + BULK)]
+            name = "latest|g" if guarded else "latest"
+            stored += int(self._script(name, lambda: merge_latest_script(guarded), chunk, guard, keys[base : base + BULK]))
         return stored
 
 
 def merge_latest_script(guarded: bool) -> str:
+    """Keep the newest row per key. KEYS = [the marker when guarded, then one key per row];
+    ARGV = [the guard's arguments when guarded, then per row: event_time, arrival, row,
+    expire_at_ms]."""
     from .state import GUARD_ARGS, guard_lua
 
-    if not guarded:
-        return MERGE_LATEST
-    return "\n".join(guard_lua()) + MERGE_LATEST.replace("for i = 1, #ARGV, 5 do", f"for i = {GUARD_ARGS + 1}, #ARGV, 5 do")
-
-
-# keep the newest row per key: ARGV = [key, event_time, arrival, blob, expire_at_ms] * n
-MERGE_LATEST = """
+    g, gk = (GUARD_ARGS, 1) if guarded else (0, 0)
+    head = "\n".join(guard_lua()) if guarded else ""
+    return head + f"""
 local stored = 0
-for i = 1, #ARGV, 5 do
-  local key, t, a = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+for r = 1, #KEYS - {gk} do
+  local key, i = KEYS[r + {gk}], {g} + 4 * r - 3
+  local t, a = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local cur = redis.call('GET', key)
   local newer = true
   if cur then
@@ -583,7 +536,7 @@ for i = 1, #ARGV, 5 do
     if c[1] > t or (c[1] == t and c[2] >= a) then newer = false end
   end
   if newer then
-    redis.call('SET', key, ARGV[i + 3], 'PXAT', ARGV[i + 4])
+    redis.call('SET', key, ARGV[i + 2], 'PXAT', ARGV[i + 3])
     stored = stored + 1
   end
 end

@@ -166,6 +166,7 @@ class Endpoints:
         return Answer(200, b'{"status":"ok"}')
 
     async def ready(self, request) -> Answer:
+        from ..online.layout import FORMAT
         from ..online.state import marker_key, state_from
 
         try:
@@ -182,6 +183,12 @@ class Endpoints:
             return Answer(503, _encode({"status": "unavailable", "error": why}))
         if st.state == "building":
             why = "a backfill to online is writing the store (its values are incomplete until it finishes)"
+            return Answer(503, _encode({"status": "unavailable", "error": why}))
+        if st.format != FORMAT:
+            why = (
+                f"the online store was written in store format {st.format or '1'} by an older featureline; this server reads "
+                f"format {FORMAT}: rewrite it with `featureline backfill --to online`"
+            )
             return Answer(503, _encode({"status": "unavailable", "error": why}))
         return Answer(200, b'{"status":"ready"}')
 

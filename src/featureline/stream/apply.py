@@ -67,7 +67,7 @@ class StreamApplier:
         self.dlq_from = {int(k): int(v) for k, v in (dlq_from or {}).items()}
         self.views: list[ViewPlan] = [v for v in plan.views.values() if v.source == source and v.online]
         self.layouts: list[tuple[ViewPlan, TileLayout]] = [(v, lay) for v in self.views if v.kind == "window" for lay in tile_layouts(v)]
-        # slots of one entity are merged together: one HMGET and one HSET per entity and batch
+        # slots of one entity are merged together: one Lua call per batch, one offsets lookup per entity
         self.groups: dict[str, list[tuple[ViewPlan, TileLayout]]] = {}
         for v, lay in self.layouts:
             self.groups.setdefault(v.entity, []).append((v, lay))
