@@ -131,7 +131,6 @@ def worker_backfill(a) -> dict:
     from featureline.batch.engine import BatchEngine
     from featureline.batch.online_backfill import backfill_online
     from featureline.compiler import compile_project
-    from featureline.online.state import begin_backfill, finish_backfill
     from featureline.online.store import OnlineStore
 
     ti = time.perf_counter()
@@ -142,13 +141,13 @@ def worker_backfill(a) -> dict:
     t1 = time.perf_counter()
     engine.source("transactions")
     engine.source("users")
-    store_id = begin_backfill(store.client, store.prefix)  # the store's marker, as the CLI sets it (untimed)
+    store_id = store.begin_backfill()  # the store's marker, as the CLI sets it (untimed)
     t2 = time.perf_counter()
     # one call for the 4 views, as `featureline backfill --to online --view ...` makes it: the
     # writes of one view overlap the next view's queries, so there is no time per view
     written = backfill_online(engine, store, a.end_us, views=list(VIEWS))
     t3 = time.perf_counter()
-    finish_backfill(store.client, store.prefix, store_id)  # marked ready: `featureline serve`'s /ready answers 200
+    store.finish_backfill(store_id)  # marked ready: `featureline serve`'s /ready answers 200
     per_view = [
         {"view": v, "parts": [{"kind": x.kind, "entities": x.entities, "tiles": x.tiles} for x in written if x.view == v]} for v in VIEWS
     ]

@@ -65,6 +65,13 @@ def world(tmp_path_factory, services):
             st.client.delete(*keys)
 
 
+def _merge(store, lay, ent, tiles, *, tp, lo, hi, now_us) -> int:
+    """One entity's partial tiles of one slot: -1 when merged, else the offset already applied."""
+    blob = lay.pack_block(sorted(tiles.items()))
+    left = store.merge_tiles([lay], [(ent, (max(tiles) + lay.reach_us) // 1000 + 1, [blob])], tp=tp, lo=lo, hi=hi, now_us=now_us)
+    return left[0][2] if left else -1
+
+
 def _apply(plan, store, records, batches: list[tuple[int, int]], now: int, shuffle: random.Random | None = None) -> None:
     """Merge records [lo, hi) of each view as micro-batches; on a partial overlap re-send the rest."""
     for v, rows in records.items():
@@ -80,11 +87,11 @@ def _apply(plan, store, records, batches: list[tuple[int, int]], now: int, shuff
                 for ent, tiles in partial_tiles(lay, batch, view.join_keys).items():
                     mine = [r for r in batch if entity_key(r[k] for k in view.join_keys) == ent]
                     offs = [r["__offset"] for r in mine]
-                    got = store.merge(lay, ent, tiles, tp="transactions:0", lo=min(offs), hi=max(offs), now_us=now)
+                    got = _merge(store, lay, ent, tiles, tp="transactions:0", lo=min(offs), hi=max(offs), now_us=now)
                     if got >= 0 and got < max(offs):  # some of these were applied before: send only the rest
                         rest = [r for r in mine if r["__offset"] > got]
                         again = partial_tiles(lay, rest, view.join_keys)[ent]
-                        assert store.merge(lay, ent, again, tp="transactions:0", lo=min(r["__offset"] for r in rest), hi=max(offs), now_us=now) == -1
+                        assert _merge(store, lay, ent, again, tp="transactions:0", lo=min(r["__offset"] for r in rest), hi=max(offs), now_us=now) == -1
 
 
 def _read(store, T, n_users=70, n_merchants=12):
@@ -125,9 +132,10 @@ def test_merged_batches_equal_backfill_and_replays_count_once(world):
 def test_latest_merge_keeps_newest_row(world):
     plan, store_a, _, _, T = world
     ent = "424242"
-    assert store_a.merge_latest("user_last_merchant", ent, T - 10, 5, [7, 12.5])
-    assert not store_a.merge_latest("user_last_merchant", ent, T - 10, 5, [7, 12.5])  # the same row again
-    assert not store_a.merge_latest("user_last_merchant", ent, T - 20, 9, [8, 1.0])  # an older one
-    assert store_a.merge_latest("user_last_merchant", ent, T - 10, 6, [9, 2.0])  # a tie broken by arrival
+    one = lambda t, a, vals: store_a.merge_latest("user_last_merchant", [(ent, t, a, vals)]) == 1  # noqa: E731
+    assert one(T - 10, 5, [7, 12.5])
+    assert not one(T - 10, 5, [7, 12.5])  # the same row again
+    assert not one(T - 20, 9, [8, 1.0])  # an older one
+    assert one(T - 10, 6, [9, 2.0])  # a tie broken by arrival
     got = store_a.get("fraud_detection", [{"user_id": 424242, "merchant_id": 1}], at_us=T)
     assert got["last_merchant_id"] == [9]

@@ -248,13 +248,14 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
 
 def test_bulk_writes_set_each_slot_key_and_raise_redis_errors(online):
     """The backfill's pipelined writes: each slot block is its own key with its own expiry (a
-    rewrite replaces block and expiry); the vectorized builders write the same bytes as the
-    per-row ones, key values escaped (`}` too: it would end the hash tag); an error reply is
+    rewrite replaces block and expiry); the backfill's Python path writes the blocks its
+    layout packs; key values escaped (`}` too: it would end the hash tag); an error reply is
     raised, the commands around it run and the pool stays usable."""
     import numpy as np
     from redis.exceptions import ResponseError
 
-    from featureline.batch.online_backfill import _entity_keys
+    from featureline.batch.online_backfill import _blocks, _entity_keys
+    from featureline.online.backend import SlotWrites
     from featureline.online.layout import latest_code, slot_key, tile_layouts
 
     plan, engine, store, T, _, prefix = online
@@ -265,18 +266,18 @@ def test_bulk_writes_set_each_slot_key_and_raise_redis_errors(online):
     ents = pa.array(["x1", "x2", "x3"])
     keys = [slot_key(prefix, "user", f"x{i}", lay.code) for i in (1, 2, 3)]
     r.set(keys[1], b"old", pxat=far)  # a rewrite replaces block and expiry
-    n = store.set_slot_blocks("user", lay.code, [(ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
+    n = store.write_slots([SlotWrites("user", lay.code, ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
     assert n == 3
     assert [r.get(k) for k in keys] == [b"a", b"b", b"c"]
     assert all(abs(r.pexpiretime(k) - near) <= 1 for k in keys)
-    # the Python path (tiles -> one SET per entity) agrees with the vectorized one
+    # the backfill's Python path (tiles -> each entity's block, a write per 1,000 entities)
     tiles = [("x1", T - T % lay.hop_us, [1] * len(lay.accs))]
     count = [0]
-    store.send_commands(store.tile_commands(lay, tiles, count))
+    store.write_slots(_blocks(lay, tiles, count))
     assert count == [1] and r.get(keys[0]) == lay.pack_block([(tiles[0][1], tiles[0][2])])
     assert abs(r.pexpiretime(keys[0]) - ((tiles[0][1] + lay.reach_us) // 1000 + 1)) <= 1
 
-    # latest rows: vectorized == per row, composite/escaped key values
+    # latest rows: composite/escaped key values
     view = plan.views["user_profile"]
     code = latest_code(view)
     raw = [["a|b", 1], ["c\\d:%", 2], ["plain", 3], ["x}y", 4]]
@@ -284,17 +285,16 @@ def test_bulk_writes_set_each_slot_key_and_raise_redis_errors(online):
     assert ent.to_pylist() == ["a%7Cb|1", "c\\d%3A%25|2", "plain|3", "x%7Dy|4"] == [entity_key(r) for r in raw]
     et = T - 1000
     vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None], ["IT", 4, "mid"]]
-    store.write_latest_columns("user_profile", [(ent, np.array([et] * 4), pa.array([msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)], pa.binary()))])
+    packed = [msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)]
+    store.write_slots([SlotWrites("user", code, ent, np.array([(et + view.ttl_us) // 1000 + 1] * 4), pa.array(packed, pa.binary()))])
     lkeys = [slot_key(prefix, "user", e, code) for e in ent.to_pylist()]
-    got = [r.get(k) for k in lkeys]
-    store.write_latest("user_profile", [(e, et, i, v) for i, (e, v) in enumerate(zip(ent.to_pylist(), vals, strict=True))])
-    assert got == [r.get(k) for k in lkeys]
-    assert all(g is not None for g in got) and abs(r.pexpiretime(lkeys[2]) - ((et + view.ttl_us) // 1000 + 1)) <= 1
+    assert [r.get(k) for k in lkeys] == packed
+    assert abs(r.pexpiretime(lkeys[2]) - ((et + view.ttl_us) // 1000 + 1)) <= 1
 
     # an error reply (a hash where a block is written with an option SET refuses for it) is raised; the store still works
     bad = slot_key(prefix, "user", "bad", lay.code)
     with pytest.raises(ResponseError):
-        store.set_slot_blocks("user", lay.code, [(pa.array(["x1", "bad", "x3"]), np.array([near, -5, near]), pa.array([b"a", b"b", b"c"], pa.binary()))])
+        store.write_slots([SlotWrites("user", lay.code, pa.array(["x1", "bad", "x3"]), np.array([near, -5, near]), pa.array([b"a", b"b", b"c"], pa.binary()))])
     assert r.get(keys[2]) == b"c"  # the commands around it ran
     store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}], at_us=T)
     r.delete(*keys, bad, *lkeys)

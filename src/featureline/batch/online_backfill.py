@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..online.layout import ESCAPES, TileLayout, entity_key, tile_layouts
-from ..online.store import OnlineStore
+from ..online.backend import OnlineBackend as OnlineStore
+from ..online.backend import SlotWrites
+from ..online.layout import ESCAPES, TileLayout, entity_key, latest_code, tile_layouts
 from ..partials import accumulator_columns, tile_matrix, tile_states
 from ..plan import ViewPlan
 from ..sql import ORD_SHIFT, floor_sql, q
@@ -47,9 +48,6 @@ def rebuild_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, view
     of `end_us`, and the boundary the stream continues from. The store is marked `building`
     meanwhile (a new store life, online/state.py) and `ready` at the end, if Redis kept all of it:
     a Redis that lost its data during the backfill is an error (StoreLost), never a half store."""
-    from ..online.reset import reset_views
-    from ..online.state import begin_backfill, finish_backfill, record_boundary
-
     plan = engine.plan
     names = views or [v.name for v in plan.views.values() if v.online]
     for name in names:
@@ -57,17 +55,17 @@ def rebuild_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, view
             raise ValueError(f"no feature view `{name}`")
     for n in names:
         engine.source(plan.views[n].source)  # sources checked before anything is written
-    store_id = begin_backfill(store.client, store.prefix)
-    reset_views(store, plan, names)
+    store_id = store.begin_backfill()
+    store.reset_views(names)
     done = backfill_online(engine, store, end_us, views=names)
-    record_boundary(store, plan, {w.view for w in done}, end_us)
-    finish_backfill(store.client, store.prefix, store_id)
+    store.record_boundary(plan, {w.view for w in done}, end_us)
+    store.finish_backfill(store_id)
     return done
 
 
 def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, views: list[str] | None = None) -> list[OnlineWritten]:
-    """Write every (view, slot) in one pipelined stream of commands (`OnlineStore.send_commands`):
-    DuckDB computes the next part (or view) while Redis writes the one before. Returns the
+    """Write every (view, slot) in one stream of writes (`OnlineBackend.write_slots`): DuckDB
+    computes the next part (or view) while the store writes the one before. Returns the
     counts per slot, in the order of `views`, once Redis has applied everything."""
     plan = engine.plan
     names = views or [v.name for v in plan.views.values() if v.online]
@@ -86,7 +84,7 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
         n for n in names if plan.views[n].kind != "latest"
     ]
 
-    def commands():
+    def writes():
         for name in order:
             view = plan.views[name]
             if view.kind == "latest":
@@ -106,7 +104,7 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     if spare < threads:
         engine.con.execute(f"SET threads = {spare}")
     try:
-        store.send_commands(commands())
+        store.write_slots(writes())
     finally:
         if spare < threads:
             engine.con.execute(f"SET threads = {threads}")
@@ -114,7 +112,7 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
 
 
 def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten):
-    """The commands writing one slot's tiles (counted in `w`)."""
+    """The writes of one slot's tiles (counted in `w`)."""
     ev = engine.events_sql(view)
     widest = max(f.window_us for f in lay.features)
     lo = floor_sql(str(end_us - widest), lay.hop_us)
@@ -141,7 +139,7 @@ def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLay
                     yield ent, r[nkeys], tile_states(lay, r[nkeys + 1 :])
 
     count = [0]
-    yield from store.tile_commands(lay, rows(), count)
+    yield from _blocks(lay, rows(), count)
     w.entities, w.tiles = len(entities), count[0]
 
 
@@ -173,9 +171,39 @@ def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: 
             # pieces of about PIECE_BYTES of tiles: each is encoded while the one before is sent
             cuts = np.unique(np.concatenate([[0], np.searchsorted(offsets, np.arange(PIECE_BYTES, offsets[-1], PIECE_BYTES)), [len(ents)]]))
             for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-                yield ents[lo:hi], expire[lo:hi], blocks[lo:hi]
+                yield SlotWrites(view.entity, lay.code, ents[lo:hi], expire[lo:hi], blocks[lo:hi])
 
-    yield from store.slot_block_commands(view.entity, lay.code, pieces())
+    yield from pieces()
+
+
+def _blocks(lay: TileLayout, rows, count: list[int], batch: int = 1000):
+    """rows: (entity key, tile start, states), grouped by entity and ordered by start -> each
+    entity's whole block of the slot, `batch` entities a write; counts the tiles in count[0]."""
+    ents: list[str] = []
+    expire: list[int] = []
+    blocks: list[bytes] = []
+    for ent, tiles in _by_entity(rows):
+        count[0] += len(tiles)
+        ents.append(ent)
+        expire.append((tiles[-1][0] + lay.reach_us) // 1000 + 1)
+        blocks.append(lay.pack_block(tiles))
+        if len(ents) >= batch:
+            yield SlotWrites(lay.entity, lay.code, pa.array(ents, pa.string()), np.array(expire, np.int64), pa.array(blocks, pa.binary()))
+            ents, expire, blocks = [], [], []
+    if ents:
+        yield SlotWrites(lay.entity, lay.code, pa.array(ents, pa.string()), np.array(expire, np.int64), pa.array(blocks, pa.binary()))
+
+
+def _by_entity(rows):
+    cur, tiles = None, []
+    for ent, start, states in rows:
+        if ent != cur:
+            if cur is not None:
+                yield cur, tiles
+            cur, tiles = ent, []
+        tiles.append((start, states))
+    if cur is not None:
+        yield cur, tiles
 
 
 def _partitions(engine: BatchEngine, view: ViewPlan, rows: int) -> list[str]:
@@ -243,6 +271,7 @@ def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int
                 rows = list(map(enc, zip(cols[0], cols[1], vals, strict=False)))  # equally long (repeat is endless)
                 yield _entity_keys(batch.columns[:nkeys]), t.to_numpy(zero_copy_only=False), pa.array(rows, pa.large_binary())
 
-    count = [0]
-    yield from store.latest_commands(view.name, batches(), count)
-    w.entities = count[0]
+    code = latest_code(view)
+    for ents, t, rows in batches():
+        w.entities += len(ents)
+        yield SlotWrites(view.entity, code, ents, (t + view.ttl_us) // 1000 + 1, rows)

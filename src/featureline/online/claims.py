@@ -52,3 +52,7 @@ def claim_script(guarded: bool) -> str:
     for i in (4, 3, 2, 1):
         body = body.replace(f"ARGV[{i}]", f"ARGV[{i + GUARD_ARGS}]")
     return "\n".join(guard_lua()) + body
+
+
+def claim_key(prefix: str, contract: str, field: str, bucket: int) -> str:
+    return f"{prefix}:_uniq:{contract}:{field}:{bucket}"

@@ -1,6 +1,6 @@
 """The stream's write path: merge partial aggregates into Redis tiles, atomically and idempotently.
 
-`OnlineStore.merge_many` sends, for one or more slots of an entity type, the partial tiles that
+`OnlineStore.merge_tiles` sends, for one or more slots of an entity type, the partial tiles that
 a micro-batch of records of one Kafka (topic, partition) with offsets [lo, hi] adds to many
 entities. One Lua script (generated per set of tile layouts) does, atomically for each entity:
 

@@ -23,7 +23,8 @@ from ..aggregations import FUNCTIONS
 from ..errors import FeaturelineError
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .layout import OFFSETS, TileLayout, entity_key, esc, key_head, latest_code, slot_key
+from .backend import OnlineBackend, SlotWrites
+from .layout import OFFSETS, TileLayout, entity_key, esc, key_head, latest_code
 from .pipe import ask, exchange, pack, take_over
 from .read import ServiceRead
 
@@ -166,7 +167,9 @@ class _Service:
                 self.finish.append(functools.partial(_latest_columns, view.ttl_us, feats))
 
 
-class OnlineStore:
+class OnlineStore(OnlineBackend):
+    """The online store on Redis (`backend.OnlineBackend`; layout: `layout.py`)."""
+
     def __init__(self, plan: Plan, client=None, *, max_rows: int = 1000):
         self.plan = plan
         self.prefix = plan.project.redis_key_prefix
@@ -254,79 +257,29 @@ class OnlineStore:
         return await aredis.pipelined(buf, count)
 
     # -- writes (absolute: a backfill) -------------------------------------------------
-    # `*_commands` build pre-encoded commands lazily (chunks for `send_commands`), so one sender
-    # can carry a whole backfill, view after view; the `write_*`/`set_*` methods each send theirs.
-    def write_latest(self, view: str, rows) -> int:
-        """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]).
-        One key per (entity, view), expiring when the value leaves its ttl."""
-        n = [0]
-        self.send_commands(self.latest_row_commands(view, rows, n))
-        return n[0]
+    def write_slots(self, batches) -> int:
+        """`backend.SlotWrites` (or functions returning one), each sent as one SET PXAT per
+        entity, encoded by the sender thread while the caller makes the next batch."""
+        count = [0]
 
-    def write_latest_columns(self, view: str, batches) -> int:
-        """The vectorized `write_latest`: batches of (entity key strings, event_time_us (int64),
-        rows: each the msgpack [event_time, arrival, [values]]), equally long arrays; consumed
-        while the previous batch is being sent."""
-        n = [0]
-        self.send_commands(self.latest_commands(view, batches, n))
-        return n[0]
+        def chunks():
+            for b in batches:
+                yield lambda b=b: self._set_chunks(b() if callable(b) else b, count)
 
-    def set_slot_blocks(self, entity: str, code: str, batches) -> int:
-        """Replace entities' blocks of one slot: batches of (entity key strings, expire_at_ms
-        (int64), blocks (binary)), equally long arrays."""
-        n = [0]
-        self.send_commands(self.slot_block_commands(entity, code, batches, n))
-        return n[0]
+        self.send_commands(chunks())
+        return count[0]
 
-    def tile_commands(self, layout: TileLayout, rows, count: list[int]):
-        """rows: (entity key string, tile_start_us, [accumulator states]), grouped by entity and
-        ordered by tile start -> the commands replacing each entity's block of this slot, whole;
-        counts the tiles in count[0]."""
+    def _set_chunks(self, w: SlotWrites, count: list[int]):
+        if len(w.ents) == 0:
+            return ()
+        count[0] += len(w.ents)
+        head, tail = key_head(self.prefix, w.entity).encode(), b"}:" + w.code.encode()
+        return _chunks(resp([[b"SET", _join([head, w.ents, tail]), w.values, b"PXAT", w.expire_ms]]), 1, SET_REPLY)
 
-        def cmds():
-            for ent, tiles in _by_entity(rows):
-                count[0] += len(tiles)
-                expire_ms = (tiles[-1][0] + layout.reach_us) // 1000 + 1
-                key = slot_key(self.prefix, layout.entity, ent, layout.code).encode()
-                yield _command(b"SET", key, layout.pack_block(tiles), b"PXAT", expire_ms)
+    def reset_views(self, views) -> int:
+        from .reset import reset_views
 
-        return _pack(cmds(), 1, SET_REPLY)
-
-    def latest_row_commands(self, view: str, rows, count: list[int] | None = None):
-        v = self.plan.views[view]
-        code = latest_code(v)
-
-        def cmds():
-            for ent, et, arrival, vals in rows:
-                if count is not None:
-                    count[0] += 1
-                key = slot_key(self.prefix, v.entity, ent, code).encode()
-                yield _command(b"SET", key, _enc.encode([et, arrival, vals]), b"PXAT", (et + v.ttl_us) // 1000 + 1)
-
-        return _pack(cmds(), 1, SET_REPLY)
-
-    def latest_commands(self, view: str, batches, count: list[int] | None = None):
-        import numpy as np
-
-        v = self.plan.views[view]
-        expire_of = lambda event_time: (np.asarray(event_time, dtype=np.int64) + v.ttl_us) // 1000 + 1  # noqa: E731
-        yield from self._set_commands(v.entity, latest_code(v), ((e, expire_of(t), rows) for e, t, rows in batches), count)
-
-    def slot_block_commands(self, entity: str, code: str, batches, count: list[int] | None = None):
-        yield from self._set_commands(entity, code, batches, count)
-
-    def _set_commands(self, entity: str, code: str, batches, count: list[int] | None):
-        """SET key value PXAT expire, vectorized: batches of (entity key strings, expire_at_ms,
-        values), each encoded by the sender thread."""
-        head, tail = key_head(self.prefix, entity).encode(), b"}:" + code.encode()
-        for ents, expire_ms, values in batches:
-            if len(ents) == 0:
-                continue
-            if count is not None:
-                count[0] += len(ents)
-            yield lambda ents=ents, values=values, expire_ms=expire_ms: _chunks(
-                resp([[b"SET", _join([head, ents, tail]), values, b"PXAT", expire_ms]]), 1, SET_REPLY
-            )
+        return reset_views(self, self.plan, views)
 
     def send_commands(self, chunks) -> None:
         """chunks: iterable of (buffer of pre-encoded commands, how many, total bytes of their
@@ -394,18 +347,7 @@ class OnlineStore:
             raise errors[0]
 
     # -- writes (merged: the stream) -------------------------------------------------
-    def merge(
-        self, layout: TileLayout, entity: str, tiles: dict[int, list], *, tp: str, lo: int, hi: int, now_us: int | None = None
-    ) -> int:
-        """Merge one entity's partial tiles of one slot, from records of partition `tp` with
-        offsets [lo, hi]. Returns -1 when applied, else the offset already applied (the records
-        up to it must not be sent again). See `merge.py`."""
-        blob = layout.pack_block(sorted(tiles.items()))
-        expire = (max(tiles) + layout.reach_us) // 1000 + 1
-        left = self.merge_many([layout], [(entity, expire, [blob])], tp=tp, lo=lo, hi=hi, now_us=now_us)
-        return left[0][2] if left else -1
-
-    def merge_many(
+    def merge_tiles(
         self, layouts: list[TileLayout], items, *, tp: str, lo: int, hi: int, now_us: int | None = None, guard=None
     ) -> list[tuple[int, int, int]]:
         """Merge partial tiles of several slots (layouts of one entity) for many entities, from
@@ -467,6 +409,56 @@ class OnlineStore:
                 self.outage.ok()
             return got
 
+    # -- metadata (state.py) ------------------------------------------------------------------
+    def read_state(self):
+        from .state import read_state
+
+        return read_state(self.client, self.prefix)
+
+    async def read_state_async(self, aredis: AsyncRedis):
+        from .state import marker_key, state_from
+
+        return state_from(await aredis.client.hgetall(marker_key(self.prefix)))
+
+    def begin_backfill(self) -> str:
+        from .state import begin_backfill
+
+        return begin_backfill(self.client, self.prefix)
+
+    def finish_backfill(self, store_id: str) -> None:
+        from .state import finish_backfill
+
+        finish_backfill(self.client, self.prefix, store_id)
+
+    def ensure_for_stream(self, *, has_history: bool, group: str):
+        from .state import ensure_for_stream
+
+        return ensure_for_stream(self.client, self.prefix, has_history=has_history, group=group)
+
+    def guard(self, store_id: str, group: str, topic: str, partition: int):
+        from .state import Guard
+
+        st = self.retrying(self.read_state)
+        start = st.seq(group, topic, partition) if st is not None else 0
+        return Guard(self.client, self.prefix, store_id, group, topic, partition, start)
+
+    def record_boundary(self, plan, views, end_us: int) -> list[str]:
+        from .state import record_boundary
+
+        return record_boundary(self, plan, views, end_us)
+
+    def read_boundaries(self, plan, sources):
+        from .state import read_boundaries
+
+        return read_boundaries(self, plan, sources)
+
+    def get_record(self, name: str) -> str | None:
+        raw = self.client.get(f"{self.prefix}:_meta:{name}")
+        return None if raw is None else raw.decode()
+
+    def set_record(self, name: str, value: str) -> None:
+        self.client.set(f"{self.prefix}:_meta:{name}", value)
+
     def retrying(self, fn):
         """fn() (a read, or a write safe to repeat), waiting out Redis outages when `self.outage` is set."""
         from redis.exceptions import ConnectionError, TimeoutError
@@ -477,10 +469,11 @@ class OnlineStore:
 
         return retrying(fn, self.outage, (ConnectionError, TimeoutError))
 
-    def claim(self, keys: tuple[str, str], args: list, guard=None) -> list:
-        """The stream's uniqueness claims (`claims.py`); `guard` as in `merge_many`."""
-        from .claims import claim_script
+    def claim(self, contract: str, field: str, bucket: int, expire_ms: int, values: bytes, offsets: bytes, tp: str, guard=None) -> list:
+        """The stream's uniqueness claims (`claims.py`); `guard` as in `merge_tiles`."""
+        from .claims import claim_key, claim_script
 
+        keys, args = (claim_key(self.prefix, contract, field, bucket),), [expire_ms, values, offsets, tp]
         if guard is None:
             return self._script("claim", lambda: claim_script(False), args, None, keys)
         return self._script("claim|g", lambda: claim_script(True), args, guard, keys)
@@ -491,15 +484,10 @@ class OnlineStore:
 
         self._script("mark_applied", lambda: MARK_APPLIED, [guard.applied_field, next_offset], guard)
 
-    def merge_latest(self, view: str, entity: str, event_time: int, arrival: int, values: list) -> bool:
-        """Keep the newest row (by event_time, then arrival) of a latest-value view. Idempotent:
-        a row already stored, or an older one, changes nothing. Returns whether it was stored."""
-        return self.merge_latest_many(view, [(entity, event_time, arrival, values)]) == 1
-
-    def merge_latest_many(self, view: str, rows, *, guard=None) -> int:
+    def merge_latest(self, view: str, rows, *, guard=None) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]),
         any number; each kept only if newer than the stored row. Returns how many were stored.
-        `guard`: as in `merge_many`."""
+        `guard`: as in `merge_tiles`."""
         v = self.plan.views[view]
         head, tail = key_head(self.prefix, v.entity), "}:" + latest_code(v)
         keys: list[str] = []
@@ -524,7 +512,9 @@ def merge_latest_script(guarded: bool) -> str:
 
     g, gk = (GUARD_ARGS, 1) if guarded else (0, 0)
     head = "\n".join(guard_lua()) if guarded else ""
-    return head + f"""
+    return (
+        head
+        + f"""
 local stored = 0
 for r = 1, #KEYS - {gk} do
   local key, i = KEYS[r + {gk}], {g} + 4 * r - 3
@@ -542,18 +532,7 @@ for r = 1, #KEYS - {gk} do
 end
 return stored
 """
-
-
-def _by_entity(rows):
-    cur, tiles = None, []
-    for ent, start, states in rows:
-        if ent != cur:
-            if cur is not None:
-                yield cur, tiles
-            cur, tiles = ent, []
-        tiles.append((start, states))
-    if cur is not None:
-        yield cur, tiles
+    )
 
 
 def _rows(entity_rows, join_keys) -> list[dict]:
@@ -624,30 +603,6 @@ _CASTS = {"integer": int, "number": float, "boolean": bool, "timestamp": lambda 
 
 
 # -- pre-encoded commands (backfill writes) ---------------------------------------------
-
-
-def _command(*args) -> bytes:
-    """One command in RESP; args are bytes or ints."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else b"%d" % a
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
-
-
-def _pack(cmds, per_item: int, reply_per_item: int):
-    """Encoded commands (one bytes per item) -> chunks of about PIPELINE_BYTES for send_commands."""
-    buf: list[bytes] = []
-    size = n = 0
-    for c in cmds:
-        buf.append(c)
-        size += len(c)
-        n += 1
-        if size >= PIPELINE_BYTES:
-            yield b"".join(buf), n * per_item, n * reply_per_item
-            buf, size, n = [], 0, 0
-    if buf:
-        yield b"".join(buf), n * per_item, n * reply_per_item
 
 
 def _read_replies(sock, nbytes: int) -> bytearray:

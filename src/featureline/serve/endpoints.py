@@ -167,11 +167,9 @@ class Endpoints:
 
     async def ready(self, request) -> Answer:
         from ..online.layout import FORMAT
-        from ..online.state import marker_key, state_from
 
         try:
-            hgetall = self.client.client.hgetall(marker_key(self.plan.project.redis_key_prefix))
-            st = state_from(await self.store_call(asyncio.wait_for(hgetall, self.cfg.timeout_s)))
+            st = await self.store_call(asyncio.wait_for(self.reader.store.read_state_async(self.client), self.cfg.timeout_s))
         except HTTPError as e:
             return Answer(503, _encode({"status": "unavailable", "error": e.message}))
         if st is None or not st.id:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ..contracts.validator import ContractValidator
 from ..online.layout import TileLayout, entity_key, esc, tile_layouts
-from ..online.state import Guard, read_state
+from ..online.state import Guard
 from ..online.store import OnlineStore
 from ..plan import Plan, ViewPlan
 from .check import Checked, ContractCheck
@@ -157,14 +157,14 @@ class StreamApplier:
                                 group,
                                 items,
                                 self._writer.submit(
-                                    self.store.merge_many, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now, guard=guard
+                                    self.store.merge_tiles, lays, items, tp=tp, lo=out.lo, hi=out.hi, now_us=now, guard=guard
                                 ),
                             )
                         )
                 for view in self.latest:
                     rows = self._latest_rows(view, now)
                     if rows:
-                        pending.append((None, None, self._writer.submit(self.store.merge_latest_many, view.name, rows, guard=guard)))
+                        pending.append((None, None, self._writer.submit(self.store.merge_latest, view.name, rows, guard=guard)))
                 for group, items, fut in pending:
                     left = fut.result()
                     if group is not None:
@@ -185,11 +185,7 @@ class StreamApplier:
             return None
         g = self.guards.get((topic, partition))
         if g is None:
-            st = self.store.retrying(lambda: read_state(self.store.client, self.store.prefix))
-            start = st.seq(self.group, topic, partition) if st is not None else 0
-            g = self.guards[(topic, partition)] = Guard(
-                self.store.client, self.store.prefix, self.store_id, self.group, topic, partition, start
-            )
+            g = self.guards[(topic, partition)] = self.store.guard(self.store_id, self.group, topic, partition)
         return g
 
     # -- parts ---------------------------------------------------------------------------
@@ -214,17 +210,19 @@ class StreamApplier:
                 col = raw.cast(pa.string()).to_pylist()
             else:
                 col = [None if v is None else msgspec.json.encode(v).decode() for v in raw.to_pylist()]
-            head = f"{self.store.prefix}:_uniq:{self.contract.id}:{c.field}:"
             ok = (expires > now) & ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             for b in np.unique(bucket[ok]).tolist():  # usually one bucket a batch
                 idx = np.flatnonzero(ok & (bucket == b)).tolist()
-                args = [
+                got = self.store.claim(
+                    self.contract.id,
+                    c.field,
+                    b,
                     int(expires[idx[0]]) // 1000 + 1,
                     msgspec.msgpack.encode([col[i] for i in idx]),
                     msgspec.msgpack.encode(offs[idx].tolist()),
                     tp,
-                ]
-                got = self.store.claim((f"{head}{b}",), args, guard)
+                    guard,
+                )
                 for k in range(0, len(got), 2):
                     i = idx[int(got[k])]
                     if keep[i]:
@@ -342,7 +340,7 @@ class StreamApplier:
             part = self.con.sql(self._tile_sql(view, lay, now, after=stored)).to_arrow_table()
             again = [(e, exp, [blob]) for e, exp, blob in _blocks(view, lay, part) if e in ents]
             if again:
-                self.store.merge_many([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now, guard=guard)
+                self.store.merge_tiles([lay], again, tp=tp, lo=stored + 1, hi=out.hi, now_us=now, guard=guard)
 
     def _latest_rows(self, view: ViewPlan, now: int) -> list:
         def latest(t) -> str:  # the macro's SQL, made once

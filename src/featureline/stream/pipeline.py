@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 
-from ..online.state import read_boundaries
 from ..plan import Plan
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -102,8 +101,8 @@ def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, st
             b = epochs.get(source)
             if not b:
                 continue
-            key = f"{plan.project.redis_key_prefix}:_meta:stream_epoch:{group}:{source}"
-            raw = store.client.get(key)
+            key = f"stream_epoch:{group}:{source}"
+            raw = store.get_record(key)
             prev = json.loads(raw) if raw else None
             if prev is not None and prev["epoch"] == b:
                 out[source] = {int(p): o for p, o in prev["dlq_from"].items()}
@@ -124,7 +123,7 @@ def start_epochs(plan: Plan, store, topics: dict[str, str], epochs: dict[str, st
             rewind = {tp: OffsetAndMetadata(begin[tp], "", -1) for tp in tps if (consumer.committed(tp) or 0) > begin[tp]}
             if rewind:
                 consumer.commit(rewind)
-            store.client.set(key, json.dumps({"epoch": b, "dlq_from": {str(p): o for p, o in hw.items()}}))
+            store.set_record(key, json.dumps({"epoch": b, "dlq_from": {str(p): o for p, o in hw.items()}}))
             out[source] = hw
     finally:
         if consumer is not None:
@@ -430,7 +429,7 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
     # a store that lost its data is refused (the group applied records before: they are not there)
     has_history = any(o is not None for o in retried(lambda: committed_offsets(kafka_config(plan), group, partitions)).values())
     state = retried(lambda: wait_for_store(store, has_history=has_history, group=group))
-    boundaries, epochs = retried(lambda: read_boundaries(store, plan, sorted(topics.values())))
+    boundaries, epochs = retried(lambda: store.read_boundaries(plan, sorted(topics.values())))
     if opts.from_us is not None:
         boundaries = {s: opts.from_us for s in boundaries}
     dlq_from = retried(lambda: start_epochs(plan, store, topics, epochs))
@@ -459,13 +458,13 @@ def _run(plan: Plan, opts: StreamOptions, on_new_partitions):
 def wait_for_store(store, *, has_history: bool, group: str, wait_s: float = 600.0):
     """The online store's state (online/state.py) for the stream: a new one is marked, one that
     lost its data refused (StoreLost); while a backfill writes it, the stream waits (a line says so)."""
-    from ..online.state import StoreBusy, ensure_for_stream
+    from ..online.state import StoreBusy
 
     deadline = time.monotonic() + wait_s
     said = False
     while True:
         try:
-            return ensure_for_stream(store.client, store.prefix, has_history=has_history, group=group)
+            return store.ensure_for_stream(has_history=has_history, group=group)
         except StoreBusy as e:
             if time.monotonic() > deadline:
                 raise
