@@ -268,7 +268,7 @@ def worker_reads(a) -> None:
     get = fs.get_online_features
     for _ in range(20):
         get(SERVICE, [{"user_id": 1}])
-        client.hgetall(f"{PREFIX}:user:1")
+        client.get(f"{PREFIX}:packed:1")
         client.mget([f"{PREFIX}:packed:1"])
     print(json.dumps({"ready": True}), flush=True)
     perf = time.perf_counter_ns
@@ -284,12 +284,12 @@ def worker_reads(a) -> None:
                 t0 = perf()
                 get(SERVICE, rows)
                 lat.append((perf() - t0) / 1000.0)
-        elif c == "raw":  # 1 id: HGETALL of the user's tile hash; more: MGET of packed values
+        elif c == "raw":  # 1 id: GET of the user's packed values; more: MGET of them
             for ids in cmd["batches"]:
                 if len(ids) == 1:
-                    k = f"{PREFIX}:user:{ids[0]}"
+                    k = f"{PREFIX}:packed:{ids[0]}"
                     t0 = perf()
-                    client.hgetall(k)
+                    client.get(k)
                 else:
                     ks = [f"{PREFIX}:packed:{i}" for i in ids]
                     t0 = perf()
@@ -309,10 +309,13 @@ def worker_reads(a) -> None:
             d = store.get(SERVICE, [{"user_id": i} for i in cmd["ids"]], at_us=cmd["at_us"])
             print(json.dumps({"values": d}, default=str), flush=True)
             continue
-        elif c == "info":  # per-entity size of what a read walks
+        elif c == "info":  # per-entity size of what a read walks: the user's slot keys
+            from featureline.online.layout import slot_key
+
+            codes = [tail.decode().removeprefix("}:") for _, _, tail in store.service(SERVICE).read.keys]
             sizes = []
             for i in cmd["ids"]:
-                sizes.append(client.memory_usage(f"{PREFIX}:user:{i}") or 0)
+                sizes.append(sum(client.memory_usage(slot_key(PREFIX, "user", str(i), c)) or 0 for c in codes))
             print(json.dumps({"hash_bytes": sizes}), flush=True)
             continue
         print(json.dumps({"lat_us": lat}), flush=True)
@@ -1029,7 +1032,7 @@ def report_reads(a, res: dict, rows: list) -> None:
             f50, f99, fmed = side(case, "feast")
             rows.append((f"{label}, vs Feast get_online_features().to_dict()", o50, o99, f50, f99, f50 / o50, omed, fmed))
         b50, b99, bmed = side(case, "raw")
-        raw = "raw HGETALL of 1 hash" if case == "1" else "raw MGET of 100 packed values"
+        raw = "raw GET of 1 packed value" if case == "1" else "raw MGET of 100 packed values"
         rows.append((f"{label}, vs {raw}", o50, o99, b50, b99, b50 / o50, omed, bmed))
     # server vs client time
     print("\nRedis server time per call (INFO commandstats deltas; other clients of the server may add a little):")
@@ -1054,7 +1057,7 @@ def report_reads(a, res: dict, rows: list) -> None:
     if fl:
         print("  client floor (p50, best of 3, not interleaved): " + ", ".join(f"{k} {fmt_us(v)}" for k, v in fl.items()))
     hb = res["hash_bytes"]
-    print(f"  per-user tile hash size (MEMORY USAGE): p50 {hb['p50']:.0f} B, p99 {hb['p99']:.0f} B, max {hb['max']} B")
+    print(f"  per-user keys' size (MEMORY USAGE of the slot keys a read gets): p50 {hb['p50']:.0f} B, p99 {hb['p99']:.0f} B, max {hb['max']} B")
 
 
 def report_rest(a, res: dict, rows: list) -> None:
@@ -1174,8 +1177,12 @@ def report_rest(a, res: dict, rows: list) -> None:
             msg += f"; {f50 / o50:.2f}x faster than Feast (>= {tx:.0f}x): {'PASS' if f50 / o50 >= tx else 'FAIL'}"
         print(msg)
     if rr and rr.get("redis_per_entity_us"):
-        worst = max(rr["redis_per_entity_us"].values())
-        print(f"  Redis server time per entity read <= {REDIS_US_PER_ENTITY:g} us: {worst:.1f} us {'PASS' if worst <= REDIS_US_PER_ENTITY else 'FAIL'}")
+        # judged on 100-entity reads (the issue's figure: Redis time of a 100-entity read / 100);
+        # a 1-entity read's figure is mostly the command's fixed cost, printed beside it
+        per = rr["redis_per_entity_us"]
+        got = per.get("100", max(per.values()))
+        one = f" (1-entity reads: {per['1']:.1f} us a call)" if "1" in per else ""
+        print(f"  Redis server time per entity read (100 entities) <= {REDIS_US_PER_ENTITY:g} us: {got:.1f} us {'PASS' if got <= REDIS_US_PER_ENTITY else 'FAIL'}{one}")
     for s in ours:  # issue 13: at least 3x feast serve on p50, max req/s within 10% of 2,118/s (that machine, that day)
         msg = f"  HTTP {s}: wrk max {hrows[s][2]:,.0f}/s vs {HTTP_MAX_RPS:,}/s before issue 13 (>= 90%): {'PASS' if hrows[s][2] >= 0.9 * HTTP_MAX_RPS else 'FAIL'}"
         if "feast" in hrows:
