@@ -1,0 +1,1 @@
+"""The compiler's parts by concern; `compiler.Compiler` combines them."""
