@@ -133,66 +133,65 @@ class FeaturePart:
         return out
 
     def _view(self, name, s, entities, sources, contracts, out) -> None:
-        if True:
-            spec = s.spec
-            ent = entities.get(spec.entity)
-            if ent is None:
-                self.p.add(
-                    "unknown-entity",
-                    f"feature view `{name}` uses entity `{spec.entity}`, which is not defined",
-                    s.loc("entity"),
-                    did_you_mean(spec.entity, entities),
-                )
-            src = sources.get(spec.source)
-            if src is None:
-                known = {s2.spec.name for s2 in self._items()["sources"]}
-                if spec.source not in known:
-                    self.p.add(
-                        "unknown-source",
-                        f"feature view `{name}` reads source `{spec.source}`, which is not defined",
-                        s.loc("source"),
-                        did_you_mean(spec.source, known),
-                    )
-                else:
-                    self._broken_views.add(name)  # the source's own problem was reported where it is defined
-                return
-            columns = contracts[src.contract].columns
-            ok = True
-            if ent is not None:
-                for key in ent.spec.join_keys:
-                    if key not in columns:
-                        ok = False
-                        self.p.add(
-                            "missing-key-column",
-                            f"entity `{ent.spec.name}` joins on `{key}`, but source `{src.name}`'s contract `{src.contract}` has no such property",
-                            s.loc("entity"),
-                            did_you_mean(key, columns),
-                        )
-            where = None
-            if spec.where is not None:
-                try:
-                    ce = compile_expr(spec.where, columns)
-                    if ce.dtype not in ("boolean", "null"):
-                        self.p.add("invalid-type", f"`where` must be a condition (boolean), this is {ce.dtype}", s.loc("where"))
-                    where = ce.sql
-                except ExprError as e:
-                    self.p.add("invalid-expression", f"in `where`: {e}", s.loc("where"), e.hint)
-            if spec.aggregations if hasattr(spec, "aggregations") else False:
-                feats = self._windowed_features(s, columns)
-                kind, ttl = "window", None
-            else:
-                kind = "latest"
-                try:
-                    ttl = parse_duration(spec.ttl)
-                except ValueError as e:
-                    self.p.add("invalid-duration", f"ttl: {e}", s.loc("ttl"))
-                    ttl = None
-                feats = self._latest_features(s, columns, ttl)
-            if ent is None or not ok:
-                return
-            out[name] = ViewPlan(
-                name, kind, ent.spec.name, tuple(ent.spec.join_keys), src.name, where, tuple(feats), ttl, spec.online, s.loc("name")
+        spec = s.spec
+        ent = entities.get(spec.entity)
+        if ent is None:
+            self.p.add(
+                "unknown-entity",
+                f"feature view `{name}` uses entity `{spec.entity}`, which is not defined",
+                s.loc("entity"),
+                did_you_mean(spec.entity, entities),
             )
+        src = sources.get(spec.source)
+        if src is None:
+            known = {s2.spec.name for s2 in self._items()["sources"]}
+            if spec.source not in known:
+                self.p.add(
+                    "unknown-source",
+                    f"feature view `{name}` reads source `{spec.source}`, which is not defined",
+                    s.loc("source"),
+                    did_you_mean(spec.source, known),
+                )
+            else:
+                self._broken_views.add(name)  # the source's own problem was reported where it is defined
+            return
+        columns = contracts[src.contract].columns
+        ok = True
+        if ent is not None:
+            for key in ent.spec.join_keys:
+                if key not in columns:
+                    ok = False
+                    self.p.add(
+                        "missing-key-column",
+                        f"entity `{ent.spec.name}` joins on `{key}`, but source `{src.name}`'s contract `{src.contract}` has no such property",
+                        s.loc("entity"),
+                        did_you_mean(key, columns),
+                    )
+        where = None
+        if spec.where is not None:
+            try:
+                ce = compile_expr(spec.where, columns)
+                if ce.dtype not in ("boolean", "null"):
+                    self.p.add("invalid-type", f"`where` must be a condition (boolean), this is {ce.dtype}", s.loc("where"))
+                where = ce.sql
+            except ExprError as e:
+                self.p.add("invalid-expression", f"in `where`: {e}", s.loc("where"), e.hint)
+        if spec.aggregations if hasattr(spec, "aggregations") else False:
+            feats = self._windowed_features(s, columns)
+            kind, ttl = "window", None
+        else:
+            kind = "latest"
+            try:
+                ttl = parse_duration(spec.ttl)
+            except ValueError as e:
+                self.p.add("invalid-duration", f"ttl: {e}", s.loc("ttl"))
+                ttl = None
+            feats = self._latest_features(s, columns, ttl)
+        if ent is None or not ok:
+            return
+        out[name] = ViewPlan(
+            name, kind, ent.spec.name, tuple(ent.spec.join_keys), src.name, where, tuple(feats), ttl, spec.online, s.loc("name")
+        )
 
     def _check_unique_feature(self, seen: dict, name: str, view: str, loc) -> bool:
         if name in seen:
