@@ -309,13 +309,10 @@ def worker_reads(a) -> None:
             d = store.get(SERVICE, [{"user_id": i} for i in cmd["ids"]], at_us=cmd["at_us"])
             print(json.dumps({"values": d}, default=str), flush=True)
             continue
-        elif c == "info":  # per-entity size of what a read walks: the user's slot keys
-            from featureline.online.layout import slot_key
+        elif c == "info":  # per-entity size of what a read walks: the user's value (all its slots)
+            from featureline.online.layout import value_key
 
-            codes = [tail.decode().removeprefix("}:") for _, _, tail in store.service(SERVICE).read.keys]
-            sizes = []
-            for i in cmd["ids"]:
-                sizes.append(sum(client.memory_usage(slot_key(PREFIX, "user", str(i), c)) or 0 for c in codes))
+            sizes = [client.memory_usage(value_key(PREFIX, "user", str(i))) or 0 for i in cmd["ids"]]
             print(json.dumps({"hash_bytes": sizes}), flush=True)
             continue
         print(json.dumps({"lat_us": lat}), flush=True)

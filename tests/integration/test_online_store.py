@@ -85,29 +85,49 @@ def test_reads_equal_batch_values_as_of_read_time(online, later):
         assert any(v is not None for v in got["country"])  # profiles live 3650d
 
 
-def test_one_round_trip_and_expiry_set(online):
-    """Every key expires on its own: a tile slot's key within its reach (hop + widest window)
-    beyond now, whatever the ttl of the entity's latest-value views (3650 days here), and a
-    latest row at event time + ttl; all of one entity's keys share its hash tag."""
-    from featureline.online.layout import latest_code
+def _sections(v: bytes) -> list[tuple[str, float, bytes]]:
+    """An entity's value (online/value.py) -> [(slot code, expire_ms, payload)]."""
+    from featureline.online.value import HEAD, HEADER
+
+    out, p = [], 0
+    while p < len(v):
+        code, exp, n = HEADER.unpack_from(v, p)
+        out.append((code.decode(), exp, v[p + HEAD : p + HEAD + n]))
+        p += HEAD + n
+    return out
+
+
+def test_one_value_per_entity_each_section_with_its_expiry(online):
+    """Store format 3: one key per entity (all its slots), its hash tag the entity; each slot's
+    section expires on its own (tiles within their reach of hop + widest window beyond now,
+    whatever the ttl of the entity's latest-value views, 3650 days here; a latest row at event
+    time + ttl), the key with its longest-lived section."""
+    from featureline.online.layout import latest_code, tile_layouts, value_key
 
     plan, engine, store, T, written, prefix = online
     keys = [k.decode() for k in store.client.scan_iter(f"{prefix}:*", count=1000)]
     keys = [k for k in keys if ":_meta:" not in k]
-    assert keys
-    latest = {latest_code(v) for v in plan.views.values() if v.kind == "latest"}
-    tiles = [k for k in keys if k.rpartition("}:")[2] not in latest]
-    rows = [k for k in keys if k.rpartition("}:")[2] in latest]
-    assert tiles and rows
-    pttl = {k: store.client.pttl(k) for k in tiles[:300] + rows[:300]}
-    assert all(t > 0 for t in pttl.values())  # nothing lives forever
-    assert max(pttl[k] for k in tiles[:300]) <= (7 * DAY + HOUR) // 1000 + 1000
-    assert max(pttl[k] for k in rows[:300]) <= 3650 * DAY // 1000 + 1000
-    # an entity with both kinds: its tiles do not live as long as its profile
-    ent = next(k.partition("{")[2].rpartition("}:")[0] for k in tiles if any(r.startswith(k.rpartition("}:")[0]) for r in rows[:2000]))
-    mine = [k for k in keys if k.partition("{")[2].rpartition("}:")[0] == ent]
-    assert {k.rpartition("}:")[2] in latest for k in mine} == {True, False}
-    assert all(k.startswith(f"{prefix}:{{{ent}}}:") for k in mine)  # one hash tag: one Redis Cluster slot
+    assert keys and all(k.startswith(f"{prefix}:{{") and k.endswith("}") for k in keys)  # no other keys after a backfill
+    latest = {latest_code(v): v for v in plan.views.values() if v.kind == "latest"}
+    reach = {lay.code: lay.reach_us for v in plan.views.values() if v.kind != "latest" for lay in tile_layouts(v)}
+    now_ms = time.time_ns() // 1_000_000
+    both = 0
+    for k in keys[:400]:
+        secs = _sections(store.client.get(k))
+        assert secs and len({c for c, _, _ in secs}) == len(secs)
+        assert abs(store.client.pexpiretime(k) - max(e for _, e, _ in secs)) <= 1  # the key lives as long as its longest section
+        for code, exp, payload in secs:
+            if code in latest:
+                et = msgspec.msgpack.decode(payload)[0]
+                assert exp == (et + latest[code].ttl_us) // 1000 + 1
+            else:
+                assert now_ms < exp <= now_ms + reach[code] // 1000 + 1000
+        kinds = {c in latest for c, _, _ in secs}
+        if kinds == {True, False}:  # an entity with both kinds: its tiles do not live as long as its profile
+            both += 1
+            assert max(e for c, e, _ in secs if c not in latest) < max(e for c, e, _ in secs if c in latest)
+    assert both
+    assert value_key(prefix, "user", "42") == f"{prefix}:{{user:42}}"
 
 
 def test_rerun_is_idempotent(online):
@@ -246,55 +266,75 @@ def test_every_function_over_every_input_kind_reads_equal_batch_values(tmp_path,
         _drop(store)
 
 
-def test_bulk_writes_set_each_slot_key_and_raise_redis_errors(online):
-    """The backfill's pipelined writes: each slot block is its own key with its own expiry (a
-    rewrite replaces block and expiry); the backfill's Python path writes the blocks its
-    layout packs; key values escaped (`}` too: it would end the hash tag); an error reply is
-    raised, the commands around it run and the pool stays usable."""
+def test_bulk_writes_set_whole_values_or_replace_sections_and_raise_redis_errors(online):
+    """The backfill's pipelined writes: a batch of every slot of an entity type SETs each
+    entity's value whole (a rewrite replaces it and its expiry: the key's expiry is its longest
+    section's); a batch of some slots replaces only those sections, keeping the others; the
+    backfill's Python path writes the blocks its layout packs; key values escaped (`}` too: it
+    would end the hash tag); an error reply is raised, the commands around it run and the pool
+    stays usable."""
     import numpy as np
     from redis.exceptions import ResponseError
 
     from featureline.batch.online_backfill import _blocks, _entity_keys
-    from featureline.online.backend import SlotWrites
-    from featureline.online.layout import latest_code, slot_key, tile_layouts
+    from featureline.online.backend import EntityWrites, SlotWrites
+    from featureline.online.layout import latest_code, tile_layouts, value_key, view_codes
 
     plan, engine, store, T, _, prefix = online
     r = store.client
+    every = tuple(c for v in plan.views.values() if v.online and v.entity == "user" for c in view_codes(v))
     lay = tile_layouts(plan.views["user_transactions"])[0]
+    view = plan.views["user_profile"]
+    code = latest_code(view)
     now_ms = time.time_ns() // 1_000_000
     far, near = now_ms + 3_600_000, now_ms + 600_000
     ents = pa.array(["x1", "x2", "x3"])
-    keys = [slot_key(prefix, "user", f"x{i}", lay.code) for i in (1, 2, 3)]
-    r.set(keys[1], b"old", pxat=far)  # a rewrite replaces block and expiry
-    n = store.write_slots([SlotWrites("user", lay.code, ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])
-    assert n == 3
-    assert [r.get(k) for k in keys] == [b"a", b"b", b"c"]
-    assert all(abs(r.pexpiretime(k) - near) <= 1 for k in keys)
+    keys = [value_key(prefix, "user", f"x{i}") for i in (1, 2, 3)]
+    r.set(keys[1], b"old", pxat=far)  # a rewrite replaces value and expiry
+    tiles = SlotWrites("user", lay.code, ents, np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))
+    rows = SlotWrites("user", code, pa.array(["x3", "x1"]), np.array([near + 5, near - 5]), pa.array([b"r3", b"r1"], pa.binary()))
+    n = store.write_slots([EntityWrites("user", every, [tiles, rows])])
+    assert n == 5
+    assert [_sections(r.get(k)) for k in keys] == [
+        [(lay.code, near, b"a"), (code, near - 5, b"r1")],
+        [(lay.code, near, b"b")],
+        [(lay.code, near, b"c"), (code, near + 5, b"r3")],
+    ]
+    assert [r.pexpiretime(k) for k in keys] == [near, near, near + 5]
+    # some slots only: those sections replaced, the others kept; an entity absent from the batch untouched
+    new = SlotWrites("user", code, pa.array(["x1", "x2"]), np.array([far, far]), pa.array([b"R1", b"R2"], pa.binary()))
+    assert store.write_slots([EntityWrites("user", (code,), [new])]) == 2
+    assert [_sections(r.get(k)) for k in keys] == [
+        [(lay.code, near, b"a"), (code, far, b"R1")],
+        [(lay.code, near, b"b"), (code, far, b"R2")],
+        [(lay.code, near, b"c"), (code, near + 5, b"r3")],
+    ]
+    assert [r.pexpiretime(k) for k in keys] == [far, far, near + 5]
     # the backfill's Python path (tiles -> each entity's block, a write per 1,000 entities)
-    tiles = [("x1", T - T % lay.hop_us, [1] * len(lay.accs))]
+    tl = [("x1", T - T % lay.hop_us, [1] * len(lay.accs))]
     count = [0]
-    store.write_slots(_blocks(lay, tiles, count))
-    assert count == [1] and r.get(keys[0]) == lay.pack_block([(tiles[0][1], tiles[0][2])])
-    assert abs(r.pexpiretime(keys[0]) - ((tiles[0][1] + lay.reach_us) // 1000 + 1)) <= 1
+    store.write_slots([EntityWrites("user", every, list(_blocks(lay, tl, count)))])
+    assert count == [1] and _sections(r.get(keys[0])) == [(lay.code, (tl[0][1] + lay.reach_us) // 1000 + 1, lay.pack_block([(tl[0][1], tl[0][2])]))]
 
     # latest rows: composite/escaped key values
-    view = plan.views["user_profile"]
-    code = latest_code(view)
     raw = [["a|b", 1], ["c\\d:%", 2], ["plain", 3], ["x}y", 4]]
     ent = _entity_keys([pa.array([v for v, _ in raw]), pa.array([k for _, k in raw])])
     assert ent.to_pylist() == ["a%7Cb|1", "c\\d%3A%25|2", "plain|3", "x%7Dy|4"] == [entity_key(r) for r in raw]
     et = T - 1000
     vals = [["US", 1, "low"], ["FR", None, "high"], ["DE", 3, None], ["IT", 4, "mid"]]
     packed = [msgspec.msgpack.encode([et, i, v]) for i, v in enumerate(vals)]
-    store.write_slots([SlotWrites("user", code, ent, np.array([(et + view.ttl_us) // 1000 + 1] * 4), pa.array(packed, pa.binary()))])
-    lkeys = [slot_key(prefix, "user", e, code) for e in ent.to_pylist()]
-    assert [r.get(k) for k in lkeys] == packed
-    assert abs(r.pexpiretime(lkeys[2]) - ((et + view.ttl_us) // 1000 + 1)) <= 1
+    exp = (et + view.ttl_us) // 1000 + 1
+    store.write_slots([EntityWrites("user", (code,), [SlotWrites("user", code, ent, np.array([exp] * 4), pa.array(packed, pa.binary()))])])
+    lkeys = [value_key(prefix, "user", e) for e in ent.to_pylist()]
+    assert [_sections(r.get(k)) for k in lkeys] == [[(code, exp, p)] for p in packed]
 
-    # an error reply (a hash where a block is written with an option SET refuses for it) is raised; the store still works
-    bad = slot_key(prefix, "user", "bad", lay.code)
+    # an error reply (a hash where a value is written: the PUT script's GET fails on it) is raised; the store still works
+    bad = value_key(prefix, "user", "bad")
+    r.hset(bad, "f", "v")
     with pytest.raises(ResponseError):
-        store.write_slots([SlotWrites("user", lay.code, pa.array(["x1", "bad", "x3"]), np.array([near, -5, near]), pa.array([b"a", b"b", b"c"], pa.binary()))])
-    assert r.get(keys[2]) == b"c"  # the commands around it ran
+        store.write_slots([EntityWrites("user", (code,), [SlotWrites("user", code, pa.array(["x1", "bad", "x3"]), np.array([near] * 3), pa.array([b"a", b"b", b"c"], pa.binary()))])])
+    assert _sections(r.get(keys[2]))[-1] == (code, near, b"c")  # the commands around it ran
     store.get("fraud_detection", [{"user_id": 1, "merchant_id": 1}], at_us=T)
     r.delete(*keys, bad, *lkeys)
+
+

@@ -62,8 +62,11 @@ def _records(rnd, users, t_end):
 
 
 def _replies(read: ServiceRead, plan, records, users):
-    """What Redis would answer the read of `users`: each slot's block per user (and no latest rows)."""
-    blocks = {}
+    """What Redis would answer the read of `users`: per user and entity type its value, each
+    slot's block a section (and no latest rows)."""
+    from featureline.online.value import pack
+
+    blocks: dict = {}
     for g in read.groups:
         for s in g.slots:
             if s.kind != "window":
@@ -71,9 +74,9 @@ def _replies(read: ServiceRead, plan, records, users):
             lay: TileLayout = s.layout
             recs = [dict(r, **{input_name(f): r.get(f.column) for f in lay.features if f.column}) for r in records]
             for ent, tiles in partial_tiles(lay, recs, ("user_id",)).items():
-                blocks[(s.code, ent)] = lay.pack_block(sorted(tiles.items()))
-    codes = [tail.decode().removeprefix("}:") for _, _, tail in read.keys]  # one row's keys, in MGET order
-    return [[blocks.get((c, entity_key([u]))) for u in users for c in codes]]  # no latest rows: None
+                blocks.setdefault((g.entity, ent), []).append((s.code, 0, lay.pack_block(sorted(tiles.items()))))
+    out = [pack(blocks[(g.entity, entity_key([u]))]) if (g.entity, entity_key([u])) in blocks else None for u in users for g in read.groups]
+    return [out]
 
 
 def _direct(f, records, user, t):

@@ -19,16 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..online.backend import EntityWrites, SlotWrites
 from ..online.backend import OnlineBackend as OnlineStore
-from ..online.backend import SlotWrites
-from ..online.layout import ESCAPES, TileLayout, entity_key, latest_code, tile_layouts
+from ..online.layout import ESCAPES, TileLayout, entity_key, latest_code, tile_layouts, view_codes
 from ..partials import accumulator_columns, tile_matrix, tile_states
 from ..plan import ViewPlan
 from ..sql import ORD_SHIFT, floor_sql, q
 from .engine import BatchEngine
 
 _enc = msgspec.msgpack.Encoder()
-PIECE_BYTES = 1 << 20  # tile blocks encoded at a time (then sent while the next is encoded)
 LATEST_BATCH = 16_384  # latest-value rows encoded at a time
 PART_ROWS = 750_000  # source rows per part of a windowed view's entities (see _partitions)
 LATEST_PART_ROWS = 4_000_000  # the same for a latest-value view (each part costs a full scan)
@@ -73,10 +72,8 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
         if name not in plan.views:
             raise ValueError(f"no feature view `{name}`")
     out: dict[str, list[OnlineWritten]] = {name: [] for name in names}
-    # latest-value views first: a quick query each, then many writes that overlap the windowed
-    # views' longer queries; the windowed views' parts keep the writes' tail short
-    # (smaller sources first: the first query is the only one nothing overlaps). Sources are
-    # loaded and checked here, before any write.
+    # within an entity type's part: latest-value views first (smaller sources first), then the
+    # windowed views. Sources are loaded and checked here, before any write.
     for n in names:
         engine.source(plan.views[n].source)
     size = {n: engine.reports[plan.views[n].source].valid for n in names}
@@ -85,17 +82,33 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     ]
 
     def writes():
+        # per entity type, per part of its entities: every slot of its views, one batch (the
+        # store writes each entity's value once); parts split alike by the entity key
+        by_entity: dict[str, list[ViewPlan]] = {}
         for name in order:
-            view = plan.views[name]
-            if view.kind == "latest":
-                w = OnlineWritten(view.name, "latest", 0, 0)
-                out[name].append(w)
-                yield from _latest(engine, store, view, end_us, w)
-            else:
-                for lay in tile_layouts(view):
-                    w = OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)
-                    out[name].append(w)
-                    yield from _tiles(engine, store, view, lay, end_us, w)
+            by_entity.setdefault(plan.views[name].entity, []).append(plan.views[name])
+        for entity, views in by_entity.items():
+            counts = []
+            for view in views:
+                if view.kind == "latest":
+                    counts.append((view, None, OnlineWritten(view.name, "latest", 0, 0)))
+                else:
+                    counts += [
+                        (view, lay, OnlineWritten(view.name, f"tiles/{lay.hop_us // 1_000_000}s", 0, 0)) for lay in tile_layouts(view)
+                    ]
+            for view, _, w in counts:
+                out[view.name].append(w)
+            codes = tuple(c for v in views for c in view_codes(v))
+            k = _parts(engine, views)
+            for i in range(k):
+                slots: list[SlotWrites] = []
+                for view, lay, w in counts:
+                    part = _part(view, k, i)
+                    if lay is None:
+                        slots += _latest(engine, view, end_us, w, part)
+                    else:
+                        slots += _tiles(engine, view, lay, end_us, w, part)
+                yield EntityWrites(entity, codes, slots)
 
     # DuckDB on all cores but one: Redis and the sender thread need about one core, and DuckDB's
     # second thread on two cores costs ~30% more CPU for the same wall time
@@ -111,69 +124,58 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
     return [w for name in names for w in out[name]]
 
 
-def _tiles(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten):
-    """The writes of one slot's tiles (counted in `w`)."""
+def _tiles(engine: BatchEngine, view: ViewPlan, lay: TileLayout, end_us: int, w: OnlineWritten, part: str):
+    """The writes of one slot's tiles of one part of the entities (counted in `w`)."""
     ev = engine.events_sql(view)
     widest = max(f.window_us for f in lay.features)
     lo = floor_sql(str(end_us - widest), lay.hop_us)
     keys = ", ".join(q(k) for k in view.join_keys)
     accs = accumulator_columns(view, lay)
-    sqls = [
+    sql = (
         f"SELECT {keys}, {floor_sql('__t', lay.hop_us)} AS __tile, {', '.join(accs)} FROM {ev} "
         f"WHERE __t < {end_us} AND __t >= {lo}{part} GROUP BY ALL ORDER BY {keys}, __tile"
-        for part in _partitions(engine, view, PART_ROWS)
-    ]
+    )
     if lay.numeric and len(view.join_keys) == 1:
-        yield from _tiles_packed(engine, store, view, lay, sqls, w)
+        yield from _tiles_packed(engine, view, lay, sql, w)
         return
     nkeys = len(view.join_keys)
     entities = set()
 
     def rows():
-        for sql in sqls:
-            for batch in engine.con.sql(sql).to_arrow_reader(100_000):
-                cols = [c.to_pylist() for c in batch.columns]
-                for r in zip(*cols, strict=True):
-                    ent = entity_key(r[:nkeys])
-                    entities.add(ent)
-                    yield ent, r[nkeys], tile_states(lay, r[nkeys + 1 :])
+        for batch in engine.con.sql(sql).to_arrow_reader(100_000):
+            cols = [c.to_pylist() for c in batch.columns]
+            for r in zip(*cols, strict=True):
+                ent = entity_key(r[:nkeys])
+                entities.add(ent)
+                yield ent, r[nkeys], tile_states(lay, r[nkeys + 1 :])
 
     count = [0]
     yield from _blocks(lay, rows(), count)
-    w.entities, w.tiles = len(entities), count[0]
+    w.entities += len(entities)
+    w.tiles += count[0]
 
 
-def _tiles_packed(engine: BatchEngine, store: OnlineStore, view: ViewPlan, lay: TileLayout, sqls: list[str], w: OnlineWritten):
+def _tiles_packed(engine: BatchEngine, view: ViewPlan, lay: TileLayout, sql: str, w: OnlineWritten):
     """The common case, vectorized: numeric tiles of a single-key entity. The tile rows come
     ordered by entity and start; each entity's block is a slice of one float64 matrix
-    (start, states...) per tile, so no Python runs per tile or per entity. Each partition's
-    query runs while the one before is being written."""
-
-    def pieces():
-        for sql in sqls:
-            table = engine.con.sql(sql).to_arrow_table()
-            if table.num_rows == 0:
-                continue
-            mat = tile_matrix(lay, table)
-            stride = mat.shape[1] * 8
-            key = table.column(0).combine_chunks()
-            n = len(key)
-            starts = table.column("__tile").to_numpy()
-            # entity boundaries: where the key changes (rows come ordered by key, then tile)
-            neq = pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-            change = np.concatenate([[0], np.flatnonzero(neq) + 1, [n]]).astype(np.int64)
-            ents = _entity_keys([key.take(pa.array(change[:-1]))])
-            offsets = change * stride
-            blocks = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ents), [None, pa.py_buffer(offsets), pa.py_buffer(mat)])
-            expire = (starts[change[1:] - 1] + lay.reach_us) // 1000 + 1
-            w.entities += len(ents)
-            w.tiles += n
-            # pieces of about PIECE_BYTES of tiles: each is encoded while the one before is sent
-            cuts = np.unique(np.concatenate([[0], np.searchsorted(offsets, np.arange(PIECE_BYTES, offsets[-1], PIECE_BYTES)), [len(ents)]]))
-            for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-                yield SlotWrites(view.entity, lay.code, ents[lo:hi], expire[lo:hi], blocks[lo:hi])
-
-    yield from pieces()
+    (start, states...) per tile, so no Python runs per tile or per entity."""
+    table = engine.con.sql(sql).to_arrow_table()
+    if table.num_rows == 0:
+        return
+    mat = tile_matrix(lay, table)
+    stride = mat.shape[1] * 8
+    key = table.column(0).combine_chunks()
+    n = len(key)
+    starts = table.column("__tile").to_numpy()
+    # entity boundaries: where the key changes (rows come ordered by key, then tile)
+    neq = pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    change = np.concatenate([[0], np.flatnonzero(neq) + 1, [n]]).astype(np.int64)
+    ents = _entity_keys([key.take(pa.array(change[:-1]))])
+    offsets = change * stride
+    blocks = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ents), [None, pa.py_buffer(offsets), pa.py_buffer(mat)])
+    w.entities += len(ents)
+    w.tiles += n
+    yield SlotWrites(view.entity, lay.code, ents, (starts[change[1:] - 1] + lay.reach_us) // 1000 + 1, blocks)
 
 
 def _blocks(lay: TileLayout, rows, count: list[int], batch: int = 1000):
@@ -206,17 +208,26 @@ def _by_entity(rows):
         yield cur, tiles
 
 
-def _partitions(engine: BatchEngine, view: ViewPlan, rows: int) -> list[str]:
-    """SQL conditions splitting a view's entities into parts of about `rows` source rows, so
-    that Redis writes the first part's rows while DuckDB computes the next. For tiles this costs
-    DuckDB little (each part's aggregate and sort are smaller); a latest-value view's parts each
-    scan the whole source again, so they are larger."""
-    rep = engine.reports.get(view.source)
-    k = max(1, min(MAX_PARTS, (rep.valid if rep else 0) // rows))
+def _parts(engine: BatchEngine, views: list[ViewPlan]) -> int:
+    """In how many parts to split an entity type's entities, so that Redis writes the first
+    part's values while DuckDB computes the next: parts of about PART_ROWS source rows of each
+    windowed view (each part's aggregate and sort are smaller: this costs DuckDB little) and
+    LATEST_PART_ROWS of each latest-value view (each part scans the whole source again)."""
+    k = 1
+    for v in views:
+        rep = engine.reports.get(v.source)
+        k = max(k, min(MAX_PARTS, (rep.valid if rep else 0) // (LATEST_PART_ROWS if v.kind == "latest" else PART_ROWS)))
+    return k
+
+
+def _part(view: ViewPlan, k: int, i: int) -> str:
+    """The SQL condition of part i of k of a view's rows: by a hash of the entity key's text,
+    so the views of one entity type split their entities alike (an integer key in one source
+    and its text in another are one entity, and land in one part)."""
     if k == 1:
-        return [""]
-    keys = ", ".join(q(c) for c in view.join_keys)
-    return [f" AND hash({keys}) % {k} = {i}" for i in range(k)]
+        return ""
+    keys = ", ".join(f"CAST({q(c)} AS VARCHAR)" for c in view.join_keys)
+    return f" AND hash({keys}) % {k} = {i}"
 
 
 def _entity_keys(cols):
@@ -242,7 +253,7 @@ def _entity_keys(cols):
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 
 
-def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int, w: OnlineWritten):
+def _latest(engine: BatchEngine, view: ViewPlan, end_us: int, w: OnlineWritten, part: str):
     """Each entity's newest row before T within the ttl (by event time, then arrival: `__ord`).
     Found as the row whose __ord is its entity's max(__ord) (`__arrival` is unique per source
     row, so __ord is too): under half of DuckDB's time for arg_max over a struct."""
@@ -251,25 +262,23 @@ def _latest(engine: BatchEngine, store: OnlineStore, view: ViewPlan, end_us: int
     vals = [f"{'epoch_us(' + q(f.column) + ')' if f.dtype == 'timestamp' else q(f.column)} AS __v{i}" for i, f in enumerate(view.features)]
     where = f" AND ({view.where})" if view.where else ""
     out = ", ".join([keys, "__t", "__arrival", *(f"__v{i}" for i in range(len(vals)))])
-    sqls = [
+    sql = (
         f"WITH __s AS NOT MATERIALIZED (SELECT {keys}, __t, __arrival, {', '.join(vals)}, __t::HUGEINT * {ORD_SHIFT} + __arrival AS __o "
         f"FROM {src} WHERE __t < {end_us} AND __t >= {end_us - view.ttl_us}{where}{part}) "
         f"SELECT {out} FROM __s WHERE __o IN (SELECT max(__o) FROM __s GROUP BY {keys})"
-        for part in _partitions(engine, view, LATEST_PART_ROWS)
-    ]
+    )
     nkeys = len(view.join_keys)
     enc = _enc.encode
 
     def batches():
         # per batch: entity keys vectorized; each row [t, a, [values]] packed by msgspec in one
         # C loop over tuples (the same bytes as a list per row; as fast as packing with numpy)
-        for sql in sqls:
-            for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
-                t = batch.column(nkeys)
-                cols = [c.to_pylist() for c in batch.columns[nkeys:]]
-                vals = zip(*cols[2:], strict=True) if len(cols) > 2 else repeat(())
-                rows = list(map(enc, zip(cols[0], cols[1], vals, strict=False)))  # equally long (repeat is endless)
-                yield _entity_keys(batch.columns[:nkeys]), t.to_numpy(zero_copy_only=False), pa.array(rows, pa.large_binary())
+        for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
+            t = batch.column(nkeys)
+            cols = [c.to_pylist() for c in batch.columns[nkeys:]]
+            vals = zip(*cols[2:], strict=True) if len(cols) > 2 else repeat(())
+            rows = list(map(enc, zip(cols[0], cols[1], vals, strict=False)))  # equally long (repeat is endless)
+            yield _entity_keys(batch.columns[:nkeys]), t.to_numpy(zero_copy_only=False), pa.array(rows, pa.large_binary())
 
     code = latest_code(view)
     for ents, t, rows in batches():

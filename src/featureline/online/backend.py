@@ -3,12 +3,13 @@ it, and nothing else. `online/store.py::OnlineStore` is the Redis implementation
 outside `online/` talks to Redis about features.
 
 The store keeps, per entity and slot (`layout.py`: a windowed view's hop, or a latest-value
-view), one value: a block of tiles or a latest row. It must give:
+view), a block of tiles or a latest row (the Redis store keeps all of an entity's in one
+value: `value.py`). It must give:
 
 - reads as of t (`get`, `get_async`): the slot values of many entities in one round trip;
   the features are computed in the client (`read.py`);
-- absolute writes (`write_slots`, the backfill): replace entities' values of a slot, each
-  with its expiry;
+- absolute writes (`write_slots`, the backfill): replace some slots of many entities, each
+  with its expiry (`EntityWrites`);
 - guarded merges (the stream): `merge_tiles` merges partial tiles into a slot atomically with
   a check and an update of the slot's last applied offset of the records' partition (so a
   record delivered twice counts once), `merge_latest` keeps the newest row, `claim` records
@@ -43,6 +44,18 @@ class SlotWrites:
     values: Any
 
 
+@dataclass
+class EntityWrites:
+    """Absolute writes of some entities of one entity type: the slots `codes` are replaced for
+    them by `writes` (a `SlotWrites` per slot with data; an entity absent from a slot's writes
+    loses that slot). Every write of these slots to these entities is in this one batch, so a
+    store keeping an entity's slots together writes each entity once."""
+
+    entity: str
+    codes: tuple[str, ...]
+    writes: list[SlotWrites]
+
+
 class OnlineBackend(ABC):
     prefix: str
     outage: Any = None  # a featureline.outage.Outage: set, guarded writes wait out the store's outages (the stream sets it)
@@ -59,8 +72,8 @@ class OnlineBackend(ABC):
     # -- absolute writes (the backfill) ---------------------------------------------------------
     @abstractmethod
     def write_slots(self, batches) -> int:
-        """Apply `SlotWrites` (or functions returning one, called by the writer, so the caller
-        computes the next batch meanwhile) in order; returns the number of values written.
+        """Apply `EntityWrites` (or functions returning one, called by the writer, so the caller
+        computes the next batch meanwhile) in order; returns the number of slot values written.
         Raises the first error the store reports."""
 
     @abstractmethod

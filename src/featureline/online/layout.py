@@ -1,26 +1,25 @@
-"""How features live in Redis (store format 2): one string key per entity and slot.
+"""How features live in Redis (store format 3): one value per entity, all its slots in it.
 
-    <prefix>:{<entity>:<key values>}:<slot>   e.g.  fl:{user:42}:xxljc
-        a windowed (view, hop)'s tiles, oldest first: per tile its start and accumulator
-        states (a "block"), expiring when its newest tile stops being readable
-        (start + hop + widest window); or a latest-value view's row: msgpack
-        [event_time_us, arrival, [values]], expiring at event_time + ttl
+    <prefix>:{<entity>:<key values>}          e.g.  fl:{user:42}
+        the entity's value (`value.py`): one section per slot, each with its expiry: a
+        windowed (view, hop)'s tiles, oldest first (per tile its start and accumulator states:
+        a "block"), readable until start + hop + widest window; or a latest-value view's row,
+        msgpack [event_time_us, arrival, [values]], until event_time + ttl. The key expires
+        with its longest-lived section.
     <prefix>:{<entity>:<key values>}:_off     a hash: per `<slot>:<topic>:<partition>@<epoch>`
         the last stream offset applied to that slot (only the stream's merges read it)
 
-Every key of one entity shares the hash tag `{<entity>:<key values>}`, so on Redis Cluster
-they live in one hash slot. A read is one MGET of every key the service needs for every
-row: no script, no hash field lookups (measured: about half the Redis time of an HMGET per
-entity plus an MGET of its latest rows). Each key has its own expiry, so a long ttl of a
-latest-value view never keeps tiles alive, and an idle entity's keys vanish on their own.
+Both keys of one entity share the hash tag `{<entity>:<key values>}`, so on Redis Cluster
+they live in one hash slot. A read is one MGET of one key per entity row and entity type: no
+script, one key lookup per entity (Redis's cost per read is per key: bench/README.md).
 
 Key values are percent-encoded for `%`, `:`, `|` and `}` (`esc`), composite ones joined by
 `|`: no key value can name another entity's key or end the hash tag early.
 
 A slot is one (view, hop) of a windowed view or one latest-value view, named by a
 5-character code derived from the view, the hop and the accumulator layout, so a
-layout change (a feature added) never mixes old and new tiles: old keys are simply not
-read, and expire.
+layout change (a feature added) never mixes old and new tiles: old sections are simply
+not read, and are dropped when they expire.
 
 An accumulator is one partial aggregate of one input within a tile: `cnt` (events),
 and per input `nn` (non-null count), `sum`, `min`, `max`, `var` (mean, M2 with `nn`
@@ -99,7 +98,7 @@ class TileLayout:
 
 
 def slot_code(*parts) -> str:
-    """A stable 5-character name for a slot (field prefix in the entity hash)."""
+    """A stable 5-character name for a slot (its section's code in the entity's value)."""
     return _b36(zlib.crc32("|".join(map(str, parts)).encode()))
 
 
@@ -145,7 +144,7 @@ def latest_code(view: ViewPlan) -> str:
 
 
 ESCAPES = (("%", "%25"), (":", "%3A"), ("|", "%7C"), ("}", "%7D"))  # `%` first; also in batch/online_backfill
-FORMAT = "2"  # the store format these keys are; recorded in the store's marker (`state.py`)
+FORMAT = "3"  # the store format these keys are; recorded in the store's marker (`state.py`)
 OFFSETS = "_off"
 
 
@@ -172,15 +171,27 @@ def esc(v) -> str:
 
 
 def key_head(prefix: str, entity: str) -> str:
-    """What every key of an entity type starts with; `key_head + ent + "}:" + code` is a key."""
+    """What every key of an entity type starts with; `key_head + ent + "}"` is a value key."""
     return f"{prefix}:{{{entity}:"
 
 
-def slot_key(prefix: str, entity: str, ent: str, code: str) -> str:
-    """The key of one entity's slot (tiles or a latest-value row)."""
-    return f"{prefix}:{{{entity}:{ent}}}:{code}"
+def value_key(prefix: str, entity: str, ent: str) -> str:
+    """The key of one entity's value (all its slots: `value.py`)."""
+    return f"{prefix}:{{{entity}:{ent}}}"
 
 
 def offsets_key(prefix: str, entity: str, ent: str) -> str:
     """The hash of one entity's applied stream offsets, per slot and partition."""
-    return slot_key(prefix, entity, ent, OFFSETS)
+    return f"{prefix}:{{{entity}:{ent}}}:{OFFSETS}"
+
+
+def view_codes(view: ViewPlan) -> list[str]:
+    """The codes of a view's slots."""
+    return [latest_code(view)] if view.kind == "latest" else [lay.code for lay in tile_layouts(view)]
+
+
+def covers_entity(plan, entity: str, codes) -> bool:
+    """Whether `codes` include every slot of the entity type's online views (then a write of
+    them replaces an entity's whole value)."""
+    mine = {c for v in plan.views.values() if v.online and v.entity == entity for c in view_codes(v)}
+    return mine <= set(codes)

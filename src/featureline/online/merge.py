@@ -10,12 +10,14 @@ entities. One Lua script (generated per set of tile layouts) does, atomically fo
   inside [lo, hi) the caller re-sends only this entity's records after it (a replay cut at
   other batch boundaries);
 - else it merges each tile into the slot's block (each state by its accumulator's
-  `lua_merge`), drops tiles no window can read any more, stores the block (expiring when its
-  newest tile stops being readable) and the new offset together.
+  `lua_merge`), drops tiles no window can read any more, stores the block as its section of
+  the entity's value (expiring when its newest tile stops being readable: `value.py`) and
+  the new offset together.
 
 So a record delivered twice is counted once, whatever the batch boundaries; records of
 one partition must be applied in offset order (Kafka's order), partitions independently.
-Every key a script touches is passed in KEYS, and all of one entity's keys share its hash tag.
+Every key a script touches is passed in KEYS, and both of one entity's keys (its value and its
+offsets) share its hash tag.
 """
 
 from __future__ import annotations
@@ -25,42 +27,50 @@ from collections import defaultdict
 from ..aggregations import ACCUMULATORS
 from .layout import TileLayout, input_name
 from .state import GUARD_ARGS, guard_lua
+from .value import LUA as VALUE_LUA
 
 
 def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
     """Lua merging many entities' partial tiles of one or more slots (layouts of one entity),
     records of one partition.
 
-    KEYS = [the store's marker when `guarded`, then per entity: its offsets hash, its key of
-    each slot (in `lays` order)]; ARGV = [the guard's arguments when `guarded`, tp, lo, hi,
-    now_us, then per entity: expire_at_ms of its offsets hash, one incoming block per slot
-    (empty when the batch adds nothing to that slot)]; an incoming block is
-    `TileLayout.pack_block` of the entity's partial tiles, oldest first. Returns a flat list
-    [entity, slot, stored, ...] (0-based) of the slots left alone because their stored offset
-    is >= lo (already applied up to `stored`); all others were merged.
+    KEYS = [the store's marker when `guarded`, then per entity: its offsets hash, its value
+    (`value.py`)]; ARGV = [the guard's arguments when `guarded`, tp, lo, hi, now_us, then per
+    entity: expire_at_ms of its offsets hash, one incoming block per slot (empty when the batch
+    adds nothing to that slot)]; an incoming block is `TileLayout.pack_block` of the entity's
+    partial tiles, oldest first. Returns a flat list [entity, slot, stored, ...] (0-based) of
+    the slots left alone because their stored offset is >= lo (already applied up to
+    `stored`); all others were merged.
 
     Numeric blocks are sorted fixed-width records, so each incoming tile is placed by a
     binary search and only that tile is unpacked: a merge costs O(incoming tiles), not
     O(stored tiles). Tiles no window can read any more (start + reach <= now) are dropped
     from the head of the block, and incoming ones that old are ignored (the caller counts
-    them as late).
+    them as late). The entity's value is read once and written once, its other sections
+    kept (expired ones dropped).
     """
     k = len(lays)
     g = GUARD_ARGS if guarded else 0
     gk = 1 if guarded else 0
     L = guard_lua() if guarded else []
-    L += [f"local lo, hi, now = tonumber(ARGV[{g + 2}]), tonumber(ARGV[{g + 3}]), tonumber(ARGV[{g + 4}])", "local fields = {"]
+    L += VALUE_LUA.strip().splitlines()
+    L += [
+        f"local lo, hi, now = tonumber(ARGV[{g + 2}]), tonumber(ARGV[{g + 3}]), tonumber(ARGV[{g + 4}])",
+        "local now_ms = math.floor(now / 1000)",
+        "local fields = {",
+    ]
     L += [f"  '{lay.code}:' .. ARGV[{g + 1}]," for lay in lays]
-    L += ["}", f"local reach = {{{', '.join(str(lay.reach_us) for lay in lays)}}}"]
+    L += ["}", f"local codes = {{{', '.join(repr(lay.code) for lay in lays)}}}"]
+    L += [f"local reach = {{{', '.join(str(lay.reach_us) for lay in lays)}}}"]
     for j, lay in enumerate(lays):
         L += [f"local function merge{j}(blk, inc)", *("  " + x for x in _slot_merge(lay)), "end"]
     L += [
         "local left = {}",
         f"local kb = {gk}",
         f"for i = {g + 5}, #ARGV, {k + 1} do",
-        "  local okey = KEYS[kb + 1]",
+        "  local okey, vkey = KEYS[kb + 1], KEYS[kb + 2]",
         "  local got = redis.call('HMGET', okey, unpack(fields))",
-        "  local sets = {}",
+        "  local sets, secs = {}, nil",
     ]
     for j in range(k):
         L += [
@@ -70,22 +80,23 @@ def merge_script(lays: list[TileLayout], guarded: bool = False) -> str:
             "    if stored >= lo then",
             f"      left[#left + 1] = (i - {g + 5}) / {k + 1}; left[#left + 1] = {j}; left[#left + 1] = stored",
             "    else",
-            f"      local skey = KEYS[kb + {j + 2}]",
-            f"      local blk, newest = merge{j}(redis.call('GET', skey) or nil, inc)",
-            "      if newest then",
-            f"        redis.call('SET', skey, blk, 'PXAT', string.format('%d', math.floor((newest + reach[{j + 1}]) / 1000) + 1))",
-            "      else redis.call('DEL', skey) end",
+            "      secs = secs or fl_parse(redis.call('GET', vkey))",
+            f"      local at = fl_find(secs, codes[{j + 1}])",
+            f"      local blk, newest = merge{j}(at and secs[at][3] or nil, inc)",
+            f"      local exp = newest and (math.floor((newest + reach[{j + 1}]) / 1000) + 1) or 0",
+            f"      if at then secs[at][2] = exp; secs[at][3] = blk else secs[#secs + 1] = {{codes[{j + 1}], exp, blk}} end",
             f"      sets[#sets + 1] = fields[{j + 1}]; sets[#sets + 1] = ARGV[{g + 3}]",
             "    end",
             "  end",
         ]
     L += [
         "  if #sets > 0 then",
+        "    fl_write(vkey, secs, now_ms)",
         "    redis.call('HSET', okey, unpack(sets))",
         "    local at = ARGV[i]",
         "    if redis.call('PEXPIREAT', okey, at, 'GT') == 0 and redis.call('PTTL', okey) == -1 then redis.call('PEXPIREAT', okey, at) end",
         "  end",
-        f"  kb = kb + {k + 1}",
+        "  kb = kb + 2",
         "end",
         "return left",
     ]

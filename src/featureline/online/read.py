@@ -1,8 +1,8 @@
 """The read path: Redis fetches the tiles, the client computes the windows.
 
-A read is one command: an MGET of every slot key (tile blocks and latest-value rows) the
-service's features need, for every entity row (`layout.py`). Redis runs no script and no
-arithmetic (about 2 us of its time per entity). The client computes each
+A read is one command: an MGET of one value per entity row and entity type (`layout.py`),
+holding the slots (tile blocks and latest-value rows) the service's features need with
+others of the entity. Redis runs no script and no arithmetic. The client computes each
 feature through its function's module (aggregations/): for up to `ROWS_IN_PYTHON` rows in
 plain Python (`reduce_row`, over a memoryview of each block), for more over all rows at once
 (`reduce`: a slot's packed tiles of all rows are one float64 matrix, each window one mask over
@@ -27,6 +27,7 @@ from ..aggregations import ACCUMULATORS, FUNCTIONS
 from ..aggregations.window import Row, Tiles, Window
 from ..plan import FeaturePlan, Plan
 from .layout import TileLayout, input_name, key_head, latest_code, tile_layouts
+from .value import EMPTY, sections
 
 LITTLE = sys.byteorder == "little"
 ROWS_IN_PYTHON = 4  # reads of up to this many rows compute in pure Python (numpy's per-call cost)
@@ -47,7 +48,7 @@ class Slot:
 
 @dataclass(frozen=True)
 class Group:
-    """The slots of one entity type: read from one hash key per entity row."""
+    """The slots of one entity type: read from one value per entity row."""
 
     entity: str
     join_keys: tuple[str, ...]
@@ -91,18 +92,19 @@ class ServiceRead:
         self.groups = service_groups(plan, service)
         self.outputs = outputs(self.groups)
         self.at = {id(what): j for j, (_, what) in enumerate(self.outputs)}  # output -> its column
-        # the keys of one row, in MGET order: (its group, key head, `}:` + slot code)
-        self.keys: list[tuple[int, bytes, bytes]] = []
-        self.latest: list[tuple[Slot, int]] = []  # latest slot, its key's position in a row
-        # per window slot: its layout, its key's position in a row, its column and spot maps,
+        self.heads = [key_head(prefix, g.entity).encode() for g in self.groups]  # one key per row and group
+        self.slots: list[list[tuple[int, bytes]]] = [[] for _ in self.groups]  # per group: (slot index, code)
+        self.nslots = 0
+        self.latest: list[tuple[Slot, int]] = []  # latest slot, its slot index
+        # per window slot: its layout, its slot index, its column and spot maps,
         # its features as (output column, function, input, window, its index in the distinct
         # windows), the distinct windows
         self.computed: list[tuple] = []
         for gi, g in enumerate(self.groups):
-            head = key_head(prefix, g.entity).encode()
             for s in g.slots:
-                k = len(self.keys)
-                self.keys.append((gi, head, b"}:" + s.code.encode()))
+                k = self.nslots
+                self.nslots += 1
+                self.slots[gi].append((k, s.code.encode()))
                 if s.kind == "latest":
                     self.latest.append((s, k))
                     continue
@@ -114,27 +116,37 @@ class ServiceRead:
         """`ents`: per row, one entity key per group (`OnlineStore._prepare`) -> (the command,
         how many replies it gets: 1, or 0 for no rows)."""
         ng = len(self.groups)
-        n = len(ents) // ng
-        if not n or not self.keys:
+        n = len(ents) // ng if ng else 0
+        if not n or not self.nslots:
             return b"", 0
-        enc = [e.encode() for e in ents]
-        keys = [_bulk(head + enc[r * ng + gi] + tail) for r in range(n) for gi, head, tail in self.keys]
+        heads = self.heads
+        keys = [_bulk(heads[i % ng] + e.encode() + b"}") for i, e in enumerate(ents)]
         return b"*%d\r\n$4\r\nMGET\r\n" % (1 + len(keys)) + b"".join(keys), 1
+
+    def per_slot(self, values: list) -> list[list]:
+        """The MGET's values (one per row and group) -> per slot, its payload of each row (None: none)."""
+        ng = len(self.groups)
+        per: list[list] = [[] for _ in range(self.nslots)]
+        for gi, members in enumerate(self.slots):
+            for v in values[gi::ng]:
+                d = sections(v) if v else EMPTY
+                for k, code in members:
+                    per[k].append(d.get(code))
+        return per
 
     def columns(self, replies: list, n: int, t: int) -> list[list]:
         """The reply of `commands` for `n` rows -> one column per output: feature values (None
         for null; msgpack bytes for `msgpack_value` functions), or a latest-value slot's rows."""
         cols: list = [None] * len(self.outputs)
         at = self.at
-        values = replies[0] if n and self.keys else []
-        k = len(self.keys)
+        per = self.per_slot(replies[0]) if n and self.nslots else [[None] * n for _ in range(self.nslots)]
         for slot, j in self.latest:
-            cols[at[id(slot)]] = values[j::k]
+            cols[at[id(slot)]] = per[j]
         if n <= ROWS_IN_PYTHON:
-            self._rows(values, n, t, cols)
+            self._rows(per, n, t, cols)
             return cols
         for lay, j, column, spots, feats, wins in self.computed:
-            tiles = _tiles(lay, values[j::k], n, column, spots)
+            tiles = _tiles(lay, per[j], n, column, spots)
             hop = lay.hop_us
             hi = t - t % hop
             windows = {w: Window(tiles, (tiles.start >= (t - w) - (t - w) % hop) & (tiles.start <= hi)) for w in wins}
@@ -142,16 +154,15 @@ class ServiceRead:
                 cols[c] = fn.reduce(windows[w], inp)
         return cols
 
-    def _rows(self, values: list, n: int, t: int, cols: list) -> None:
+    def _rows(self, per: list[list], n: int, t: int, cols: list) -> None:
         """`columns` row by row, in pure Python (`Function.reduce_row`)."""
-        k = len(self.keys)
         for lay, j, column, spots, feats, wins in self.computed:
             hop = lay.hop_us
             hi = t - t % hop
             los = [(t - w) - (t - w) % hop for w in wins]
             outs: list[list] = [[] for _ in feats]
             for r in range(n):
-                starts, get = _row_tiles(lay, values[r * k + j], spots)
+                starts, get = _row_tiles(lay, per[j][r], spots)
                 b = bisect_right(starts, hi)
                 rows = [Row(get, column, bisect_left(starts, lo), b) for lo in los]
                 for out, (_, fn, inp, _, wi) in zip(outs, feats, strict=True):

@@ -3,43 +3,55 @@
 A backfill to online at T replaces what the online store holds for its views by the
 events before T; the stream then re-applies the events at or after T (stream/pipeline.py).
 Whatever the store held for those views before (an older backfill, events streamed
-since) must go first, or the stream's events would count twice: so every entity's keys of
-the views' slots are deleted (tiles and latest rows alike: `layout.py`). The stream's
-per-partition offsets are named after the boundary they belong to
+since) must go first, or the stream's events would count twice: so the views' sections go
+from every entity's value (`value.py`): the whole value (UNLINK) when the views are all of
+the entity type's online views, else those sections (`value.PUT`, the others kept). The
+stream's per-partition offsets are named after the boundary they belong to
 (`<slot>:<topic>:<partition>@<backfill epoch>` in the entity's offsets hash), so old ones are
 never consulted again and expire with their key.
 """
 
 from __future__ import annotations
 
+import time
+
 from ..plan import Plan
-from .layout import key_head, latest_code, tile_layouts
+from .layout import covers_entity, key_head, view_codes
+from .value import PUT
+
+BATCH = 2000  # keys per UNLINK or PUT call
 
 
 def reset_views(store, plan: Plan, views) -> int:
-    """Remove the views' online data; returns the number of keys deleted."""
+    """Remove the views' online data; returns the number of entity values changed or deleted."""
     client = store.client
     codes_by_entity: dict[str, set[str]] = {}
     for name in views:
         v = plan.views[name]
-        codes = codes_by_entity.setdefault(v.entity, set())
-        codes.update([latest_code(v)] if v.kind == "latest" else (lay.code for lay in tile_layouts(v)))
+        codes_by_entity.setdefault(v.entity, set()).update(view_codes(v))
     touched = 0
     for entity in sorted(codes_by_entity):
         codes = codes_by_entity[entity]
-        head = key_head(store.prefix, entity)
+        whole = covers_entity(plan, entity, codes)
+        drop = "".join(sorted(codes))
+        sha = None if whole else client.script_load(PUT)
         batch: list = []
-        for key in client.scan_iter(match=_glob(head) + "*", count=5000):
-            k = key.decode() if isinstance(key, bytes) else key
-            # key values hold no `}` (layout.esc): the code is what follows the last `}:`
-            if k.rpartition("}:")[2] in codes:
-                batch.append(key)
-                if len(batch) >= 2000:
-                    touched += client.unlink(*batch)
-                    batch = []
+        # value keys end with the hash tag's `}` (key values hold none: layout.esc); offsets keys with `}:_off`
+        for key in client.scan_iter(match=_glob(key_head(store.prefix, entity)) + "*}", count=5000):
+            batch.append(key)
+            if len(batch) >= BATCH:
+                touched += _clear(client, batch, sha, drop)
+                batch = []
         if batch:
-            touched += client.unlink(*batch)
+            touched += _clear(client, batch, sha, drop)
     return touched
+
+
+def _clear(client, keys: list, sha: str | None, drop: str) -> int:
+    """Delete the keys (sha None), or drop the `drop` sections from their values."""
+    if sha is None:
+        return client.unlink(*keys)
+    return client.evalsha(sha, len(keys), *keys, time.time_ns() // 1_000_000, drop, *([b""] * len(keys)))
 
 
 def _glob(s: str) -> str:

@@ -23,8 +23,8 @@ from ..aggregations import FUNCTIONS
 from ..errors import FeaturelineError
 from ..plan import FeaturePlan, Plan
 from ..timeutil import from_us
-from .backend import OnlineBackend, SlotWrites
-from .layout import OFFSETS, TileLayout, entity_key, esc, key_head, latest_code
+from .backend import EntityWrites, OnlineBackend
+from .layout import OFFSETS, TileLayout, covers_entity, entity_key, esc, key_head, latest_code
 from .pipe import ask, exchange, pack, take_over
 from .read import ServiceRead
 
@@ -32,12 +32,13 @@ _dec = msgspec.msgpack.Decoder()
 _enc = msgspec.msgpack.Encoder()
 
 # Backfill writes (absolute) are plain commands, pre-encoded in bulk and pipelined on one
-# connection; no Lua: a script's redis.call costs Redis more than the command it runs. Both
-# kinds of slot (layout.py) are one SET per entity:
-#   SET <prefix:{entity:key}:slot> <block or latest row> PXAT <expire_ms>
+# connection; no Lua when they replace whole values (a script's redis.call costs Redis more
+# than the command it runs): one SET per entity of its value (value.py), all slots at once:
+#   SET <prefix:{entity:key}> <sections> PXAT <expire_ms of the longest>
 # A successful SET replies +OK, so the replies are counted and checked for errors ('-'), not
 # parsed one by one. Keys are not grouped by hash slot (a single Redis, not Cluster).
 SET_REPLY = len(b"+OK\r\n")
+PUT_REPLY = len(b":1\r\n")  # value.PUT of one key: 0 or 1
 PIPELINE_BYTES = 1 << 20  # bytes of commands per write to the socket
 QUEUED_CHUNKS = 64  # encoded chunks waiting for the sender, at most
 BULK = 1000  # entities per bulk call
@@ -258,23 +259,34 @@ class OnlineStore(OnlineBackend):
 
     # -- writes (absolute: a backfill) -------------------------------------------------
     def write_slots(self, batches) -> int:
-        """`backend.SlotWrites` (or functions returning one), each sent as one SET PXAT per
-        entity, encoded by the sender thread while the caller makes the next batch."""
+        """`backend.EntityWrites` (or functions returning one), encoded by the sender thread
+        while the caller makes the next batch: per entity one SET of its whole value PXAT its
+        longest section's expiry when the batch's slots are all of its entity type's
+        (`layout.covers_entity`: the backfill of every view), else one call of `value.PUT`
+        replacing those sections and keeping the others."""
         count = [0]
 
         def chunks():
             for b in batches:
-                yield lambda b=b: self._set_chunks(b() if callable(b) else b, count)
+                yield lambda b=b: self._entity_chunks(b() if callable(b) else b, count)
 
         self.send_commands(chunks())
         return count[0]
 
-    def _set_chunks(self, w: SlotWrites, count: list[int]):
-        if len(w.ents) == 0:
+    def _entity_chunks(self, w: EntityWrites, count: list[int]):
+        from .value import PUT, assemble
+
+        got = assemble(w.writes)
+        if got is None:
             return ()
-        count[0] += len(w.ents)
-        head, tail = key_head(self.prefix, w.entity).encode(), b"}:" + w.code.encode()
-        return _chunks(resp([[b"SET", _join([head, w.ents, tail]), w.values, b"PXAT", w.expire_ms]]), 1, SET_REPLY)
+        ents, expire, values = got
+        count[0] += sum(len(s.ents) for s in w.writes)
+        key = _join([key_head(self.prefix, w.entity).encode(), ents, b"}"])
+        if covers_entity(self.plan, w.entity, w.codes):
+            return _chunks(resp([[b"SET", key, values, b"PXAT", expire]]), 1, SET_REPLY)
+        sha = self.client.script_load(PUT).encode()  # loaded again each batch: Redis may have restarted
+        now = b"%d" % (time.time_ns() // 1_000_000)
+        return _chunks(resp([[b"EVALSHA", sha, b"1", key, now, "".join(w.codes).encode(), values]]), 1, PUT_REPLY)
 
     def reset_views(self, views) -> int:
         from .reset import reset_views
@@ -360,7 +372,6 @@ class OnlineStore(OnlineBackend):
 
         now = time.time_ns() // 1000 if now_us is None else now_us
         head = key_head(self.prefix, layouts[0].entity)
-        tails = ["}:" + lay.code for lay in layouts]
         name = "|".join(lay.code for lay in layouts) + ("|g" if guard is not None else "")
         left: list[tuple[int, int, int]] = []
         items = list(items)
@@ -369,8 +380,7 @@ class OnlineStore(OnlineBackend):
             keys: list[str] = []
             for ent, expire, blobs in items[base : base + BULK]:
                 args += (expire, *blobs)
-                keys.append(f"{head}{ent}}}:{OFFSETS}")
-                keys += (head + ent + tail for tail in tails)
+                keys += (f"{head}{ent}}}:{OFFSETS}", f"{head}{ent}}}")
             got = self._script(name, lambda: merge_script(layouts, guarded=guard is not None), args, guard, keys)
             left += [(base + int(got[k]), int(got[k + 1]), int(got[k + 2])) for k in range(0, len(got), 3)]
         return left
@@ -484,49 +494,56 @@ class OnlineStore(OnlineBackend):
 
         self._script("mark_applied", lambda: MARK_APPLIED, [guard.applied_field, next_offset], guard)
 
-    def merge_latest(self, view: str, rows, *, guard=None) -> int:
+    def merge_latest(self, view: str, rows, *, guard=None, now_us: int | None = None) -> int:
         """rows: (entity key string, event_time_us, arrival, [values in the view's feature order]),
         any number; each kept only if newer than the stored row. Returns how many were stored.
         `guard`: as in `merge_tiles`."""
         v = self.plan.views[view]
-        head, tail = key_head(self.prefix, v.entity), "}:" + latest_code(v)
+        head, code = key_head(self.prefix, v.entity), latest_code(v)
+        now_ms = (time.time_ns() // 1000 if now_us is None else now_us) // 1000
         keys: list[str] = []
         args: list = []
         for ent, et, arrival, vals in rows:
-            keys.append(head + ent + tail)
+            keys.append(head + ent + "}")
             args += (et, arrival, _enc.encode([et, arrival, vals]), (et + v.ttl_us) // 1000 + 1)
         stored = 0
         guarded = guard is not None
         for base in range(0, len(keys), BULK):
-            chunk = args[4 * base : 4 * (base + BULK)]
+            chunk = [code, now_ms, *args[4 * base : 4 * (base + BULK)]]
             name = "latest|g" if guarded else "latest"
             stored += int(self._script(name, lambda: merge_latest_script(guarded), chunk, guard, keys[base : base + BULK]))
         return stored
 
 
 def merge_latest_script(guarded: bool) -> str:
-    """Keep the newest row per key. KEYS = [the marker when guarded, then one key per row];
-    ARGV = [the guard's arguments when guarded, then per row: event_time, arrival, row,
-    expire_at_ms]."""
+    """Keep the newest row per entity, as its section of the entity's value (`value.py`). KEYS =
+    [the marker when guarded, then one value key per row]; ARGV = [the guard's arguments when
+    guarded, the slot's code, now_ms, then per row: event_time, arrival, row, expire_at_ms]."""
     from .state import GUARD_ARGS, guard_lua
+    from .value import LUA
 
     g, gk = (GUARD_ARGS, 1) if guarded else (0, 0)
     head = "\n".join(guard_lua()) if guarded else ""
     return (
         head
+        + LUA
         + f"""
+local code, now_ms = ARGV[{g + 1}], tonumber(ARGV[{g + 2}])
 local stored = 0
 for r = 1, #KEYS - {gk} do
-  local key, i = KEYS[r + {gk}], {g} + 4 * r - 3
+  local key, i = KEYS[r + {gk}], {g + 2} + 4 * r - 3
   local t, a = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local cur = redis.call('GET', key)
+  local secs = fl_parse(redis.call('GET', key))
+  local at = fl_find(secs, code)
   local newer = true
-  if cur then
-    local c = cmsgpack.unpack(cur)
+  if at then
+    local c = cmsgpack.unpack(secs[at][3])
     if c[1] > t or (c[1] == t and c[2] >= a) then newer = false end
   end
   if newer then
-    redis.call('SET', key, ARGV[i + 2], 'PXAT', ARGV[i + 3])
+    local exp = tonumber(ARGV[i + 3])
+    if at then secs[at][2] = exp; secs[at][3] = ARGV[i + 2] else secs[#secs + 1] = {{code, exp, ARGV[i + 2]}} end
+    fl_write(key, secs, now_ms)
     stored = stored + 1
   end
 end
