@@ -18,6 +18,7 @@ from featureline.batch.online_backfill import backfill_online
 from featureline.compiler import compile_project
 from featureline.generator import write_history
 from featureline.online.layout import entity_key
+from featureline.online.value import sections
 from featureline.online.store import OnlineError, OnlineStore
 from featureline.timeutil import DAY, HOUR, MINUTE
 
@@ -138,6 +139,37 @@ def test_rerun_is_idempotent(online):
     backfill_online(engine, store, T)
     assert store.get("fraud_detection", rows, at_us=T) == before
     assert sum(1 for _ in store.client.scan_iter(f"{prefix}:*", count=1000)) == n_keys
+
+
+def test_backfill_and_reset_of_some_views_keep_the_others_sections(online):
+    """`backfill --to online --view V` (rebuild_online of some views) replaces V's sections of
+    every entity's value and keeps the other views' (the values read equal the batch engine's
+    again); a reset of one view drops only its sections; of all an entity type's views, the
+    whole values."""
+    from featureline.batch.online_backfill import rebuild_online
+    from featureline.online.layout import latest_code, tile_layouts
+
+    plan, engine, store, T, _, prefix = online
+    rows = _rows(80, seed=5)
+    before = store.get("fraud_detection", rows, at_us=T)
+    assert any(before["count_1h"]) and any(v is not None for v in before["country"])
+    try:
+        rebuild_online(engine, store, T, views=["user_profile"])
+        assert store.get("fraud_detection", rows, at_us=T) == before
+        store.reset_views(["user_transactions"])
+        after = store.get("fraud_detection", rows, at_us=T)
+        assert set(after["count_1h"]) == {0} and after["country"] == before["country"]
+        gone = {lay.code.encode() for lay in tile_layouts(plan.views["user_transactions"])}
+        vals = [store.client.get(k) for k in store.client.scan_iter(f"{prefix}:{{user:*}}", count=1000)]
+        assert vals and not any(c in sections(v) for v in vals for c in gone)
+        assert any(latest_code(plan.views["user_profile"]).encode() in sections(v) for v in vals)
+        users = [v.name for v in plan.views.values() if v.online and v.entity == "user"]
+        store.reset_views(users)
+        assert not list(store.client.scan_iter(f"{prefix}:{{user:*}}", count=1000))
+        assert list(store.client.scan_iter(f"{prefix}:{{merchant:*}}", count=1000))  # another entity type's values stay
+    finally:
+        backfill_online(engine, store, T)
+    assert store.get("fraud_detection", rows, at_us=T) == before
 
 
 def test_latest_value_respects_ttl(online):
