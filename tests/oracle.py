@@ -27,13 +27,15 @@ def _num(v):
 
 
 def aggregate(fn: str, events: list[dict], column: str | None):
-    """AGG over the events; nulls ignored; empty: count/sum 0, others null."""
+    """AGG over the events; nulls ignored; empty: count/count_distinct/sum 0, others null."""
     if fn == "count" and column is None:
         return len(events)
     rows = [e for e in events if e.get(column) is not None]
     vals = [_num(e[column]) for e in rows]
     if fn == "count":
         return len(vals)
+    if fn == "count_distinct":  # up to the documented bound of 1,000
+        return min(len({e[column] for e in rows}), 1000)
     if fn == "sum":
         if not vals:
             return 0

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.projects import add_views
 
 from featureline.batch.engine import BatchEngine
 from featureline.batch.online_backfill import backfill_online
@@ -24,7 +25,22 @@ from featureline.timeutil import HOUR
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-VIEWS = ("user_transactions", "user_declines", "merchant_transactions")
+VIEWS = ("user_transactions", "user_declines", "merchant_transactions", "user_merchants")
+DISTINCT = """
+  - name: user_merchants
+    entity: user
+    source: transactions
+    aggregations:
+      - column: merchant_id
+        functions: [count_distinct, count]
+        windows: [1h, 1d]
+      - column: card_country
+        function: count_distinct
+        windows: [1d]
+feature_services:
+  - name: distinct
+    features: ["user_merchants:*"]
+"""
 
 
 def _project(tmp: Path, port: int, prefix: str) -> Path:
@@ -33,6 +49,7 @@ def _project(tmp: Path, port: int, prefix: str) -> Path:
     )
     shutil.copytree(REPO / "features", tmp / "features")
     shutil.copytree(REPO / "contracts", tmp / "contracts")
+    add_views(tmp / "features/user_features.yaml", DISTINCT)
     return tmp
 
 
@@ -96,7 +113,8 @@ def _apply(plan, store, records, batches: list[tuple[int, int]], now: int, shuff
 
 def _read(store, T, n_users=70, n_merchants=12):
     rows = [{"user_id": u, "merchant_id": 1 + u % n_merchants} for u in range(1, n_users)]
-    return {at: store.get("fraud_detection", rows, at_us=T + at) for at in (0, HOUR, 3 * 24 * HOUR)}
+    users = [{"user_id": r["user_id"]} for r in rows]
+    return {at: {**store.get("fraud_detection", rows, at_us=T + at), **store.get("distinct", users, at_us=T + at)} for at in (0, HOUR, 3 * 24 * HOUR)}
 
 
 def _windowed(values: dict, plan) -> dict:
@@ -119,7 +137,7 @@ def test_merged_batches_equal_backfill_and_replays_count_once(world):
     want = _windowed(_read(store_b, T), plan)
     first = _windowed(_read(store_a, T), plan)
     _close(first, want)
-    assert sum(first[0]["count_7d"]) > 0
+    assert sum(first[0]["count_7d"]) > 0 and max(first[0]["merchant_id_count_distinct_1d"]) > 1
     # the same micro-batches delivered again: nothing changes
     _apply(plan, store_a, records, batches, T)
     _close(_windowed(_read(store_a, T), plan), want)
@@ -139,3 +157,38 @@ def test_latest_merge_keeps_newest_row(world):
     assert one(T - 10, 6, [9, 2.0])  # a tie broken by arrival
     got = store_a.get("fraud_detection", [{"user_id": 424242, "merchant_id": 1}], at_us=T)
     assert got["last_merchant_id"] == [9]
+
+
+def test_count_distinct_tiles_merge_by_union_up_to_the_bound(world):
+    """Two partial tiles of 600 distinct values each, 200 of them shared: the merged tile
+    holds the union, up to MAX_DISTINCT (1,000 of 1,000 here), and the read says so; past
+    the bound more values change nothing."""
+    from featureline.aggregations.distinct import MAX_DISTINCT
+
+    plan, store_a, _, _, T = world
+    view = plan.views["user_merchants"]
+    lay = next(lay for lay in tile_layouts(view) if any(f.name == "merchant_id_count_distinct_1h" for f in lay.features))
+    st = T - T % lay.hop_us - lay.hop_us
+    ent = "777001"
+
+    def recs(values, first_offset):
+        return [{"__t": st + 1, "__arrival": k, "user_id": 777001, "merchant_id": v, "card_country": "FR", "__offset": first_offset + k} for k, v in enumerate(values)]
+
+    a, b = recs(range(600), 0), recs(range(400, 1000), 600)
+    for batch in (a, b, recs(range(2000, 2100), 1200)):
+        tiles = partial_tiles(lay, batch, view.join_keys)[ent]
+        offs = [r["__offset"] for r in batch]
+        assert _merge(store_a, lay, ent, tiles, tp="distinct:0", lo=min(offs), hi=max(offs), now_us=T) == -1
+        got = store_a.get("distinct", [{"user_id": 777001}], at_us=T)
+        want = 600 if batch is a else MAX_DISTINCT
+        assert got["merchant_id_count_distinct_1h"] == [want]
+    assert got["merchant_id_count_1h"] == [1300]
+    # the stored tile keeps at most the bound's values (state stays bounded)
+    import msgpack
+
+    from featureline.online.layout import value_key
+    from featureline.online.value import sections
+
+    block = sections(store_a.client.get(value_key(store_a.prefix, "user", ent)))[lay.code.encode()]
+    (tile,) = msgpack.unpackb(block, raw=True)
+    assert tile[0] == st and len(tile[1 + lay.acc("dist", "merchant_id").index]) == MAX_DISTINCT

@@ -18,8 +18,8 @@ from featureline.batch.online_backfill import backfill_online
 from featureline.compiler import compile_project
 from featureline.generator import write_history
 from featureline.online.layout import entity_key
-from featureline.online.value import sections
 from featureline.online.store import OnlineError, OnlineStore
+from featureline.online.value import sections
 from featureline.timeutil import DAY, HOUR, MINUTE
 
 pytestmark = pytest.mark.integration
@@ -172,6 +172,26 @@ def test_backfill_and_reset_of_some_views_keep_the_others_sections(online):
     assert store.get("fraud_detection", rows, at_us=T) == before
 
 
+def test_backfill_in_parts_writes_each_entity_once_whole(online, monkeypatch):
+    """With an entity type's entities split in parts (a large source), every part carries all
+    of its entities' slots: the values read are the same as from one part, and each entity's
+    value holds every slot it has data for (a second SET of an entity would drop the first)."""
+    from featureline.batch import online_backfill
+
+    plan, engine, store, T, _, prefix = online
+    rows = _rows(150, seed=11)
+    before = store.get("fraud_detection", rows, at_us=T)
+    values = {k: store.client.get(k) for k in store.client.scan_iter(f"{prefix}:{{*}}", count=1000)}
+    monkeypatch.setattr(online_backfill, "PART_ROWS", 3000)  # 20,000 events: 6 parts
+    assert online_backfill._parts(engine, [plan.views["user_transactions"]]) == 6
+    written = backfill_online(engine, store, T)
+    assert sum(w.entities for w in written) > 300
+    assert store.get("fraud_detection", rows, at_us=T) == before
+    again = {k: store.client.get(k) for k in store.client.scan_iter(f"{prefix}:{{*}}", count=1000)}
+    assert set(again) == set(values)
+    assert all(sections(again[k]) == sections(values[k]) for k in values)
+
+
 def test_latest_value_respects_ttl(online):
     plan, engine, store, T, _, _ = online
     rows = _rows(200, seed=4)
@@ -243,18 +263,18 @@ EVERYTHING = """
         functions: [count, sum, mean, min, max, variance, stddev]
         windows: [1h, 1d]
       - column: merchant_id
-        functions: [count, sum, mean, min, max, last, first, variance, stddev]
+        functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct]
         windows: [1h, 7d]
         hop: 5m
       - column: status
-        functions: [count, min, max, last, first]
+        functions: [count, min, max, last, first, count_distinct]
         windows: [1d]
       - column: event_time
-        functions: [min, max, last]
+        functions: [min, max, last, count_distinct]
         windows: [1d]
       - expr: "status = 'declined'"
         name: declined
-        functions: [sum, mean, count, min, max, variance]
+        functions: [sum, mean, count, min, max, variance, count_distinct]
         windows: [1h, 1d]
 
 feature_services:

@@ -51,11 +51,11 @@ feature_views:
     source: ev
     aggregations:
       - {function: count, windows: [10m, 1h, 1d]}
-      - {column: v, functions: [count, sum, mean, min, max, last, first, variance, stddev], windows: [10m, 1h, 1d]}
+      - {column: v, functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct], windows: [10m, 1h, 1d]}
       - {column: v, functions: [sum, last, variance], windows: [30m], hop: 7m, name: odd}
-      - {column: i, functions: [sum, mean, min, max, last, first, variance], windows: [1h]}
-      - {column: s, functions: [count, min, max, last, first], windows: [1h]}
-      - {column: b, functions: [sum, mean, count], windows: [1h]}
+      - {column: i, functions: [sum, mean, min, max, last, first, variance, count_distinct], windows: [1h]}
+      - {column: s, functions: [count, min, max, last, first, count_distinct], windows: [1h]}
+      - {column: b, functions: [sum, mean, count, count_distinct], windows: [1h]}
   - name: wf
     entity: thing
     source: ev

@@ -37,7 +37,7 @@ def test_assemble_groups_every_entitys_sections_into_one_value(seed):
     several writes: each entity gets one value with exactly its sections, its expiry the
     longest one's, entities in key order (one write: its order)."""
     rnd = random.Random(seed)
-    codes = ["c%04d" % i for i in range(rnd.randint(1, 5))]
+    codes = [f"c{i:04d}" for i in range(rnd.randint(1, 5))]
     want: dict[str, list] = {}
     writes = []
     for code in codes:

@@ -29,8 +29,7 @@ from .engine import BatchEngine
 
 _enc = msgspec.msgpack.Encoder()
 LATEST_BATCH = 16_384  # latest-value rows encoded at a time
-PART_ROWS = 750_000  # source rows per part of a windowed view's entities (see _partitions)
-LATEST_PART_ROWS = 4_000_000  # the same for a latest-value view (each part costs a full scan)
+PART_ROWS = 750_000  # source rows per part of an entity type's entities (see _parts)
 MAX_PARTS = 16
 
 
@@ -100,14 +99,15 @@ def backfill_online(engine: BatchEngine, store: OnlineStore, end_us: int, *, vie
                 out[view.name].append(w)
             codes = tuple(c for v in views for c in view_codes(v))
             k = _parts(engine, views)
+            hashes = _part_hash(engine, views) if k > 1 else {}
+            latest = {v.name: _latest(engine, v, end_us, w, k, hashes.get(v.name) and f"{hashes[v.name]} % {k}") for v, lay, w in counts if lay is None}
             for i in range(k):
                 slots: list[SlotWrites] = []
                 for view, lay, w in counts:
-                    part = _part(view, k, i)
                     if lay is None:
-                        slots += _latest(engine, view, end_us, w, part)
+                        slots += latest[view.name][i]
                     else:
-                        slots += _tiles(engine, view, lay, end_us, w, part)
+                        slots += _tiles(engine, view, lay, end_us, w, f" AND {hashes[view.name]} % {k} = {i}" if k > 1 else "")
                 yield EntityWrites(entity, codes, slots)
 
     # DuckDB on all cores but one: Redis and the sender thread need about one core, and DuckDB's
@@ -209,25 +209,25 @@ def _by_entity(rows):
 
 
 def _parts(engine: BatchEngine, views: list[ViewPlan]) -> int:
-    """In how many parts to split an entity type's entities, so that Redis writes the first
-    part's values while DuckDB computes the next: parts of about PART_ROWS source rows of each
-    windowed view (each part's aggregate and sort are smaller: this costs DuckDB little) and
-    LATEST_PART_ROWS of each latest-value view (each part scans the whole source again)."""
+    """In how many parts to split an entity type's entities (parts of about PART_ROWS source
+    rows of its largest view), so that Redis writes the first part's values while DuckDB
+    computes the next (each part's tile aggregate and sort are smaller: this costs DuckDB
+    little; a latest-value view is one query whatever the parts)."""
     k = 1
     for v in views:
         rep = engine.reports.get(v.source)
-        k = max(k, min(MAX_PARTS, (rep.valid if rep else 0) // (LATEST_PART_ROWS if v.kind == "latest" else PART_ROWS)))
+        k = max(k, min(MAX_PARTS, (rep.valid if rep else 0) // PART_ROWS))
     return k
 
 
-def _part(view: ViewPlan, k: int, i: int) -> str:
-    """The SQL condition of part i of k of a view's rows: by a hash of the entity key's text,
-    so the views of one entity type split their entities alike (an integer key in one source
-    and its text in another are one entity, and land in one part)."""
-    if k == 1:
-        return ""
-    keys = ", ".join(f"CAST({q(c)} AS VARCHAR)" for c in view.join_keys)
-    return f" AND hash({keys}) % {k} = {i}"
+def _part_hash(engine: BatchEngine, views: list[ViewPlan]) -> dict[str, str]:
+    """Per view, the SQL hash of an event's entity key that parts split by, alike for all the
+    views of one entity type: the keys' own hash when their types agree across the views, else
+    the hash of their text (an integer key in one source and its text in another are one
+    entity: they must land in one part)."""
+    types = {tuple(map(str, engine.con.sql(f"SELECT {', '.join(q(c) for c in v.join_keys)} FROM {engine.source(v.source)} LIMIT 0").types)) for v in views}
+    cast = len(types) > 1
+    return {v.name: "hash(" + ", ".join(f"CAST({q(c)} AS VARCHAR)" if cast else q(c) for c in v.join_keys) + ")" for v in views}
 
 
 def _entity_keys(cols):
@@ -253,34 +253,43 @@ def _entity_keys(cols):
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 
 
-def _latest(engine: BatchEngine, view: ViewPlan, end_us: int, w: OnlineWritten, part: str):
-    """Each entity's newest row before T within the ttl (by event time, then arrival: `__ord`).
-    Found as the row whose __ord is its entity's max(__ord) (`__arrival` is unique per source
-    row, so __ord is too): under half of DuckDB's time for arg_max over a struct."""
+def _latest(engine: BatchEngine, view: ViewPlan, end_us: int, w: OnlineWritten, k: int, part: str | None) -> list[list[SlotWrites]]:
+    """Each entity's newest row before T within the ttl (by event time, then arrival: `__ord`),
+    as writes per part of the entities (`part`: the SQL of an entity's part of k, None for one
+    part): one query, its rows split by part afterwards (a query per part would scan the source
+    k times). Found as the row whose __ord is its entity's max(__ord) (`__arrival` is unique per
+    source row, so __ord is too): under half of DuckDB's time for arg_max over a struct."""
     src = engine.source(view.source)
     keys = ", ".join(q(k) for k in view.join_keys)
     vals = [f"{'epoch_us(' + q(f.column) + ')' if f.dtype == 'timestamp' else q(f.column)} AS __v{i}" for i, f in enumerate(view.features)]
     where = f" AND ({view.where})" if view.where else ""
-    out = ", ".join([keys, "__t", "__arrival", *(f"__v{i}" for i in range(len(vals)))])
+    out = ", ".join([keys, "__t", "__arrival", *(f"__v{i}" for i in range(len(vals))), f"{part or '0'} AS __part"])
     sql = (
         f"WITH __s AS NOT MATERIALIZED (SELECT {keys}, __t, __arrival, {', '.join(vals)}, __t::HUGEINT * {ORD_SHIFT} + __arrival AS __o "
-        f"FROM {src} WHERE __t < {end_us} AND __t >= {end_us - view.ttl_us}{where}{part}) "
+        f"FROM {src} WHERE __t < {end_us} AND __t >= {end_us - view.ttl_us}{where}) "
         f"SELECT {out} FROM __s WHERE __o IN (SELECT max(__o) FROM __s GROUP BY {keys})"
     )
     nkeys = len(view.join_keys)
     enc = _enc.encode
-
-    def batches():
-        # per batch: entity keys vectorized; each row [t, a, [values]] packed by msgspec in one
-        # C loop over tuples (the same bytes as a list per row; as fast as packing with numpy)
-        for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
-            t = batch.column(nkeys)
-            cols = [c.to_pylist() for c in batch.columns[nkeys:]]
-            vals = zip(*cols[2:], strict=True) if len(cols) > 2 else repeat(())
-            rows = list(map(enc, zip(cols[0], cols[1], vals, strict=False)))  # equally long (repeat is endless)
-            yield _entity_keys(batch.columns[:nkeys]), t.to_numpy(zero_copy_only=False), pa.array(rows, pa.large_binary())
-
     code = latest_code(view)
-    for ents, t, rows in batches():
+    parts: list[list[SlotWrites]] = [[] for _ in range(k)]
+    # per batch: entity keys vectorized; each row [t, a, [values]] packed by msgspec in one
+    # C loop over tuples (the same bytes as a list per row; as fast as packing with numpy)
+    for batch in engine.con.sql(sql).to_arrow_reader(LATEST_BATCH):
+        t = batch.column(nkeys)
+        cols = [c.to_pylist() for c in batch.columns[nkeys:-1]]
+        vals = zip(*cols[2:], strict=True) if len(cols) > 2 else repeat(())
+        rows = pa.array(list(map(enc, zip(cols[0], cols[1], vals, strict=False))), pa.large_binary())  # equally long (repeat is endless)
+        ents = _entity_keys(batch.columns[:nkeys])
+        expire = (t.to_numpy(zero_copy_only=False) + view.ttl_us) // 1000 + 1
         w.entities += len(ents)
-        yield SlotWrites(view.entity, code, ents, (t + view.ttl_us) // 1000 + 1, rows)
+        if k == 1:
+            parts[0].append(SlotWrites(view.entity, code, ents, expire, rows))
+            continue
+        which = batch.column(len(batch.columns) - 1).to_numpy(zero_copy_only=False)
+        for i in range(k):
+            at = np.flatnonzero(which == i)
+            if len(at):
+                idx = pa.array(at)
+                parts[i].append(SlotWrites(view.entity, code, ents.take(idx), expire[at], rows.take(idx)))
+    return parts
