@@ -26,8 +26,9 @@ def _num(v):
     return int(v) if isinstance(v, bool) else v
 
 
-def aggregate(fn: str, events: list[dict], column: str | None):
-    """AGG over the events; nulls ignored; empty: count/count_distinct/sum 0, others null."""
+def aggregate(fn: str, events: list[dict], column: str | None, k: int | None = None):
+    """AGG over the events; nulls ignored; empty: count/count_distinct/sum 0, others null.
+    `k`: last_k/first_k's."""
     if fn == "count" and column is None:
         return len(events)
     rows = [e for e in events if e.get(column) is not None]
@@ -48,6 +49,9 @@ def aggregate(fn: str, events: list[dict], column: str | None):
         return min(e[column] for e in rows)
     if fn == "max":
         return max(e[column] for e in rows)
+    if fn in ("last_k", "first_k"):  # newest (oldest) first, ties on event_time by arrival order
+        order = sorted(rows, key=lambda e: (e["event_time"], e["arrival"]), reverse=fn == "last_k")
+        return [e[column] for e in order[:k]]
     if fn in ("last", "first"):
         # ties on event_time break by arrival order
         order = sorted(rows, key=lambda e: (e["event_time"], e["arrival"]))
@@ -62,8 +66,8 @@ def aggregate(fn: str, events: list[dict], column: str | None):
     raise ValueError(fn)
 
 
-def window_value(events: list[dict], t: int, fn: str, column: str | None, window: int, hop: int):
-    return aggregate(fn, window_events(events, t, window, hop), column)
+def window_value(events: list[dict], t: int, fn: str, column: str | None, window: int, hop: int, k: int | None = None):
+    return aggregate(fn, window_events(events, t, window, hop), column, k)
 
 
 def latest_value(events: list[dict], t: int, column: str, ttl: int):
@@ -75,9 +79,11 @@ def latest_value(events: list[dict], t: int, column: str, ttl: int):
 
 
 def close(a, b, rel: float = 1e-9, abs_: float = 1e-9) -> bool:
-    """Equal, or floats within 1e-9 relative (and 1e-9 absolute near zero)."""
+    """Equal, or floats within 1e-9 relative (and 1e-9 absolute near zero); lists element-wise."""
     if a is None or b is None:
         return a is None and b is None
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(close(x, y, rel, abs_) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
         return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_)
     return a == b

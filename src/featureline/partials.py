@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .aggregations import ACCUMULATORS, FUNCTIONS
+from .aggregations import FUNCTIONS
 from .online.layout import TileLayout, input_name
 from .plan import FeaturePlan, ViewPlan
 from .sql import ORD_SHIFT, q
@@ -60,7 +60,7 @@ def accumulator_columns(view: ViewPlan, lay: TileLayout, prefix: str = "__a") ->
     out = []
     for a in lay.accs:
         col, typ = ins.get(a.input, (None, None)) if a.input else (None, None)
-        out.append(f"{ACCUMULATORS[a.kind].sql(col, typ)} AS {prefix}{a.index}")
+        out.append(f"{a.impl.sql(col, typ)} AS {prefix}{a.index}")
     return out
 
 
@@ -70,7 +70,7 @@ def tile_matrix(lay: TileLayout, table) -> np.ndarray:
     mean, M2; nulls as 0, never read: the tile's `nn` is 0)."""
     cols = [table.column("__tile")]
     for a in lay.accs:
-        cols += ACCUMULATORS[a.kind].columns(table.column(f"__a{a.index}"))
+        cols += a.impl.columns(table.column(f"__a{a.index}"))
     mat = np.empty((table.num_rows, len(cols)), dtype="<f8")
     for j, c in enumerate(cols):
         mat[:, j] = pc.fill_null(c.combine_chunks().cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
@@ -79,4 +79,4 @@ def tile_matrix(lay: TileLayout, table) -> np.ndarray:
 
 def tile_states(lay: TileLayout, row) -> list:
     """One tile's states (a row of `__a<i>` values) as the online store keeps them."""
-    return [ACCUMULATORS[a.kind].state(v) for a, v in zip(lay.accs, row, strict=True)]
+    return [a.impl.state(v) for a, v in zip(lay.accs, row, strict=True)]

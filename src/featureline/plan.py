@@ -142,6 +142,7 @@ class FeaturePlan:
     window_us: int | None = None
     hop_us: int | None = None
     ttl_us: int | None = None
+    param: int | float | None = None  # its function's setting (last_k/first_k: k)
     location: Location | None = field(default=None, compare=False)
 
     @property

@@ -24,7 +24,8 @@ from featureline.serve import uvicorn_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
-# a view whose feature names clash with user_transactions' (count_1h), on another entity
+# a view whose feature names clash with user_transactions' (count_1h), on another entity; and
+# one of list values (last_k of strings and of timestamps)
 EXTRA_VIEW = """
 feature_views:
   - name: merchant_counts
@@ -33,6 +34,18 @@ feature_views:
     aggregations:
       - function: count
         windows: [1h, 24h]
+  - name: user_recent
+    entity: user
+    source: transactions
+    aggregations:
+      - column: card_country
+        functions: [last_k]
+        k: 3
+        windows: [1d]
+      - column: event_time
+        functions: [first_k]
+        k: 2
+        windows: [1d]
 """
 
 

@@ -272,6 +272,27 @@ EVERYTHING = """
       - column: event_time
         functions: [min, max, last, count_distinct]
         windows: [1d]
+      - column: merchant_id
+        functions: [last_k, first_k]
+        k: 3
+        windows: [1h, 7d]
+        hop: 5m
+        name: m
+      - column: merchant_id
+        functions: [last_k]
+        k: 1
+        windows: [7d]
+        hop: 5m
+        name: m1
+      - column: status
+        functions: [last_k]
+        k: 2
+        windows: [1d]
+      - column: event_time
+        functions: [first_k]
+        k: 4
+        windows: [1d]
+        name: at
       - expr: "status = 'declined'"
         name: declined
         functions: [sum, mean, count, min, max, variance, count_distinct]

@@ -116,6 +116,28 @@ def test_feature_list_with_timestamps_and_clashing_names(online, http):
     assert got["user_transactions__count_1h"] != got["merchant_counts__count_1h"]
 
 
+def test_list_features_are_json_arrays(online, http):
+    """last_k/first_k values: JSON arrays (timestamps as RFC 3339 strings), null for an empty
+    window, equal to the batch engine's lists; Feast's shape gives timestamps as epoch seconds."""
+    d, plan, engine, store, T = online
+    rows = _rows(20, seed=5) + [{"user_id": 999_999, "merchant_id": 1}]
+    refs = ["user_recent:card_country_last_k_1d", "user_recent:event_time_first_k_1d"]
+    users = [{"user_id": r["user_id"]} for r in rows]
+    r = http.post("/features/online", json={"features": refs, "entities": users, "at": T})
+    assert r.status_code == 200, r.text
+    got = _columns(r.json())
+    want = _batch(engine, plan, refs, users, T)
+    iso = lambda v: v.isoformat().replace("+00:00", "Z")  # noqa: E731
+    assert got["card_country_last_k_1d"] == want["card_country_last_k_1d"]
+    assert got["event_time_first_k_1d"] == [None if v is None else [iso(x) for x in v] for v in want["event_time_first_k_1d"]]
+    assert got["card_country_last_k_1d"][-1] is None  # never seen: an empty window
+    assert max(len(v or ()) for v in got["card_country_last_k_1d"]) == 3
+    ents = {"user_id": [u["user_id"] for u in users]}
+    names, results = _feast(http, {"features": refs, "entities": ents})
+    stamps = dict(zip(names, results, strict=True))["event_time_first_k_1d"]["values"]
+    assert stamps == [None if v is None else [int(x.timestamp()) for x in v] for v in want["event_time_first_k_1d"]]
+
+
 def _feast(http, body):
     r = http.post("/get-online-features", json=body)
     assert r.status_code == 200, r.text

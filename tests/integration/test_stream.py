@@ -241,7 +241,7 @@ def test_caught_up_stream_equals_batch_and_oracle_and_dead_letters_are_exact(tmp
         got_online = store.get("fraud_detection", rows, at_us=now)
         for f in plan.views["user_transactions"].features:
             for i, row in enumerate(rows):
-                want = oracle.window_value(by_user.get(row["user_id"], []), now, f.function, f.column, f.window_us, f.hop_us)
+                want = oracle.window_value(by_user.get(row["user_id"], []), now, f.function, f.column, f.window_us, f.hop_us, f.param)
                 assert same(got_online[f.name][i], want), (f.name, row, got_online[f.name][i], want)
     finally:
         cleanup(plan)
@@ -262,6 +262,14 @@ NEW_AGGREGATIONS = """
         function: count_distinct
         windows: [1h]
         hop: 1m
+      - column: amount
+        functions: [last_k, first_k]
+        k: 3
+        windows: [10m, 1h]
+      - column: card_country
+        function: last_k
+        k: 2
+        windows: [1h]
 feature_services:
   - name: variety
     features: ["user_variety:*"]
@@ -296,9 +304,9 @@ def test_new_aggregations_stream_equals_batch_and_oracle(tmp_path, services):
         got = store.get("variety", [{"user_id": r["user_id"]} for r in rows], at_us=now)
         for f in plan.views["user_variety"].features:
             for i, row in enumerate(rows):
-                want = oracle.window_value(by_user.get(row["user_id"], []), now, f.function, f.column, f.window_us, f.hop_us)
+                want = oracle.window_value(by_user.get(row["user_id"], []), now, f.function, f.column, f.window_us, f.hop_us, f.param)
                 assert same(got[f.name][i], want), (f.name, row, got[f.name][i], want)
-        assert max(got["merchant_id_count_distinct_1h"]) > 1
+        assert max(got["merchant_id_count_distinct_1h"]) > 1 and max(len(v or ()) for v in got["amount_last_k_1h"]) == 3
     finally:
         cleanup(plan)
 

@@ -25,10 +25,20 @@ def test_every_function_is_complete(name):
         assert kind in ACCUMULATORS, f"{name} needs an unregistered accumulator {kind}"
     for t in ARROW_TYPES:
         if fn.inputs is None or t in fn.inputs:
-            assert fn.output_type(t) in ARROW_TYPES, (name, t)
+            out = fn.output_type(t)
+            if fn.list_value:
+                assert out.startswith("list<") and out.endswith(">") and out[5:-1] in ARROW_TYPES, (name, t)
+            else:
+                assert out in ARROW_TYPES, (name, t)
     if fn.inputs is not None:
         assert fn.input_kind, f"{name}: an input-type error needs to say what it takes"
-    assert Aggregation(column="x", function=name, windows=["1h"]).function == name  # the spec accepts it
+    for kind in fn.sized:
+        assert kind in fn.needs and fn.param, f"{name}: a sized accumulator takes its size from the feature's param"
+    settings = {fn.param: 3} if fn.param else {}
+    assert Aggregation(column="x", function=name, windows=["1h"], **settings).function == name  # the spec accepts it
+    if fn.param:
+        with pytest.raises(ValueError, match=f"needs `{fn.param}`"):
+            Aggregation(column="x", function=name, windows=["1h"])
 
 
 def test_an_unregistered_function_is_refused_by_the_spec():
@@ -38,7 +48,7 @@ def test_an_unregistered_function_is_refused_by_the_spec():
 
 @pytest.mark.parametrize("kind", list(ACCUMULATORS))
 def test_every_accumulator_has_sql_and_a_merge(kind):
-    acc = ACCUMULATORS[kind]
+    acc = ACCUMULATORS[kind].bound(3)  # sized ones (last_k's) need a size: a feature's k
     assert acc.kind == kind
     assert acc.sql('"x"', "number")
     assert acc.lua_merge("c", "n", 1, 2, acc.numeric("number"))

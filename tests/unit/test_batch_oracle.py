@@ -55,6 +55,9 @@ feature_views:
       - {column: v, functions: [sum, last, variance], windows: [30m], hop: 7m, name: odd}
       - {column: i, functions: [sum, mean, min, max, last, first, variance, count_distinct], windows: [1h]}
       - {column: s, functions: [count, min, max, last, first, count_distinct], windows: [1h]}
+      - {column: s, functions: [last_k, first_k], k: 3, windows: [1h, 10m]}
+      - {column: v, functions: [last_k], k: 1, windows: [1h]}
+      - {column: b, functions: [first_k], k: 5, windows: [1h], hop: 7m}
       - {column: b, functions: [sum, mean, count, count_distinct], windows: [1h]}
   - name: wf
     entity: thing
@@ -154,7 +157,7 @@ def test_engine_matches_oracle(project, events, split, spine_times, extra):
                 pool = mine
                 if f.view == "wf":
                     pool = [e for e in mine if e["v"] is not None and e["v"] > 0 and e["s"] is not None]
-                want = oracle.window_value(pool, t, f.function, f.column, f.window_us, f.hop_us)
+                want = oracle.window_value(pool, t, f.function, f.column, f.window_us, f.hop_us, f.param)
             got = row[f.name]
             assert oracle.close(got, want), (f.name, k, t, got, want)
 

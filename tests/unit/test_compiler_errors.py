@@ -19,8 +19,26 @@ CASES = [
         "functions: [sum, mean, max]",
         "functions: [sum, mean, maxx]",
         [
-            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance' or 'stddev'\n   = help: did you mean `max`?",
+            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance', 'stddev', 'count_distinct', 'last_k' or 'first_k'\n   = help: did you mean `max`?",
         ],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [last_k]",
+        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `last_k` needs `k`"],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [sum, mean, max]\n        k: 3",
+        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `k` applies to `last_k` and `first_k`, not to `sum`, `mean`, `max`"],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [first_k, max]\n        k: 101",
+        ["features/user_features.yaml:11:12: error[invalid-value]: `k`: Input should be less than or equal to 100"],
     ),
     (
         "features/user_features.yaml",
@@ -100,7 +118,7 @@ CASES = [
         "      - function: count             #",
         "      - column: currency\n        function: sum             #",
         [
-            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, last and first work on any type",
+            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, count_distinct, last, first, last_k and first_k work on any type",
         ],
     ),
     (

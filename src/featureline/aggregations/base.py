@@ -14,6 +14,8 @@ stream and the online store consult the registry, never a list of names of their
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..plan import NUMERIC, ORDERED
@@ -27,6 +29,15 @@ class Accumulator:
     kind: str
     phase = 2  # merge order: 0 reads both sides' counts before they change, 1 compares, 2 adds
     width = 1  # doubles in a packed (numeric) tile
+    size: int | None = None  # a sized accumulator's size (`bound`), e.g. last_k's k
+
+    def bound(self, size: int | None) -> Accumulator:
+        """This accumulator sized `size` (a layout's largest k of its features), or itself."""
+        if size is None or size == self.size:
+            return self
+        out = copy.copy(self)
+        out.size = size
+        return out
 
     def numeric(self, input_type: str | None) -> bool:
         """Whether the state packs into `width` doubles for this input type."""
@@ -71,6 +82,22 @@ class Function:
     needs: tuple[str, ...] = ()  # accumulators besides the input's non-null count (`nn`)
     bool_as_int = False  # a boolean input aggregates as 0/1
     msgpack_value = False  # the read returns the value as the msgpack bytes it was written as
+    list_value = False  # the value is a list (of msgpack bytes, read; a DuckDB LIST, batch)
+    param: str | None = None  # the YAML setting a feature of it needs (`k`), or None
+    sized: tuple[str, ...] = ()  # its accumulators sized by the feature's param (the largest of a layout's)
+    value: int | float | None = None  # the feature's param (`bound`)
+
+    def bound(self, value) -> Function:
+        """This function for a feature whose param is `value` (its k), or itself."""
+        if value is None or value == self.value:
+            return self
+        out = copy.copy(self)
+        out.value = value
+        return out
+
+    def feature_part(self, value) -> str:
+        """The function's part of a feature's name (`<column>_<part>_<window>`)."""
+        return self.name
 
     def output_type(self, input_type: str | None) -> str:
         return input_type or "string"
@@ -103,7 +130,7 @@ class NumericFunction(Function):
 
     inputs = NUMERIC + ("boolean",)
     input_kind = "numeric (integer, number or boolean)"
-    hint = "count, last and first work on any type"
+    hint = "count, count_distinct, last, first, last_k and first_k work on any type"
     bool_as_int = True
 
 

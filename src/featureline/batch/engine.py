@@ -208,7 +208,7 @@ def _agg_sql(f: FeaturePlan, start: str) -> str:
     from ..aggregations import FUNCTIONS
 
     counts_events = f.column is None and f.expr is None
-    return FUNCTIONS[f.function].sql(f"e.{q('__in_' + f.name)}", f"e.__t >= {start}", f.dtype, counts_events)
+    return FUNCTIONS[f.function].bound(f.param).sql(f"e.{q('__in_' + f.name)}", f"e.__t >= {start}", f.dtype, counts_events)
 
 
 def _guess_time_column(spine) -> str:

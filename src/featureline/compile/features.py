@@ -267,10 +267,12 @@ class FeaturePart:
             base = agg.name or agg.column
             for fn in fns:
                 for wtext, wu in windows:
+                    param = getattr(agg, FUNCTIONS[fn].param) if FUNCTIONS[fn].param else None
+                    part = FUNCTIONS[fn].feature_part(param)
                     if single and agg.name:
                         fname = agg.name
                     else:
-                        fname = f"{base}_{fn}_{wtext}" if base else f"{fn}_{wtext}"
+                        fname = f"{base}_{part}_{wtext}" if base else f"{part}_{wtext}"
                     loc = s.loc(*at, "name" if agg.name else ("column" if agg.column else fn_key))
                     if not self._check_unique_feature(seen, fname, view, loc):
                         continue
@@ -286,6 +288,7 @@ class FeaturePart:
                             dtype=agg_output_type(fn, input_type),
                             window_us=wu,
                             hop_us=hop or default_hop(wu),
+                            param=param,
                             location=loc,
                         )
                     )

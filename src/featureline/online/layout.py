@@ -60,9 +60,15 @@ def input_name(f: FeaturePlan) -> str | None:
 
 @dataclass(frozen=True)
 class Acc:
-    kind: str  # cnt | nn | sum | min | max | var | last | first
+    kind: str  # cnt | nn | sum | min | max | var | last | first | dist | lastk | firstk
     input: str | None  # input name (None for cnt)
     index: int  # position in the tile (numeric layouts: in doubles; var takes two)
+    param: int | None = None  # a sized accumulator's size (lastk/firstk: the largest k of its features)
+
+    @property
+    def impl(self):
+        """The accumulator's module object, sized by `param` (`Accumulator.bound`)."""
+        return ACCUMULATORS[self.kind].bound(self.param)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class TileLayout:
         for start, states in tiles:
             flat.append(float(start))
             for a, s in zip(self.accs, states, strict=True):
-                flat.extend(ACCUMULATORS[a.kind].doubles(s))
+                flat.extend(a.impl.doubles(s))
         return struct.pack(f"<{len(flat)}d", *flat)
 
 
@@ -118,23 +124,27 @@ def tile_layouts(view: ViewPlan) -> list[TileLayout]:
         feats = tuple(f for f in view.features if f.hop_us == hop)
         wanted: list[tuple[str, str | None]] = [("cnt", None)]
         types: dict[str | None, str | None] = {}
+        params: dict[tuple[str, str | None], int] = {}  # a sized accumulator's largest size
         for f in feats:
             inp = input_name(f)
             if inp is None:
                 continue
             types[inp] = f.input_type
-            for k in ("nn", *FUNCTIONS[f.function].needs):
+            fn = FUNCTIONS[f.function]
+            for k in ("nn", *fn.needs):
                 if (k, inp) not in wanted:
                     wanted.append((k, inp))
+            for k in fn.sized:
+                params[(k, inp)] = max(params.get((k, inp), 0), f.param)
         head, rest = wanted[:1], sorted(wanted[1:], key=lambda ki: (ki[1] or "", ACC_ORDER.index(ki[0])))
         wanted = head + rest
         numeric = all(ACCUMULATORS[k].numeric(types.get(i)) for k, i in wanted)
         accs, pos = [], 0
         for k, i in wanted:
-            accs.append(Acc(k, i, pos if numeric else len(accs)))
+            accs.append(Acc(k, i, pos if numeric else len(accs), params.get((k, i))))
             pos += ACCUMULATORS[k].width if numeric else 1
         reach = max(f.window_us for f in feats) + hop
-        code = slot_code(view.name, hop, tuple((a.kind, a.input) for a in accs), numeric)
+        code = slot_code(view.name, hop, tuple((a.kind, a.input) if a.param is None else (a.kind, a.input, a.param) for a in accs), numeric)
         out.append(TileLayout(view.name, view.entity, hop, tuple(accs), numeric, pos, reach, feats, code))
     return out
 

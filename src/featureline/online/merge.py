@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..aggregations import ACCUMULATORS
 from .layout import TileLayout, input_name
 from .state import GUARD_ARGS, guard_lua
 from .value import LUA as VALUE_LUA
@@ -179,8 +178,8 @@ def _merge_lines(lay: TileLayout, cur: str, new: str) -> list[str]:
     its accumulator, in phases: those reading both sides' counts first, additive ones last."""
     nn = {a.input: a.index + 1 for a in lay.accs if a.kind == "nn"}
     out = []
-    for a in sorted(lay.accs, key=lambda a: ACCUMULATORS[a.kind].phase):
-        out += ACCUMULATORS[a.kind].lua_merge(cur, new, a.index + 1, nn.get(a.input, 0), lay.numeric)
+    for a in sorted(lay.accs, key=lambda a: a.impl.phase):
+        out += a.impl.lua_merge(cur, new, a.index + 1, nn.get(a.input, 0), lay.numeric)
     return out
 
 
@@ -202,7 +201,7 @@ def partial_tiles(lay: TileLayout, records: list[dict], join_keys: tuple[str, ..
 
 
 def _empty(lay: TileLayout) -> list:
-    return [ACCUMULATORS[a.kind].empty() for a in lay.accs]
+    return [a.impl.empty() for a in lay.accs]
 
 
 def _add(lay: TileLayout, s: list, r: dict) -> None:
@@ -211,7 +210,7 @@ def _add(lay: TileLayout, s: list, r: dict) -> None:
     t, arr = r["__t"], r["__arrival"]
     by_input: dict = {}
     for k, a in enumerate(lay.accs):
-        by_input.setdefault(a.input, []).append((k, a.kind))
+        by_input.setdefault(a.input, []).append((k, a))
     for k, _ in by_input.pop(None):
         s[k] += 1  # cnt
     for inp, accs in by_input.items():
@@ -220,11 +219,11 @@ def _add(lay: TileLayout, s: list, r: dict) -> None:
             continue
         if isinstance(v, bool):
             v = int(v)
-        nn = next(k for k, kind in accs if kind == "nn")
+        nn = next(k for k, a in accs if a.kind == "nn")
         n0 = s[nn]
-        for k, kind in accs:
-            if kind != "nn":
-                s[k] = ACCUMULATORS[kind].add(s[k], v, t, arr, n0)
+        for k, a in accs:
+            if a.kind != "nn":
+                s[k] = a.impl.add(s[k], v, t, arr, n0)
         s[nn] = n0 + 1
 
 

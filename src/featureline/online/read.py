@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
-from ..aggregations import ACCUMULATORS, FUNCTIONS
+from ..aggregations import FUNCTIONS
 from ..aggregations.window import Row, Tiles, Window
 from ..plan import FeaturePlan, Plan
 from .layout import TileLayout, input_name, key_head, latest_code, tile_layouts
@@ -109,7 +109,7 @@ class ServiceRead:
                     self.latest.append((s, k))
                     continue
                 wins = tuple(dict.fromkeys(f.window_us for f in s.features))
-                feats = [(self.at[id(f)], FUNCTIONS[f.function], input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
+                feats = [(self.at[id(f)], FUNCTIONS[f.function].bound(f.param), input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
                 self.computed.append((s.layout, k, _columns(s.layout), _spots(s.layout), feats, wins))
 
     def commands(self, ents: list[str]) -> tuple[bytes, int]:
@@ -192,7 +192,7 @@ def _state(tile: list, spot: tuple[int, int, int]):
 
 def _spots(lay: TileLayout) -> list[tuple[int, int, int]]:
     """Per matrix column after the start: (position in a msgpack tile, part, the state's width)."""
-    return [(1 + a.index, p, ACCUMULATORS[a.kind].width) for a in lay.accs for p in range(ACCUMULATORS[a.kind].width)]
+    return [(1 + a.index, p, a.impl.width) for a in lay.accs for p in range(a.impl.width)]
 
 
 def _columns(lay: TileLayout):
@@ -200,7 +200,7 @@ def _columns(lay: TileLayout):
     at: dict[tuple, int] = {}
     j = 1
     for a in lay.accs:
-        for part in range(ACCUMULATORS[a.kind].width):
+        for part in range(a.impl.width):
             at[(a.kind, a.input, part)] = j
             j += 1
     return lambda kind, inp, part=0: at[(kind, None if kind == "cnt" else inp, part)]

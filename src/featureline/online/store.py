@@ -577,9 +577,12 @@ def _feature_column(f: FeaturePlan):
     dtype, name = f.dtype, f.name
     msgpack_value = FUNCTIONS[f.function].msgpack_value
     number = {"integer": int, "number": float}.get(dtype)
+    elem = dtype[5:-1] if FUNCTIONS[f.function].list_value else None  # list<T>: T
 
     def finish(col: list, t: int, out: dict) -> None:
-        if msgpack_value:
+        if elem is not None:
+            out[name] = [None if v is None else [_cast(elem, _dec.decode(x)) for x in v] for v in col]
+        elif msgpack_value:
             out[name] = [None if v is None else _cast(dtype, _dec.decode(v)) for v in col]
         elif number is not None:
             out[name] = [None if v is None else number(v) for v in col]

@@ -153,6 +153,8 @@ class Endpoints:
         for f, col in zip(read.features, self.reader.feature_columns(read, cols), strict=True):
             if f.dtype == "timestamp":  # Feast's unix_timestamp_val: epoch seconds
                 col = [None if v is None else int(v.timestamp()) for v in col]
+            elif f.dtype == "list<timestamp>":  # unix_timestamp_list_val
+                col = [None if v is None else [int(x.timestamp()) for x in v] for v in col]
             if None in col:
                 statuses = ["NOT_FOUND" if v is None else "PRESENT" for v in col]
                 stamps = [EPOCH_TS if v is None else ts for v in col]

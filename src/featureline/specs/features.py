@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from ..aggregations import FUNCTION_NAMES
+from ..aggregations import FUNCTION_NAMES, FUNCTIONS
+from ..aggregations.lastk import MAX_K
 from .base import Spec
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -92,6 +93,7 @@ class Aggregation(Spec):
     windows: list[Duration] = Field(min_length=1)
     hop: Duration | None = None
     name: Name | None = None
+    k: int | None = Field(default=None, ge=1, le=MAX_K)  # last_k, first_k: how many values
 
     @model_validator(mode="after")
     def _shape(self) -> Aggregation:
@@ -104,6 +106,13 @@ class Aggregation(Spec):
             raise ValueError("only `count` may omit `column` (it then counts events)")
         if self.expr is not None and self.name is None:
             raise ValueError("an aggregation of an `expr` needs a `name`")
+        for setting in ("k",):
+            takes = [f for f in fns if FUNCTIONS[f].param == setting]
+            if getattr(self, setting) is None and takes:
+                raise ValueError(f"`{takes[0]}` needs `{setting}`")
+            if getattr(self, setting) is not None and not takes:
+                names = " and ".join(f"`{n}`" for n, fn in FUNCTIONS.items() if fn.param == setting)
+                raise ValueError(f"`{setting}` applies to {names}, not to {', '.join(f'`{f}`' for f in fns)}")
         return self
 
     @property
