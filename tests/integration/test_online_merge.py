@@ -32,7 +32,7 @@ DISTINCT = """
     source: transactions
     aggregations:
       - column: merchant_id
-        functions: [count_distinct, count]
+        functions: [count_distinct, count, approx_count_distinct]
         windows: [1h, 1d]
       - column: card_country
         function: count_distinct

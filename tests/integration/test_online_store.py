@@ -263,14 +263,14 @@ EVERYTHING = """
         functions: [count, sum, mean, min, max, variance, stddev]
         windows: [1h, 1d]
       - column: merchant_id
-        functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct]
+        functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct, approx_count_distinct]
         windows: [1h, 7d]
         hop: 5m
       - column: status
-        functions: [count, min, max, last, first, count_distinct]
+        functions: [count, min, max, last, first, count_distinct, approx_count_distinct]
         windows: [1d]
       - column: event_time
-        functions: [min, max, last, count_distinct]
+        functions: [min, max, last, count_distinct, approx_count_distinct]
         windows: [1d]
       - column: merchant_id
         functions: [last_k, first_k]

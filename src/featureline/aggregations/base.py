@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import copy
 
+import msgspec
 import numpy as np
 
 from ..plan import NUMERIC, ORDERED
 from .window import Row, Window
 
+_enc = msgspec.msgpack.Encoder()
 NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
-__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Additive", "Function", "NumericFunction", "Row", "Window", "with_nulls"]
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Additive", "Function", "NumericFunction", "Row", "Window", "value_bytes", "with_nulls"]
 
 
 class Accumulator:
@@ -86,13 +88,16 @@ class Function:
     param: str | None = None  # the YAML setting a feature of it needs (`k`), or None
     sized: tuple[str, ...] = ()  # its accumulators sized by the feature's param (the largest of a layout's)
     value: int | float | None = None  # the feature's param (`bound`)
+    input_type: str | None = None  # the feature's input type (`bound`), for those that need it
+    finalize = None  # set: finalize(pyarrow array of `sql`'s values) -> the feature's values (batch)
 
-    def bound(self, value) -> Function:
-        """This function for a feature whose param is `value` (its k), or itself."""
-        if value is None or value == self.value:
+    def bound(self, value=None, input_type: str | None = None) -> Function:
+        """This function for a feature whose param is `value` (its k) and input `input_type`."""
+        if (value is None or value == self.value) and (input_type is None or input_type == self.input_type):
             return self
         out = copy.copy(self)
-        out.value = value
+        out.value = self.value if value is None else value
+        out.input_type = self.input_type if input_type is None else input_type
         return out
 
     def feature_part(self, value) -> str:
@@ -132,6 +137,17 @@ class NumericFunction(Function):
     input_kind = "numeric (integer, number or boolean)"
     hint = "count, count_distinct, last, first, last_k and first_k work on any type"
     bool_as_int = True
+
+
+def value_bytes(v) -> bytes:
+    """A value as the bytes its distinct-value states compare and hash (msgpack; a float's
+    -0.0 as 0.0, a boolean as 0/1 as a tile of a numeric function has it; timestamps arrive as
+    epoch microseconds)."""
+    if isinstance(v, bool):
+        v = int(v)
+    elif isinstance(v, float):
+        v = v + 0.0
+    return _enc.encode(v)
 
 
 def with_nulls(values: np.ndarray, present: np.ndarray) -> list:

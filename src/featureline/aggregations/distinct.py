@@ -13,19 +13,12 @@ values are one value (0.0 and -0.0 are one number).
 
 from __future__ import annotations
 
-import msgspec
 import numpy as np
 
 from .base import Accumulator, Function
+from .base import value_bytes as _key
 
 MAX_DISTINCT = 1000
-_enc = msgspec.msgpack.Encoder()
-
-
-def _key(v) -> bytes:
-    if isinstance(v, float):
-        v = v + 0.0  # -0.0 -> 0.0
-    return _enc.encode(v)
 
 
 class Distinct(Accumulator):

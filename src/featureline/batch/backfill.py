@@ -21,7 +21,7 @@ from pathlib import Path
 from ..plan import ViewPlan
 from ..sql import floor_sql, q
 from ..timeutil import DAY, HOUR, floor, from_us
-from .engine import BatchEngine
+from .engine import BatchEngine, finalize
 
 
 @dataclass
@@ -91,6 +91,7 @@ def _backfill_view(engine: BatchEngine, view: ViewPlan, start: int, end: int, st
         f"SELECT {', '.join('s.' + q(k) for k in view.join_keys)}, make_timestamptz(s.__t) AS feature_time, {feats} "
         f"FROM __bf_spine s JOIN ({values}) v ON v.__row = s.__row ORDER BY s.__t, {keys}"
     ).to_arrow_table()
+    table = finalize(table, view.features)
     con.execute("DROP TABLE __bf_spine")
     out: list[Written] = []
     day = floor(start, DAY)

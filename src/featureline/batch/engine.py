@@ -183,6 +183,7 @@ class BatchEngine:
         cols = [f"p{i}.{q(f.name)}" for i, feats in parts for f in feats]
         joins = " ".join(f"LEFT JOIN __pit_{i} p{i} ON p{i}.__row = s.__row" for i, _ in parts)
         values = con.sql(f"SELECT {', '.join(cols)} FROM __spine s {joins} ORDER BY s.__row").to_arrow_table()
+        values = finalize(values, [f for _, feats in parts for f in feats])
         for i, _ in parts:
             con.execute(f"DROP TABLE __pit_{i}")
         con.execute("DROP TABLE __spine")
@@ -208,7 +209,20 @@ def _agg_sql(f: FeaturePlan, start: str) -> str:
     from ..aggregations import FUNCTIONS
 
     counts_events = f.column is None and f.expr is None
-    return FUNCTIONS[f.function].bound(f.param).sql(f"e.{q('__in_' + f.name)}", f"e.__t >= {start}", f.dtype, counts_events)
+    return FUNCTIONS[f.function].bound(f.param, f.input_type).sql(f"e.{q('__in_' + f.name)}", f"e.__t >= {start}", f.dtype, counts_events)
+
+
+def finalize(table, features):
+    """The features whose function finalizes in Python (sketches: `Function.finalize`) turned
+    from `sql`'s values (a column each, by name) into their values."""
+    from ..aggregations import FUNCTIONS
+
+    for f in features:
+        fn = FUNCTIONS[f.function] if f.function else None
+        if fn is not None and fn.finalize is not None:
+            j = table.column_names.index(f.name)
+            table = table.set_column(j, f.name, fn.bound(f.param, f.input_type).finalize(table.column(j).combine_chunks()))
+    return table
 
 
 def _guess_time_column(spine) -> str:

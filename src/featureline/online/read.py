@@ -109,7 +109,7 @@ class ServiceRead:
                     self.latest.append((s, k))
                     continue
                 wins = tuple(dict.fromkeys(f.window_us for f in s.features))
-                feats = [(self.at[id(f)], FUNCTIONS[f.function].bound(f.param), input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
+                feats = [(self.at[id(f)], FUNCTIONS[f.function].bound(f.param, f.input_type), input_name(f), f.window_us, wins.index(f.window_us)) for f in s.features]
                 self.computed.append((s.layout, k, _columns(s.layout), _spots(s.layout), feats, wins))
 
     def commands(self, ents: list[str]) -> tuple[bytes, int]:
