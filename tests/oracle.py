@@ -26,9 +26,9 @@ def _num(v):
     return int(v) if isinstance(v, bool) else v
 
 
-def aggregate(fn: str, events: list[dict], column: str | None, k: int | None = None):
+def aggregate(fn: str, events: list[dict], column: str | None, param=None):
     """AGG over the events; nulls ignored; empty: count/count_distinct/sum 0, others null.
-    `k`: last_k/first_k's."""
+    `param`: last_k/first_k's k, approx_percentile's percentile."""
     if fn == "count" and column is None:
         return len(events)
     rows = [e for e in events if e.get(column) is not None]
@@ -53,7 +53,9 @@ def aggregate(fn: str, events: list[dict], column: str | None, k: int | None = N
         return max(e[column] for e in rows)
     if fn in ("last_k", "first_k"):  # newest (oldest) first, ties on event_time by arrival order
         order = sorted(rows, key=lambda e: (e["event_time"], e["arrival"]), reverse=fn == "last_k")
-        return [e[column] for e in order[:k]]
+        return [e[column] for e in order[:param]]
+    if fn == "approx_percentile":  # the exact element of rank floor(q (n - 1)): the engines estimate it
+        return float(sorted(vals)[math.floor(param * (len(vals) - 1))])
     if fn in ("last", "first"):
         # ties on event_time break by arrival order
         order = sorted(rows, key=lambda e: (e["event_time"], e["arrival"]))
@@ -68,8 +70,8 @@ def aggregate(fn: str, events: list[dict], column: str | None, k: int | None = N
     raise ValueError(fn)
 
 
-def window_value(events: list[dict], t: int, fn: str, column: str | None, window: int, hop: int, k: int | None = None):
-    return aggregate(fn, window_events(events, t, window, hop), column, k)
+def window_value(events: list[dict], t: int, fn: str, column: str | None, window: int, hop: int, param=None):
+    return aggregate(fn, window_events(events, t, window, hop), column, param)
 
 
 def latest_value(events: list[dict], t: int, column: str, ttl: int):
@@ -82,9 +84,14 @@ def latest_value(events: list[dict], t: int, column: str, ttl: int):
 
 def approx_close(fn: str, got, want) -> bool:
     """An approximate function's value against the oracle's exact one, within its documented
-    error (docs/semantics.md): approx_count_distinct 2% (and 1 for a handful of values)."""
+    error (docs/semantics.md): approx_count_distinct 2% (and 1 for a handful of values),
+    approx_percentile 1% of the exact element."""
     if fn == "approx_count_distinct":
         return got is not None and abs(got - want) <= max(1, 0.02 * want)
+    if fn == "approx_percentile":  # relative accuracy 1%; zero within 1e-9
+        if got is None or want is None:
+            return got is None and want is None
+        return abs(got - want) <= 0.01 * abs(want) + 1e-9
     raise ValueError(fn)
 
 

@@ -38,8 +38,9 @@ DISTINCT = """
         function: count_distinct
         windows: [1d]
       - column: amount
-        functions: [last_k, first_k]
+        functions: [last_k, first_k, approx_percentile]
         k: 4
+        percentiles: [0.1, 0.5, 0.95]
         windows: [1h, 1d]
       - column: merchant_id
         functions: [last_k]

@@ -263,7 +263,8 @@ EVERYTHING = """
         functions: [count, sum, mean, min, max, variance, stddev]
         windows: [1h, 1d]
       - column: merchant_id
-        functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct, approx_count_distinct]
+        functions: [count, sum, mean, min, max, last, first, variance, stddev, count_distinct, approx_count_distinct, approx_percentile]
+        percentiles: [0.5, 0.99]
         windows: [1h, 7d]
         hop: 5m
       - column: status
@@ -295,7 +296,8 @@ EVERYTHING = """
         name: at
       - expr: "status = 'declined'"
         name: declined
-        functions: [sum, mean, count, min, max, variance, count_distinct]
+        functions: [sum, mean, count, min, max, variance, count_distinct, approx_percentile]
+        percentiles: [0.9]
         windows: [1h, 1d]
 
 feature_services:

@@ -263,8 +263,9 @@ NEW_AGGREGATIONS = """
         windows: [1h]
         hop: 1m
       - column: amount
-        functions: [last_k, first_k]
+        functions: [last_k, first_k, approx_percentile]
         k: 3
+        percentiles: [0.5, 0.9]
         windows: [10m, 1h]
       - column: card_country
         function: last_k

@@ -34,7 +34,7 @@ def test_every_function_is_complete(name):
         assert fn.input_kind, f"{name}: an input-type error needs to say what it takes"
     for kind in fn.sized:
         assert kind in fn.needs and fn.param, f"{name}: a sized accumulator takes its size from the feature's param"
-    settings = {fn.param: 3} if fn.param else {}
+    settings = {fn.param: [0.5] if fn.param == "percentiles" else 3} if fn.param else {}
     assert Aggregation(column="x", function=name, windows=["1h"], **settings).function == name  # the spec accepts it
     if fn.param:
         with pytest.raises(ValueError, match=f"needs `{fn.param}`"):

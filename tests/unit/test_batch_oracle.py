@@ -61,6 +61,9 @@ feature_views:
       - {column: i, functions: [approx_count_distinct], windows: [1h, 10m]}
       - {column: s, functions: [approx_count_distinct], windows: [1h]}
       - {column: ts, functions: [approx_count_distinct, count_distinct], windows: [1h]}
+      - {column: v, functions: [approx_percentile], percentiles: [0, 0.5, 0.9, 1], windows: [1h, 10m]}
+      - {column: i, functions: [approx_percentile, count], percentiles: [0.25], windows: [10m]}
+      - {column: b, functions: [approx_percentile], percentiles: [0.5], windows: [1h], name: bp}
       - {column: b, functions: [sum, mean, count, count_distinct], windows: [1h]}
   - name: wf
     entity: thing

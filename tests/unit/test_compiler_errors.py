@@ -19,7 +19,7 @@ CASES = [
         "functions: [sum, mean, max]",
         "functions: [sum, mean, maxx]",
         [
-            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance', 'stddev', 'count_distinct', 'last_k' or 'first_k'\n   = help: did you mean `max`?",
+            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance', 'stddev', 'count_distinct', 'last_k', 'first_k', 'approx_count_distinct' or 'approx_percentile'\n   = help: did you mean `max`?",
         ],
     ),
     (
@@ -39,6 +39,24 @@ CASES = [
         "functions: [sum, mean, max]",
         "functions: [first_k, max]\n        k: 101",
         ["features/user_features.yaml:11:12: error[invalid-value]: `k`: Input should be less than or equal to 100"],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [approx_percentile]",
+        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `approx_percentile` needs `percentiles`"],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [approx_percentile, max]\n        percentiles: [0.5, 1.5]",
+        ["features/user_features.yaml:11:28: error[invalid-value]: `percentiles`: Input should be less than or equal to 1"],
+    ),
+    (
+        "features/user_features.yaml",
+        "functions: [sum, mean, max]",
+        "functions: [approx_percentile]\n        percentiles: [0.5, 0.5]",
+        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `percentiles` lists a percentile twice"],
     ),
     (
         "features/user_features.yaml",
@@ -118,7 +136,7 @@ CASES = [
         "      - function: count             #",
         "      - column: currency\n        function: sum             #",
         [
-            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, count_distinct, last, first, last_k and first_k work on any type",
+            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, count_distinct, approx_count_distinct, last, first, last_k and first_k work on any type",
         ],
     ),
     (

@@ -19,6 +19,13 @@ from ..repo import Sourced
 from ..timeutil import SECOND, default_hop, parse_duration
 
 
+def _settings(agg, fn: str) -> list:
+    """The feature settings an aggregation gives fn: [k], each percentile, or [None]."""
+    name = FUNCTIONS[fn].param
+    v = getattr(agg, name) if name else None
+    return list(v) if isinstance(v, list) else [v]
+
+
 def agg_output_type(function: str, input_type: str | None) -> str:
     return FUNCTIONS[function].output_type(input_type)
 
@@ -263,35 +270,35 @@ class FeaturePart:
                 windows.append((str(w).strip(), wu))
             if bad:
                 continue
-            single = len(fns) == 1 and len(windows) == 1
+            single = len(fns) == 1 and len(windows) == 1 and len(_settings(agg, fns[0])) == 1
             base = agg.name or agg.column
             for fn in fns:
-                for wtext, wu in windows:
-                    param = getattr(agg, FUNCTIONS[fn].param) if FUNCTIONS[fn].param else None
-                    part = FUNCTIONS[fn].feature_part(param)
-                    if single and agg.name:
-                        fname = agg.name
-                    else:
-                        fname = f"{base}_{part}_{wtext}" if base else f"{part}_{wtext}"
-                    loc = s.loc(*at, "name" if agg.name else ("column" if agg.column else fn_key))
-                    if not self._check_unique_feature(seen, fname, view, loc):
-                        continue
-                    out.append(
-                        FeaturePlan(
-                            name=fname,
-                            view=view,
-                            kind="window",
-                            function=fn,
-                            column=agg.column,
-                            expr=expr_sql,
-                            input_type=input_type,
-                            dtype=agg_output_type(fn, input_type),
-                            window_us=wu,
-                            hop_us=hop or default_hop(wu),
-                            param=param,
-                            location=loc,
+                for param in _settings(agg, fn):
+                    for wtext, wu in windows:
+                        part = FUNCTIONS[fn].feature_part(param)
+                        if single and agg.name:
+                            fname = agg.name
+                        else:
+                            fname = f"{base}_{part}_{wtext}" if base else f"{part}_{wtext}"
+                        loc = s.loc(*at, "name" if agg.name else ("column" if agg.column else fn_key))
+                        if not self._check_unique_feature(seen, fname, view, loc):
+                            continue
+                        out.append(
+                            FeaturePlan(
+                                name=fname,
+                                view=view,
+                                kind="window",
+                                function=fn,
+                                column=agg.column,
+                                expr=expr_sql,
+                                input_type=input_type,
+                                dtype=agg_output_type(fn, input_type),
+                                window_us=wu,
+                                hop_us=hop or default_hop(wu),
+                                param=param,
+                                location=loc,
+                            )
                         )
-                    )
         return out
 
     def _latest_features(self, s: Sourced, columns: dict[str, str], ttl: int | None) -> list[FeaturePlan]:

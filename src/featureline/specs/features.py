@@ -94,6 +94,7 @@ class Aggregation(Spec):
     hop: Duration | None = None
     name: Name | None = None
     k: int | None = Field(default=None, ge=1, le=MAX_K)  # last_k, first_k: how many values
+    percentiles: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(default=None, min_length=1, max_length=20)  # approx_percentile
 
     @model_validator(mode="after")
     def _shape(self) -> Aggregation:
@@ -106,7 +107,9 @@ class Aggregation(Spec):
             raise ValueError("only `count` may omit `column` (it then counts events)")
         if self.expr is not None and self.name is None:
             raise ValueError("an aggregation of an `expr` needs a `name`")
-        for setting in ("k",):
+        if self.percentiles is not None and len(set(self.percentiles)) < len(self.percentiles):
+            raise ValueError("`percentiles` lists a percentile twice")
+        for setting in ("k", "percentiles"):
             takes = [f for f in fns if FUNCTIONS[f].param == setting]
             if getattr(self, setting) is None and takes:
                 raise ValueError(f"`{takes[0]}` needs `{setting}`")
