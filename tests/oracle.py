@@ -54,6 +54,11 @@ def aggregate(fn: str, events: list[dict], column: str | None, param=None):
     if fn in ("last_k", "first_k"):  # newest (oldest) first, ties on event_time by arrival order
         order = sorted(rows, key=lambda e: (e["event_time"], e["arrival"]), reverse=fn == "last_k")
         return [e[column] for e in order[:param]]
+    if fn == "top_k":  # most frequent first, ties by value ascending
+        counts: dict = {}
+        for e in rows:
+            counts[e[column]] = counts.get(e[column], 0) + 1
+        return [v for v, _ in sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))[:param]]
     if fn == "approx_percentile":  # the exact element of rank floor(q (n - 1)): the engines estimate it
         return float(sorted(vals)[math.floor(param * (len(vals) - 1))])
     if fn in ("last", "first"):

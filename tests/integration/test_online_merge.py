@@ -32,7 +32,8 @@ DISTINCT = """
     source: transactions
     aggregations:
       - column: merchant_id
-        functions: [count_distinct, count, approx_count_distinct]
+        functions: [count_distinct, count, approx_count_distinct, top_k]
+        k: 3
         windows: [1h, 1d]
       - column: card_country
         function: count_distinct
@@ -176,7 +177,8 @@ def test_latest_merge_keeps_newest_row(world):
 def test_count_distinct_tiles_merge_by_union_up_to_the_bound(world):
     """Two partial tiles of 600 distinct values each, 200 of them shared: the merged tile
     holds the union, up to MAX_DISTINCT (1,000 of 1,000 here), and the read says so; past
-    the bound more values change nothing."""
+    the bound more values change nothing. top_k's counts are bounded alike, keeping the most
+    frequent."""
     from featureline.aggregations.distinct import MAX_DISTINCT
 
     plan, store_a, _, _, T = world
@@ -206,3 +208,9 @@ def test_count_distinct_tiles_merge_by_union_up_to_the_bound(world):
     block = sections(store_a.client.get(value_key(store_a.prefix, "user", ent)))[lay.code.encode()]
     (tile,) = msgpack.unpackb(block, raw=True)
     assert tile[0] == st and len(tile[1 + lay.acc("dist", "merchant_id").index]) == MAX_DISTINCT
+    # top_k's counts: the union of 1,100 values bounded to the 1,000 most frequent (ties by bytes)
+    from featureline.aggregations.topk import MAX_VALUES
+
+    freq = tile[1 + lay.acc("freq", "merchant_id").index]
+    assert len(freq) == MAX_VALUES and sorted(c for _, c in freq)[-200:] == [2] * 200
+    assert got["merchant_id_top_k_1h"] == [[400, 401, 402]]  # counted twice, ties by value

@@ -286,8 +286,19 @@ EVERYTHING = """
         hop: 5m
         name: m1
       - column: status
-        functions: [last_k]
+        functions: [last_k, top_k]
         k: 2
+        windows: [1d]
+      - column: merchant_id
+        functions: [top_k]
+        k: 3
+        windows: [1h, 7d]
+        hop: 5m
+        name: mt
+      - expr: "status = 'declined'"
+        name: dt
+        functions: [top_k]
+        k: 1
         windows: [1d]
       - column: event_time
         functions: [first_k]

@@ -268,7 +268,7 @@ NEW_AGGREGATIONS = """
         percentiles: [0.5, 0.9]
         windows: [10m, 1h]
       - column: card_country
-        function: last_k
+        functions: [last_k, top_k]
         k: 2
         windows: [1h]
 feature_services:

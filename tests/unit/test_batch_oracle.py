@@ -64,6 +64,9 @@ feature_views:
       - {column: v, functions: [approx_percentile], percentiles: [0, 0.5, 0.9, 1], windows: [1h, 10m]}
       - {column: i, functions: [approx_percentile, count], percentiles: [0.25], windows: [10m]}
       - {column: b, functions: [approx_percentile], percentiles: [0.5], windows: [1h], name: bp}
+      - {column: s, functions: [top_k], k: 2, windows: [1h, 10m]}
+      - {column: i, functions: [top_k], k: 3, windows: [1h], hop: 7m}
+      - {column: b, functions: [top_k], k: 1, windows: [1h], name: bt}
       - {column: b, functions: [sum, mean, count, count_distinct], windows: [1h]}
   - name: wf
     entity: thing

@@ -19,7 +19,7 @@ CASES = [
         "functions: [sum, mean, max]",
         "functions: [sum, mean, maxx]",
         [
-            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance', 'stddev', 'count_distinct', 'last_k', 'first_k', 'approx_count_distinct' or 'approx_percentile'\n   = help: did you mean `max`?",
+            "features/user_features.yaml:10:32: error[invalid-value]: `functions`: Input should be 'count', 'sum', 'mean', 'min', 'max', 'last', 'first', 'variance', 'stddev', 'count_distinct', 'last_k', 'first_k', 'top_k', 'approx_count_distinct' or 'approx_percentile'\n   = help: did you mean `max`?",
         ],
     ),
     (
@@ -32,7 +32,7 @@ CASES = [
         "features/user_features.yaml",
         "functions: [sum, mean, max]",
         "functions: [sum, mean, max]\n        k: 3",
-        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `k` applies to `last_k` and `first_k`, not to `sum`, `mean`, `max`"],
+        ["features/user_features.yaml:9:9: error[invalid-value]: `aggregations`: `k` applies to `last_k`, `first_k` and `top_k`, not to `sum`, `mean`, `max`"],
     ),
     (
         "features/user_features.yaml",
@@ -136,7 +136,7 @@ CASES = [
         "      - function: count             #",
         "      - column: currency\n        function: sum             #",
         [
-            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, count_distinct, approx_count_distinct, last, first, last_k and first_k work on any type",
+            "features/user_features.yaml:8:19: error[invalid-aggregation]: `sum` needs a numeric (integer, number or boolean) input, but column `currency` is string\n   = help: count, count_distinct, approx_count_distinct, last, first, last_k, first_k and top_k work on any type",
         ],
     ),
     (

@@ -8,11 +8,11 @@ append, never reorder, or stored tiles would no longer be found.
 
 from __future__ import annotations
 
-from . import count, ddsketch, distinct, hll, lastfirst, lastk, minmax, sums, variance
+from . import count, ddsketch, distinct, hll, lastfirst, lastk, minmax, sums, topk, variance
 from .base import Accumulator, Function
 
-_STATE_MODULES = (count, sums, minmax, variance, lastfirst, distinct, lastk, hll, ddsketch)  # tile order: append only
-_FUNCTION_MODULES = (count, sums, minmax, lastfirst, variance, distinct, lastk, hll, ddsketch)  # the order docs and errors list them in
+_STATE_MODULES = (count, sums, minmax, variance, lastfirst, distinct, lastk, hll, ddsketch, topk)  # tile order: append only
+_FUNCTION_MODULES = (count, sums, minmax, lastfirst, variance, distinct, lastk, topk, hll, ddsketch)  # the order docs and errors list them in
 
 ACCUMULATORS: dict[str, Accumulator] = {a.kind: a for m in _STATE_MODULES for a in m.ACCUMULATORS}
 FUNCTIONS: dict[str, Function] = {f.name: f for m in _FUNCTION_MODULES for f in m.FUNCTIONS}

@@ -135,7 +135,7 @@ class NumericFunction(Function):
 
     inputs = NUMERIC + ("boolean",)
     input_kind = "numeric (integer, number or boolean)"
-    hint = "count, count_distinct, approx_count_distinct, last, first, last_k and first_k work on any type"
+    hint = "count, count_distinct, approx_count_distinct, last, first, last_k, first_k and top_k work on any type"
     bool_as_int = True
 
 

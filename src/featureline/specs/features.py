@@ -93,7 +93,7 @@ class Aggregation(Spec):
     windows: list[Duration] = Field(min_length=1)
     hop: Duration | None = None
     name: Name | None = None
-    k: int | None = Field(default=None, ge=1, le=MAX_K)  # last_k, first_k: how many values
+    k: int | None = Field(default=None, ge=1, le=MAX_K)  # last_k, first_k, top_k: how many values
     percentiles: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(default=None, min_length=1, max_length=20)  # approx_percentile
 
     @model_validator(mode="after")
@@ -114,7 +114,8 @@ class Aggregation(Spec):
             if getattr(self, setting) is None and takes:
                 raise ValueError(f"`{takes[0]}` needs `{setting}`")
             if getattr(self, setting) is not None and not takes:
-                names = " and ".join(f"`{n}`" for n, fn in FUNCTIONS.items() if fn.param == setting)
+                names = [f"`{n}`" for n, fn in FUNCTIONS.items() if fn.param == setting]
+                names = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
                 raise ValueError(f"`{setting}` applies to {names}, not to {', '.join(f'`{f}`' for f in fns)}")
         return self
 
