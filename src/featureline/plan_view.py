@@ -51,7 +51,7 @@ def render_plan(plan: Plan, only_view: str | None = None) -> None:
         for f in v.features:
             t.add_row(
                 f.name,
-                f.function or "latest",
+                (f.function or "latest") + (f" ({'k' if isinstance(f.param, int) else 'q'}={f.param:g})" if f.param is not None else ""),
                 f.describe_input(),
                 f.dtype,
                 format_duration(f.window_us) if f.window_us else "",
