@@ -41,3 +41,15 @@ def add_views(features_file: Path, yaml: str) -> None:
     views, _, services = yaml.partition("feature_services:")
     head, _, tail = features_file.read_text().partition("\n  - name: user_profile")
     features_file.write_text(head + "\n" + views + "\n  - name: user_profile" + tail + "\nfeature_services:" + services)
+
+
+def value_sections(v: bytes) -> dict[bytes, bytes]:
+    """An entity's value in the online store (online/value.py) -> {slot code: payload}."""
+    from featureline.online.value import HEAD, HEADER
+
+    out, p = {}, 0
+    while p < len(v):
+        code, _, n = HEADER.unpack_from(v, p)
+        out[code] = v[p + HEAD : p + HEAD + n]
+        p += HEAD + n
+    return out

@@ -201,9 +201,9 @@ def test_count_distinct_tiles_merge_by_union_up_to_the_bound(world):
     assert got["merchant_id_count_1h"] == [1300]
     # the stored tile keeps at most the bound's values (state stays bounded)
     import msgpack
+    from tests.projects import value_sections as sections
 
     from featureline.online.layout import value_key
-    from featureline.online.value import sections
 
     block = sections(store_a.client.get(value_key(store_a.prefix, "user", ent)))[lay.code.encode()]
     (tile,) = msgpack.unpackb(block, raw=True)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from featureline.online.backend import SlotWrites
-from featureline.online.value import assemble, pack, sections
+from featureline.online.value import assemble, into, pack
 
 
 def _entries(v: bytes):
@@ -23,12 +23,21 @@ def _entries(v: bytes):
     return out
 
 
+def sections(v: bytes) -> dict:
+    cols = {c: [None] for c in (b"aaaaa", b"bbbbb", b"ccccc", b"zzzzz")}
+    into(v, cols, 0)
+    return {c: col[0] for c, col in cols.items() if col[0] is not None}
+
+
 def test_sections_round_trip_with_empty_and_binary_payloads():
     secs = [("aaaaa", 10, b""), ("bbbbb", 20, bytes(range(256)) * 3), ("ccccc", 5, b"\x00}:|")]
     v = pack(secs)
     assert sections(v) == {b"aaaaa": b"", b"bbbbb": bytes(range(256)) * 3, b"ccccc": b"\x00}:|"}
     assert _entries(v) == secs
     assert sections(b"") == {}
+    cols = {b"bbbbb": [None, None]}  # only the codes asked for, at the row given
+    into(v, cols, 1)
+    assert cols == {b"bbbbb": [None, bytes(range(256)) * 3]}
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -27,7 +27,7 @@ from ..aggregations import FUNCTIONS
 from ..aggregations.window import Row, Tiles, Window
 from ..plan import FeaturePlan, Plan
 from .layout import TileLayout, input_name, key_head, latest_code, tile_layouts
-from .value import EMPTY, sections
+from .value import into
 
 LITTLE = sys.byteorder == "little"
 ROWS_IN_PYTHON = 4  # reads of up to this many rows compute in pure Python (numpy's per-call cost)
@@ -126,12 +126,13 @@ class ServiceRead:
     def per_slot(self, values: list) -> list[list]:
         """The MGET's values (one per row and group) -> per slot, its payload of each row (None: none)."""
         ng = len(self.groups)
-        per: list[list] = [[] for _ in range(self.nslots)]
+        n = len(values) // ng if ng else 0
+        per: list[list] = [[None] * n for _ in range(self.nslots)]
         for gi, members in enumerate(self.slots):
-            for v in values[gi::ng]:
-                d = sections(v) if v else EMPTY
-                for k, code in members:
-                    per[k].append(d.get(code))
+            cols = {code: per[k] for k, code in members}
+            for r, v in enumerate(values[gi::ng]):
+                if v:
+                    into(v, cols, r)
         return per
 
     def columns(self, replies: list, n: int, t: int) -> list[list]:
