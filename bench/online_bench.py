@@ -427,6 +427,7 @@ def write_project(proj: Path, db: int) -> None:
 
     for d in ("contracts", "features"):
         shutil.copytree(ROOT / d, proj / d, dirs_exist_ok=True)
+    (proj / "features" / "user_variety.yaml").unlink(missing_ok=True)  # the bench's views stay those of its earlier runs
     y = (ROOT / "featureline.yaml").read_text()
     y = re.sub(r"(url: redis://[^\n]*?)/\d+\s*$", rf"\1/{db}", y, flags=re.M)
     y = re.sub(r"key_prefix: \S+", f"key_prefix: {PREFIX}", y)

@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ALL_VIEWS = "--all-views" in sys.argv
 sys.path.insert(0, str(REPO / "src"))
 
 
@@ -43,6 +44,8 @@ def project(tmp: Path, topic: str) -> Path:
     text = text.replace("consumer_group: featureline-payments", f"consumer_group: bench-{tag}")
     (tmp / "featureline.yaml").write_text(text)
     shutil.copytree(REPO / "features", tmp / "features")
+    if not ALL_VIEWS:  # the bench's views stay those of its earlier runs (--all-views: the example's every view)
+        (tmp / "features" / "user_variety.yaml").unlink(missing_ok=True)
     shutil.copytree(REPO / "contracts", tmp / "contracts")
     ent = tmp / "features" / "entities.yaml"
     ent.write_text(ent.read_text().replace("    stream:\n      format: json", f"    stream:\n      topic: {topic}\n      format: json"))
@@ -263,6 +266,7 @@ def main() -> None:
     ap.add_argument("--freshness-rate", type=int, default=5000)
     ap.add_argument("--freshness-seconds", type=float, default=30)
     ap.add_argument("--no-freshness", action="store_true")
+    ap.add_argument("--all-views", action="store_true", help="keep every view of the example (user_variety too: the newer aggregations)")
     ap.add_argument("--freshness-warmup", type=float, default=5.0, help="seconds of load before the probes start (steady state)")
     ap.add_argument("--load-nice", type=int, default=0, help="niceness of the freshness run's load producer process (default 0: the same priority as the stream)")
     a = ap.parse_args()
