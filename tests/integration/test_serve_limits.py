@@ -195,7 +195,9 @@ def test_an_oversized_request_is_answered_after_the_refusal_delay_and_others_are
         assert _status(reply) == 413, reply[:300]
         if delay:
             assert delay * 0.9 <= took < delay + 2, took
-            assert served and max(served) < 0.25, served
+            # never held for the tarpit's delay (a blocked server would answer after ~delay); a
+            # busy machine's stall of a few hundred ms is not that
+            assert served and max(served) < delay / 2 and sorted(served)[len(served) // 2] < 0.05, served
         else:
             assert took < 0.5, took
 

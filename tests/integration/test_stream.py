@@ -248,7 +248,7 @@ def test_caught_up_stream_equals_batch_and_oracle_and_dead_letters_are_exact(tmp
 
 
 NEW_AGGREGATIONS = """
-  - name: user_variety
+  - name: user_newer
     entity: user
     source: transactions
     aggregations:
@@ -272,8 +272,8 @@ NEW_AGGREGATIONS = """
         k: 2
         windows: [1h]
 feature_services:
-  - name: variety
-    features: ["user_variety:*"]
+  - name: newer
+    features: ["user_newer:*"]
 """
 
 
@@ -301,9 +301,9 @@ def test_new_aggregations_stream_equals_batch_and_oracle(tmp_path, services):
         engine = reference(d, plan, events, now=now)
         rows = entity_rows(events)
         for later in (0, 5 * MINUTE, HOUR):
-            assert mismatches(store, engine, rows, now + later, "variety") == {}, later
-        got = store.get("variety", [{"user_id": r["user_id"]} for r in rows], at_us=now)
-        for f in plan.views["user_variety"].features:
+            assert mismatches(store, engine, rows, now + later, "newer") == {}, later
+        got = store.get("newer", [{"user_id": r["user_id"]} for r in rows], at_us=now)
+        for f in plan.views["user_newer"].features:
             for i, row in enumerate(rows):
                 want = oracle.window_value(by_user.get(row["user_id"], []), now, f.function, f.column, f.window_us, f.hop_us, f.param)
                 ok = oracle.approx_close(f.function, got[f.name][i], want) if f.function.startswith("approx_") else same(got[f.name][i], want)
