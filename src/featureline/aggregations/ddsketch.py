@@ -10,13 +10,14 @@ commutes with merging, so any split of the values gives the same buckets). Tiles
 adding counts (Lua). The percentile q of a window: the value of the bucket holding the
 element of rank floor(q (n - 1)) of its values, sorted: within 1% of that element while no
 bucket was folded (values spanning under 1,000 buckets: a ratio of about 10^8 between the
-smallest and largest magnitude). Keys are computed by numpy in every engine (batch, backfill,
-stream micro-batches) and the estimate by the same code, so online and batch agree exactly.
+smallest and largest magnitude). Keys are computed by the same code in every engine (batch,
+backfill, stream micro-batches: `key`) and the estimate too, so online and batch agree exactly.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 
@@ -29,16 +30,18 @@ MIN_ABS = 1e-9
 OFFSET = 1_000_000
 MAX_BUCKETS = 1024
 _REC = np.dtype([("k", ">i4"), ("c", ">u4")])
+_PAIR = struct.Struct(">iI")  # one record of _REC
 
 
-def keys(values: np.ndarray) -> np.ndarray:
-    """float64 values -> their bucket keys (int64)."""
-    x = np.asarray(values, np.float64)
-    a = np.abs(x)
-    big = a >= MIN_ABS
-    idx = np.zeros(len(x), np.int64)
-    idx[big] = np.ceil(np.log(a[big]) / _LN).astype(np.int64) + OFFSET
-    return np.where(x < 0, -idx, idx)
+def key(x: float) -> int:
+    """A value's bucket key. Plain `math.log` (the C library's), never numpy's: numpy picks SIMD
+    code by CPU, and a batch engine and a stream on different machines must give a value at a
+    bucket's edge the same key."""
+    a = abs(x)
+    if a < MIN_ABS:
+        return 0
+    k = math.ceil(math.log(a) / _LN) + OFFSET
+    return -k if x < 0 else k
 
 
 def buckets(sketches) -> tuple[np.ndarray, np.ndarray]:
@@ -55,10 +58,16 @@ def buckets(sketches) -> tuple[np.ndarray, np.ndarray]:
 
 def sketch(values) -> bytes:
     """Values -> a tile's records."""
-    if not len(values):
+    if not values:
         return b""
-    k, c = np.unique(keys(np.asarray(values, np.float64)), return_counts=True)
-    return records(*_fold(k, c.astype(np.int64)))
+    counts: dict[int, int] = {}
+    for x in values:
+        k = key(x)
+        counts[k] = counts.get(k, 0) + 1
+    ks = sorted(counts)
+    if len(ks) <= MAX_BUCKETS:
+        return b"".join(_PAIR.pack(k, counts[k]) for k in ks)
+    return records(*_fold(np.array(ks, np.int64), np.array([counts[k] for k in ks], np.int64)))
 
 
 def records(k: np.ndarray, c: np.ndarray) -> bytes:

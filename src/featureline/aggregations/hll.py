@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from .base import Accumulator, Function, value_bytes
 P = 14
 M = 1 << P
 _REC = np.dtype([("i", ">u2"), ("r", "u1")])
+_PAIR = struct.Struct(">HB")  # one record of _REC
 _ALPHA = 0.7213 / (1 + 1.079 / M)
 
 
@@ -38,11 +40,7 @@ def registers(values) -> bytes:
         r = 64 - P - w.bit_length() + 1
         if regs.get(i, 0) < r:
             regs[i] = r
-    out = np.empty(len(regs), _REC)
-    keys = sorted(regs)
-    out["i"] = keys
-    out["r"] = [regs[i] for i in keys]
-    return out.tobytes()
+    return b"".join(_PAIR.pack(i, regs[i]) for i in sorted(regs))
 
 
 def dense(sparse: list) -> np.ndarray:
