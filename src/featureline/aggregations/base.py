@@ -24,7 +24,7 @@ from .window import Row, Window
 
 _enc = msgspec.msgpack.Encoder()
 NUMERIC_INPUTS = ("integer", "number", "boolean", "timestamp", "date")  # min/max of these pack as doubles
-__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Additive", "Function", "NumericFunction", "Row", "Window", "value_bytes", "with_nulls"]
+__all__ = ["NUMERIC", "NUMERIC_INPUTS", "ORDERED", "Accumulator", "Additive", "Function", "NumericFunction", "ObjectState", "Row", "Window", "stored", "value_bytes", "with_nulls"]
 
 
 class Accumulator:
@@ -72,6 +72,20 @@ class Accumulator:
         """Lua merging tile `new`'s state into `cur`'s (1-based positions: this state at `i`,
         its input's non-null count at `nn`)."""
         raise NotImplementedError
+
+
+class ObjectState(Accumulator):
+    """An accumulator whose state is not a number (a list, a sketch): msgpack tiles only."""
+
+    phase = 1
+
+    def numeric(self, input_type):
+        return False
+
+
+def stored(col: str, input_type: str | None) -> str:
+    """SQL of an input's values as tiles keep them: timestamps as epoch microseconds."""
+    return f"epoch_us({col})" if input_type == "timestamp" else col
 
 
 class Function:

@@ -21,7 +21,7 @@ import struct
 
 import numpy as np
 
-from .base import Accumulator, NumericFunction
+from .base import NumericFunction, ObjectState
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
@@ -105,12 +105,8 @@ def quantile(k: np.ndarray, c: np.ndarray, q: float) -> float | None:
     return value_of(int(k[j]))
 
 
-class Buckets(Accumulator):
+class Buckets(ObjectState):
     kind = "dds"
-    phase = 1
-
-    def numeric(self, input_type):
-        return False
 
     def sql(self, col, input_type):
         return f"list({col}::DOUBLE) FILTER (WHERE {col} IS NOT NULL)"
@@ -170,11 +166,7 @@ class ApproxPercentileFn(NumericFunction):
         return pa.array(out, pa.float64())
 
     def reduce(self, w, inp):
-        sketches = w.objects(w.column("dds", inp))
-        rows: list[list] = [[] for _ in range(w.n)]
-        for i in np.flatnonzero(w.nonempty(inp)).tolist():
-            rows[w.seg[i]].append(sketches[i])
-        return [quantile(*buckets(s), self.value) if s else None for s in rows]
+        return [quantile(*buckets(s), self.value) if s else None for s in w.states("dds", inp)]
 
     def reduce_row(self, r, inp):
         s = r.nonempty("dds", inp)

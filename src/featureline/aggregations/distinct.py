@@ -13,24 +13,22 @@ values are one value (0.0 and -0.0 are one number).
 
 from __future__ import annotations
 
-import numpy as np
-
-from .base import Accumulator, Function
+from .base import Function, ObjectState, stored
 from .base import value_bytes as _key
 
 MAX_DISTINCT = 1000
 
 
-class Distinct(Accumulator):
-    kind = "dist"
-    phase = 1
+def distinct_sql(col: str, input_type: str | None) -> str:
+    """A tile's distinct non-null values (as tiles keep them), a DuckDB list."""
+    return f"list(DISTINCT {stored(col, input_type)}) FILTER (WHERE {col} IS NOT NULL)"
 
-    def numeric(self, input_type):
-        return False
+
+class Distinct(ObjectState):
+    kind = "dist"
 
     def sql(self, col, input_type):
-        v = f"epoch_us({col})" if input_type == "timestamp" else col
-        return f"list(DISTINCT {v}) FILTER (WHERE {col} IS NOT NULL)"
+        return distinct_sql(col, input_type)
 
     def state(self, v):
         return sorted({_key(x) for x in v})[:MAX_DISTINCT] if v else []
@@ -68,21 +66,15 @@ class CountDistinctFn(Function):
         return f"least(count(DISTINCT {inp}) FILTER (WHERE {win}), {MAX_DISTINCT})"
 
     def reduce(self, w, inp):
-        sets = w.objects(w.column("dist", inp))  # per tile: its values' msgpack bytes
-        union: list = [None] * w.n
-        for i in np.flatnonzero(w.nonempty(inp)).tolist():
-            e = w.seg[i]
-            if union[e] is None:
-                union[e] = set(sets[i])
-            else:
-                union[e].update(sets[i])
-        return [0 if u is None else min(len(u), MAX_DISTINCT) for u in union]
+        return [_count(tiles) for tiles in w.states("dist", inp)]
 
     def reduce_row(self, r, inp):
-        union: set = set()
-        for s in r.nonempty("dist", inp):
-            union.update(s)
-        return min(len(union), MAX_DISTINCT)
+        return _count(r.nonempty("dist", inp))
+
+
+def _count(tiles: list) -> int:
+    """Tiles' sets of values' msgpack bytes -> the bounded size of their union."""
+    return min(len(set().union(*tiles)), MAX_DISTINCT)
 
 
 ACCUMULATORS = (Distinct(),)

@@ -22,7 +22,8 @@ import struct
 
 import numpy as np
 
-from .base import Accumulator, Function, value_bytes
+from .base import Function, ObjectState, stored, value_bytes
+from .distinct import distinct_sql
 
 P = 14
 M = 1 << P
@@ -73,16 +74,11 @@ def merge(a: bytes, b: bytes) -> bytes:
     return out.tobytes()
 
 
-class Sketch(Accumulator):
+class Sketch(ObjectState):
     kind = "hll"
-    phase = 1
-
-    def numeric(self, input_type):
-        return False
 
     def sql(self, col, input_type):
-        v = f"epoch_us({col})" if input_type == "timestamp" else col
-        return f"list(DISTINCT {v}) FILTER (WHERE {col} IS NOT NULL)"
+        return distinct_sql(col, input_type)  # registers are made from the values in Python
 
     def state(self, v):
         return registers(v) if v else b""
@@ -121,8 +117,7 @@ class ApproxCountDistinctFn(Function):
         return "integer"
 
     def sql(self, inp, win, dtype, counts_events):
-        v = f"epoch_us({inp})" if self.input_type == "timestamp" else inp
-        return f"list(DISTINCT {v}) FILTER (WHERE {win} AND {inp} IS NOT NULL)"
+        return f"list(DISTINCT {stored(inp, self.input_type)}) FILTER (WHERE {win} AND {inp} IS NOT NULL)"
 
     def finalize(self, column):
         import pyarrow as pa
@@ -130,11 +125,7 @@ class ApproxCountDistinctFn(Function):
         return pa.array([0 if vs is None else estimate(dense([registers(vs)])) for vs in column.to_pylist()], pa.int64())
 
     def reduce(self, w, inp):
-        sketches = w.objects(w.column("hll", inp))
-        rows: list[list] = [[] for _ in range(w.n)]
-        for i in np.flatnonzero(w.nonempty(inp)).tolist():
-            rows[w.seg[i]].append(sketches[i])
-        return [estimate(dense(s)) if s else 0 for s in rows]
+        return [estimate(dense(s)) if s else 0 for s in w.states("hll", inp)]
 
     def reduce_row(self, r, inp):
         s = r.nonempty("hll", inp)

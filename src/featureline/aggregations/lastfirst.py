@@ -8,24 +8,19 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from .base import Accumulator, Function
+from .base import Function, ObjectState, stored
 
 _enc = msgspec.msgpack.Encoder()
 
 
-class Pick(Accumulator):
-    phase = 1
-
+class Pick(ObjectState):
     def __init__(self, kind: str):
         self.kind = kind
         self.newer = kind == "last"
 
-    def numeric(self, input_type):
-        return False
-
     def sql(self, col, input_type):
         fn = "arg_max" if self.newer else "arg_min"
-        v = f"epoch_us({col})" if input_type == "timestamp" else col
+        v = stored(col, input_type)
         return f"{fn}(struct_pack(t := __t, a := __arrival, v := {v}), __ord) FILTER (WHERE {col} IS NOT NULL)"
 
     def state(self, v):

@@ -10,26 +10,20 @@ tiles cover disjoint times, so that is the window's k newest (oldest)."""
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 
-from .base import Accumulator, Function
+from .base import Function, ObjectState, stored
 
 MAX_K = 100  # the largest k: a tile keeps up to k values of each input
 _enc = msgspec.msgpack.Encoder()
 
 
-class PickK(Accumulator):
-    phase = 1
-
+class PickK(ObjectState):
     def __init__(self, kind: str):
         self.kind = kind
         self.newer = kind == "lastk"
 
-    def numeric(self, input_type):
-        return False
-
     def sql(self, col, input_type):
-        v = f"epoch_us({col})" if input_type == "timestamp" else col
+        v = stored(col, input_type)
         order = "DESC" if self.newer else "ASC"
         return f"(list(struct_pack(t := __t, a := __arrival, v := {v}) ORDER BY __ord {order}) FILTER (WHERE {col} IS NOT NULL))[1:{self.size}]"
 
@@ -88,11 +82,7 @@ class PickKFn(Function):
         return got
 
     def reduce(self, w, inp):
-        lists = w.objects(w.column(self.needs[0], inp))
-        rows: list[list] = [[] for _ in range(w.n)]
-        for i in np.flatnonzero(w.nonempty(inp)).tolist():
-            rows[w.seg[i]].append(lists[i])
-        return [self._take(t) for t in rows]
+        return [self._take(t) for t in w.states(self.needs[0], inp)]
 
     def reduce_row(self, r, inp):
         return self._take(r.nonempty(self.needs[0], inp))

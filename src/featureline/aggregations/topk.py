@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections import Counter
 
 import msgspec
-import numpy as np
 
-from .base import Accumulator, Function, value_bytes
+from .base import Function, ObjectState, stored, value_bytes
 
 MAX_VALUES = 1000
 _dec = msgspec.msgpack.Decoder()
@@ -36,16 +35,11 @@ def top(counts: dict, k: int) -> list:
     return [b for b, _ in ranked[:k]]
 
 
-class Freq(Accumulator):
+class Freq(ObjectState):
     kind = "freq"
-    phase = 1
-
-    def numeric(self, input_type):
-        return False
 
     def sql(self, col, input_type):
-        v = f"epoch_us({col})" if input_type == "timestamp" else col
-        return f"histogram({v}) FILTER (WHERE {col} IS NOT NULL)"
+        return f"histogram({stored(col, input_type)}) FILTER (WHERE {col} IS NOT NULL)"
 
     def state(self, v):
         if not v:
@@ -114,18 +108,13 @@ class TopKFn(Function):
         return pa.array(out, column.type)
 
     def reduce(self, w, inp):
-        states = w.objects(w.column("freq", inp))
-        rows: list = [None] * w.n
-        for i in np.flatnonzero(w.nonempty(inp)).tolist():
-            e = w.seg[i]
-            counts = rows[e] if rows[e] is not None else {}
-            for b, c in states[i]:
-                counts[b] = counts.get(b, 0) + c
-            rows[e] = counts
-        return [None if c is None else top(c, self.value) for c in rows]
+        return [self._top(tiles) for tiles in w.states("freq", inp)]
 
     def reduce_row(self, r, inp):
-        tiles = r.nonempty("freq", inp)
+        return self._top(r.nonempty("freq", inp))
+
+    def _top(self, tiles: list):
+        """One row's tiles' [value bytes, count] lists -> its k most frequent (None: no tile)."""
         if not tiles:
             return None
         counts: dict = {}

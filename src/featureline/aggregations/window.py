@@ -59,6 +59,14 @@ class Window:
         """(tiles,) bool: kept tiles holding a non-null value of the input."""
         return self.keep & (self.values("nn", inp) > 0)
 
+    def states(self, kind: str, inp: str | None) -> list[list]:
+        """Per row, a msgpack state of its kept tiles that hold a non-null value, oldest first."""
+        objs = self.objects(self.column(kind, inp))
+        rows: list[list] = [[] for _ in range(self.n)]
+        for i in np.flatnonzero(self.nonempty(inp)).tolist():
+            rows[self.seg[i]].append(objs[i])
+        return rows
+
     def extreme(self, kind: str, inp: str | None, lowest: bool) -> tuple[np.ndarray, np.ndarray]:
         """(n,) the least (greatest) numeric state over each row's non-empty kept tiles, and
         whether the row has one."""

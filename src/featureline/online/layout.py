@@ -35,6 +35,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import msgspec
 
@@ -65,7 +66,7 @@ class Acc:
     index: int  # position in the tile (numeric layouts: in doubles; var takes two)
     param: int | None = None  # a sized accumulator's size (lastk/firstk: the largest k of its features)
 
-    @property
+    @cached_property
     def impl(self):
         """The accumulator's module object, sized by `param` (`Accumulator.bound`)."""
         return ACCUMULATORS[self.kind].bound(self.param)
